@@ -1,0 +1,630 @@
+//! The device store: records and attachments in one SQLite file on the tablet.
+//!
+//! What must stay true:
+//! - An edit acknowledged to the caller is on disk: each save is one transaction in WAL mode with
+//!   `synchronous=FULL` (by default), so neither a killed app nor a power cut loses it.
+//! - Saves are incremental: a record's row holds a compacted snapshot, and each save appends only
+//!   the new changes as a chunk; compaction folds chunks back into the snapshot from what is on
+//!   disk (never from one in-memory copy, which might lack another copy's chunks).
+//! - Nothing is thrown away: a database file that cannot be read is moved aside (never deleted)
+//!   and the error says where; [`Store::salvage`] copies every readable record out of it.
+//! - Records not yet acknowledged by the server are marked dirty until sync says otherwise.
+
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use automerge::ChangeHash;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use schema::{SchemaError, VERSION as SCHEMA_VERSION};
+
+use crate::ids::{RecordId, SchoolId};
+use crate::record::{Clock, Editor, NewRecord, Record, RecordError, Status};
+use crate::template::{builtin_templates, Template, TemplateError};
+
+/// Largest attachment the store accepts (photos of documents, signature strokes).
+pub const MAX_ATTACHMENT: usize = 20 * 1024 * 1024;
+
+/// How hard a save waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Survives a power cut (`synchronous=FULL`).
+    #[default]
+    Full,
+    /// Survives the app being killed, not a power cut (`synchronous=NORMAL`).
+    Normal,
+}
+
+/// Settings of a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub durability: Durability,
+    /// Fold a record's chunks into its snapshot once it has this many.
+    pub compact_after: u32,
+    pub clock: Clock,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { durability: Durability::Full, compact_after: 64, clock: Clock::system() }
+    }
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the store file {path} is damaged and was moved aside to {moved_to} (nothing was deleted; \
+         records in it can be recovered with salvage): {reason}"
+    )]
+    Corrupt { path: PathBuf, moved_to: PathBuf, reason: String },
+    #[error("record {0} is not in this store")]
+    NotFound(RecordId),
+    #[error("template {0} v{1} is not known to this store")]
+    UnknownTemplate(String, u32),
+    #[error("attachment {0} is not in this store")]
+    AttachmentNotFound(String),
+    #[error("attachment of {size} bytes is larger than the limit of {MAX_ATTACHMENT} bytes")]
+    AttachmentTooLarge { size: usize },
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    #[error("storage: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("file {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What a list of records shows, without loading any document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordSummary {
+    pub id: RecordId,
+    pub template_id: String,
+    pub template_version: u32,
+    pub school_id: String,
+    pub status: Status,
+    pub created_by: String,
+    pub date: Option<String>,
+    pub updated_at: i64,
+    /// Has changes the server has not acknowledged.
+    pub dirty: bool,
+}
+
+/// Which records to list; every set field narrows the list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordFilter {
+    pub school: Option<SchoolId>,
+    pub template: Option<String>,
+    pub status: Option<Status>,
+    /// Anyone who wrote to the record.
+    pub author: Option<String>,
+    /// Inclusive `YYYY-MM-DD` bounds on the record's date.
+    pub date_from: Option<String>,
+    pub date_to: Option<String>,
+    pub dirty_only: bool,
+    pub limit: Option<u32>,
+}
+
+/// What [`Store::salvage`] recovered from a damaged file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SalvageReport {
+    pub recovered: Vec<RecordId>,
+    /// Records whose bytes could not be read, with the reason.
+    pub unreadable: Vec<(String, String)>,
+}
+
+/// The device's store.
+pub struct Store {
+    conn: Connection,
+    path: Option<PathBuf>,
+    opts: StoreOptions,
+    templates: Vec<Arc<Template>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
+}
+
+fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        },
+    )?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+/// Checks the file's integrity; `Err` carries the reason it is unusable.
+fn check_integrity(conn: &Connection) -> std::result::Result<(), String> {
+    let verdict: rusqlite::Result<String> = conn.query_row("PRAGMA quick_check", [], |r| r.get(0));
+    match verdict {
+        Ok(v) if v == "ok" => Ok(()),
+        Ok(v) => Err(v),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Moves a damaged store file (and its WAL and shared-memory files) aside.
+fn move_aside(path: &Path, now: i64) -> Result<PathBuf> {
+    let mut target = PathBuf::from(format!("{}.corrupt-{now}", path.display()));
+    let mut n = 1;
+    while target.exists() {
+        target = PathBuf::from(format!("{}.corrupt-{now}-{n}", path.display()));
+        n += 1;
+    }
+    std::fs::rename(path, &target).map_err(|source| StoreError::Io { path: path.to_path_buf(), source })?;
+    for suffix in ["-wal", "-shm"] {
+        let side = PathBuf::from(format!("{}{suffix}", path.display()));
+        if side.exists() {
+            let to = PathBuf::from(format!("{}{suffix}", target.display()));
+            std::fs::rename(&side, &to).map_err(|source| StoreError::Io { path: side.clone(), source })?;
+        }
+    }
+    Ok(target)
+}
+
+/// The SHA-256 of some bytes as lowercase hex: the name of an attachment.
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path` with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(path, StoreOptions::default())
+    }
+
+    /// Opens (or creates) the store at `path`. A file that is not a readable store is moved aside
+    /// and [`StoreError::Corrupt`] says where; opening again then starts an empty store.
+    pub fn open_with(path: impl AsRef<Path>, opts: StoreOptions) -> Result<Store> {
+        let path = path.as_ref().to_path_buf();
+        let existed = path.exists();
+        let attempt = (|| -> Result<Connection> {
+            let mut conn = Connection::open_with_flags(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            configure(&conn, opts.durability)?;
+            if existed {
+                check_integrity(&conn).map_err(|reason| StoreError::Corrupt {
+                    path: path.clone(),
+                    moved_to: PathBuf::new(),
+                    reason,
+                })?;
+            }
+            schema::init(&mut conn)?;
+            Ok(conn)
+        })();
+        let conn = match attempt {
+            Ok(c) => c,
+            Err(StoreError::Corrupt { reason, .. }) => return Err(Store::corrupt(&path, reason, &opts)),
+            Err(StoreError::Sql(e)) if is_corruption(&e) => return Err(Store::corrupt(&path, e.to_string(), &opts)),
+            Err(StoreError::Schema(SchemaError::Sql(e))) if is_corruption(&e) => {
+                return Err(Store::corrupt(&path, e.to_string(), &opts));
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Store { conn, path: Some(path), opts, templates: builtin_templates().to_vec() })
+    }
+
+    fn corrupt(path: &Path, reason: String, opts: &StoreOptions) -> StoreError {
+        match move_aside(path, opts.clock.now()) {
+            Ok(moved_to) => StoreError::Corrupt { path: path.to_path_buf(), moved_to, reason },
+            Err(e) => e,
+        }
+    }
+
+    /// A store in memory, for tests and previews.
+    pub fn open_in_memory() -> Result<Store> {
+        Store::open_in_memory_with(StoreOptions::default())
+    }
+
+    pub fn open_in_memory_with(opts: StoreOptions) -> Result<Store> {
+        let mut conn = Connection::open_in_memory()?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        schema::init(&mut conn)?;
+        Ok(Store { conn, path: None, opts, templates: builtin_templates().to_vec() })
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.opts.clock
+    }
+
+    /// Every template this store can fill or read: the built-in ones and any added.
+    pub fn templates(&self) -> &[Arc<Template>] {
+        &self.templates
+    }
+
+    /// The template with this id: the given version, or the newest when `version` is `None`.
+    pub fn template(&self, id: &str, version: Option<u32>) -> Option<Arc<Template>> {
+        self.templates
+            .iter()
+            .filter(|t| t.id() == id && version.is_none_or(|v| t.version() == v))
+            .max_by_key(|t| t.version())
+            .cloned()
+    }
+
+    /// Adds a template (e.g. a district's own version delivered by sync); checked first.
+    pub fn add_template(&mut self, file: &str, json: &str) -> Result<Arc<Template>> {
+        let t = Arc::new(Template::from_json(file, json)?);
+        self.templates.retain(|o| !(o.id() == t.id() && o.version() == t.version()));
+        self.templates.push(t.clone());
+        Ok(t)
+    }
+
+    fn resolver(&self) -> impl Fn(&str, u32) -> Option<Arc<Template>> + '_ {
+        move |id, v| self.template(id, Some(v))
+    }
+
+    /// Creates a record of the newest version of a template and stores it.
+    pub fn create(&self, template: &str, school: &SchoolId, editor: &Editor) -> Result<Record> {
+        let t = self.template(template, None).ok_or_else(|| StoreError::UnknownTemplate(template.into(), 0))?;
+        let new = NewRecord { id: RecordId::random(), school: school.clone() };
+        let mut record = Record::create(t, new, editor.clone(), self.opts.clock.clone())?;
+        self.save(&mut record)?;
+        Ok(record)
+    }
+
+    /// Loads a record for `editor` to read or edit.
+    pub fn load(&self, id: &RecordId, editor: &Editor) -> Result<Record> {
+        let (snapshot, chunks) = self.raw(id)?;
+        let mut parts: Vec<&[u8]> = vec![&snapshot];
+        parts.extend(chunks.iter().map(Vec::as_slice));
+        let mut record = Record::load(parts, self.resolver(), editor.clone(), self.opts.clock.clone())?;
+        record.stored = Some(record.heads());
+        Ok(record)
+    }
+
+    fn raw(&self, id: &RecordId) -> Result<(Vec<u8>, Vec<Vec<u8>>)> {
+        let snapshot: Vec<u8> = self
+            .conn
+            .query_row("SELECT snapshot FROM records WHERE id = ?1", [id.as_str()], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(id.clone()))?;
+        let mut stmt = self.conn.prepare_cached("SELECT bytes FROM record_chunks WHERE record_id = ?1 ORDER BY seq")?;
+        let chunks = stmt.query_map([id.as_str()], |r| r.get(0))?.collect::<rusqlite::Result<Vec<Vec<u8>>>>()?;
+        Ok((snapshot, chunks))
+    }
+
+    /// Every byte of a record as stored (snapshot then chunks): what sync sends and what a
+    /// backup copies.
+    pub fn record_bytes(&self, id: &RecordId) -> Result<Vec<u8>> {
+        let (mut snapshot, chunks) = self.raw(id)?;
+        for c in chunks {
+            snapshot.extend_from_slice(&c);
+        }
+        Ok(snapshot)
+    }
+
+    /// Whether the store holds this record.
+    pub fn contains(&self, id: &RecordId) -> Result<bool> {
+        Ok(self.conn.query_row("SELECT 1 FROM records WHERE id = ?1", [id.as_str()], |_| Ok(())).optional()?.is_some())
+    }
+
+    /// Writes the record's unsaved changes durably. Returns once they are on disk.
+    pub fn save(&self, record: &mut Record) -> Result<()> {
+        let heads = record.heads();
+        if record.stored.as_deref() == Some(heads.as_slice()) {
+            return Ok(());
+        }
+        let tx = self.conn.unchecked_transaction()?;
+        let chunks = match &record.stored {
+            None if !self.contains(record.id())? => {
+                let snapshot = record.save();
+                tx.execute(
+                    "INSERT INTO records (id, template_id, template_version, school_id, status, created_by,
+                        record_date, updated_at, snapshot, dirty)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1)",
+                    params![
+                        record.id().as_str(),
+                        record.template().id(),
+                        record.template().version(),
+                        record.school().map(|s| s.to_string()).unwrap_or_default(),
+                        record.status().as_str(),
+                        record.created_by().map(|u| u.to_string()).unwrap_or_default(),
+                        record.date(),
+                        record.updated_at().unwrap_or(0),
+                        snapshot,
+                    ],
+                )?;
+                0
+            }
+            stored => {
+                let bytes = record.save_after(stored.as_deref().unwrap_or(&[]));
+                self.append_chunk(&tx, record, &bytes)?
+            }
+        };
+        tx.execute(
+            "INSERT OR IGNORE INTO record_authors (record_id, user_id) VALUES (?1, ?2)",
+            params![record.id().as_str(), record.editor().user.as_str()],
+        )?;
+        tx.commit()?;
+        record.stored = Some(heads);
+        if chunks >= self.opts.compact_after {
+            self.compact(record.id())?;
+        }
+        Ok(())
+    }
+
+    /// Appends change bytes to a stored record and refreshes its listing columns; returns the
+    /// number of chunks now waiting for compaction.
+    fn append_chunk(&self, tx: &rusqlite::Transaction<'_>, record: &Record, bytes: &[u8]) -> Result<u32> {
+        let seq: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM record_chunks WHERE record_id = ?1",
+            [record.id().as_str()],
+            |r| r.get(0),
+        )?;
+        tx.prepare_cached("INSERT INTO record_chunks (record_id, seq, bytes) VALUES (?1, ?2, ?3)")?
+            .execute(params![record.id().as_str(), seq, bytes])?;
+        tx.prepare_cached(
+            "UPDATE records SET status = ?2, record_date = ?3, updated_at = MAX(updated_at, ?4), dirty = 1 WHERE id = ?1",
+        )?
+        .execute(params![record.id().as_str(), record.status().as_str(), record.date(), record.updated_at().unwrap_or(0)])?;
+        Ok(u32::try_from(seq).unwrap_or(u32::MAX))
+    }
+
+    /// Runs an edit and saves it: the edit is durable when this returns `Ok`; when the edit is
+    /// refused nothing is written.
+    pub fn edit<T>(&self, record: &mut Record, f: impl FnOnce(&mut Record) -> crate::record::Result<T>) -> Result<T> {
+        let out = f(record)?;
+        self.save(record)?;
+        Ok(out)
+    }
+
+    /// Folds a record's chunks into its snapshot, from what is on disk.
+    pub fn compact(&self, id: &RecordId) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        let (snapshot, chunks) = self.raw(id)?;
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let mut doc = automerge::Automerge::load(&snapshot).map_err(|e| RecordError::Corrupt(e.to_string()))?;
+        for c in &chunks {
+            doc.load_incremental(c).map_err(|e| RecordError::Corrupt(e.to_string()))?;
+        }
+        tx.execute("UPDATE records SET snapshot = ?2 WHERE id = ?1", params![id.as_str(), doc.save()])?;
+        tx.execute("DELETE FROM record_chunks WHERE record_id = ?1", [id.as_str()])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Merges bytes of a record from elsewhere (a sync, another device's backup) into the store,
+    /// creating the record if it is new. Returns its id. Bytes that are not a record change
+    /// nothing.
+    pub fn merge_remote(&self, bytes: &[u8], editor: &Editor) -> Result<RecordId> {
+        let incoming = Record::load([bytes], self.resolver(), editor.clone(), self.opts.clock.clone())?;
+        let id = incoming.id().clone();
+        if !self.contains(&id)? {
+            let mut incoming = incoming;
+            self.save(&mut incoming)?;
+            return Ok(id);
+        }
+        let mut mine = self.load(&id, editor)?;
+        let before = mine.heads();
+        mine.merge(&incoming)?;
+        if mine.heads() != before {
+            let tx = self.conn.unchecked_transaction()?;
+            let bytes = mine.save_after(&before);
+            let chunks = self.append_chunk(&tx, &mine, &bytes)?;
+            for user in mine.contributors() {
+                tx.execute("INSERT OR IGNORE INTO record_authors (record_id, user_id) VALUES (?1, ?2)", params![id.as_str(), user])?;
+            }
+            tx.commit()?;
+            if chunks >= self.opts.compact_after {
+                self.compact(&id)?;
+            }
+        }
+        Ok(id)
+    }
+
+    /// Lists records without loading their documents, newest first.
+    pub fn list(&self, filter: &RecordFilter) -> Result<Vec<RecordSummary>> {
+        let mut sql = String::from(
+            "SELECT id, template_id, template_version, school_id, status, created_by, record_date, updated_at, dirty
+             FROM records WHERE 1 = 1",
+        );
+        let mut args: Vec<String> = Vec::new();
+        let mut cond = |sql: &mut String, clause: &str, v: String| {
+            args.push(v);
+            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+        };
+        if let Some(s) = &filter.school {
+            cond(&mut sql, " AND school_id = ?", s.to_string());
+        }
+        if let Some(t) = &filter.template {
+            cond(&mut sql, " AND template_id = ?", t.clone());
+        }
+        if let Some(s) = filter.status {
+            cond(&mut sql, " AND status = ?", s.as_str().to_string());
+        }
+        if let Some(a) = &filter.author {
+            cond(&mut sql, " AND id IN (SELECT record_id FROM record_authors WHERE user_id = ?)", a.clone());
+        }
+        if let Some(d) = &filter.date_from {
+            cond(&mut sql, " AND record_date >= ?", d.clone());
+        }
+        if let Some(d) = &filter.date_to {
+            cond(&mut sql, " AND record_date <= ?", d.clone());
+        }
+        if filter.dirty_only {
+            sql.push_str(" AND dirty = 1");
+        }
+        sql.push_str(" ORDER BY updated_at DESC, id");
+        if let Some(n) = filter.limit {
+            sql.push_str(&format!(" LIMIT {n}"));
+        }
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, u32>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, i64>(7)?,
+                r.get::<_, bool>(8)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, template_id, template_version, school_id, status, created_by, date, updated_at, dirty) = row?;
+            let Ok(id) = RecordId::new(id) else { continue };
+            out.push(RecordSummary {
+                id,
+                template_id,
+                template_version,
+                school_id,
+                status: Status::parse(&status).unwrap_or(Status::Draft),
+                created_by,
+                date,
+                updated_at,
+                dirty,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Number of records in the store.
+    pub fn count(&self) -> Result<u64> {
+        Ok(self.conn.query_row("SELECT COUNT(*) FROM records", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    /// Marks a record as acknowledged by the server up to `heads`; it stays dirty if it changed
+    /// since.
+    pub fn mark_synced(&self, id: &RecordId, heads: &[ChangeHash]) -> Result<()> {
+        let record_heads = {
+            let (snapshot, chunks) = self.raw(id)?;
+            let mut doc = automerge::Automerge::load(&snapshot).map_err(|e| RecordError::Corrupt(e.to_string()))?;
+            for c in &chunks {
+                doc.load_incremental(c).map_err(|e| RecordError::Corrupt(e.to_string()))?;
+            }
+            doc.get_heads()
+        };
+        let mut a: Vec<ChangeHash> = heads.to_vec();
+        let mut b = record_heads;
+        a.sort();
+        b.sort();
+        let encoded: Vec<u8> = heads.iter().flat_map(|h| h.0).collect();
+        self.conn.execute(
+            "UPDATE records SET synced_heads = ?2, dirty = ?3 WHERE id = ?1",
+            params![id.as_str(), encoded, a != b],
+        )?;
+        Ok(())
+    }
+
+    /// Stores the bytes of a file and returns its content hash; the same bytes are kept once.
+    pub fn put_attachment(&self, bytes: &[u8], mime: &str) -> Result<String> {
+        if bytes.len() > MAX_ATTACHMENT {
+            return Err(StoreError::AttachmentTooLarge { size: bytes.len() });
+        }
+        let hash = content_hash(bytes);
+        self.conn.execute(
+            "INSERT OR IGNORE INTO attachments (hash, mime, size, bytes, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![hash, mime, bytes.len() as i64, bytes, self.opts.clock.now()],
+        )?;
+        Ok(hash)
+    }
+
+    /// The bytes and type of a stored file.
+    pub fn attachment(&self, hash: &str) -> Result<(Vec<u8>, String)> {
+        self.conn
+            .query_row("SELECT bytes, mime FROM attachments WHERE hash = ?1", [hash], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?
+            .ok_or_else(|| StoreError::AttachmentNotFound(hash.to_string()))
+    }
+
+    /// Copies every readable record out of a damaged store file (one that [`Store::open`] moved
+    /// aside) into this store, merging with what is here. The damaged file is left as it is.
+    pub fn salvage(&self, damaged: &Path, editor: &Editor) -> Result<SalvageReport> {
+        let mut report = SalvageReport::default();
+        let src = Connection::open_with_flags(damaged, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        let ids: Vec<String> = match src.prepare("SELECT id FROM records") {
+            Ok(mut stmt) => match stmt.query_map([], |r| r.get::<_, String>(0)) {
+                Ok(rows) => rows.filter_map(|r| r.ok()).collect(),
+                Err(e) => {
+                    report.unreadable.push(("*".into(), e.to_string()));
+                    return Ok(report);
+                }
+            },
+            Err(e) => {
+                report.unreadable.push(("*".into(), e.to_string()));
+                return Ok(report);
+            }
+        };
+        for id in ids {
+            let read = || -> std::result::Result<Vec<u8>, String> {
+                let mut bytes: Vec<u8> = src
+                    .query_row("SELECT snapshot FROM records WHERE id = ?1", [&id], |r| r.get(0))
+                    .map_err(|e| e.to_string())?;
+                // Chunks are optional extras: take what can be read.
+                if let Ok(mut stmt) = src.prepare("SELECT bytes FROM record_chunks WHERE record_id = ?1 ORDER BY seq") {
+                    if let Ok(rows) = stmt.query_map([&id], |r| r.get::<_, Vec<u8>>(0)) {
+                        for c in rows.flatten() {
+                            bytes.extend_from_slice(&c);
+                        }
+                    }
+                }
+                Ok(bytes)
+            };
+            match read().and_then(|b| self.merge_remote(&b, editor).map_err(|e| e.to_string())) {
+                Ok(rid) => report.recovered.push(rid),
+                Err(e) => report.unreadable.push((id, e)),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Rebuilds the listing columns of every record from its document (after a template change).
+    pub fn reindex(&self, editor: &Editor) -> Result<usize> {
+        let ids: Vec<String> = {
+            let mut stmt = self.conn.prepare("SELECT id FROM records")?;
+            stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+        };
+        let mut n = 0;
+        for id in ids {
+            let Ok(id) = RecordId::new(id) else { continue };
+            let r = self.load(&id, editor)?;
+            self.conn.execute(
+                "UPDATE records SET status = ?2, record_date = ?3 WHERE id = ?1",
+                params![id.as_str(), r.status().as_str(), r.date()],
+            )?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Checks the file's integrity now (the same check `open` runs).
+    pub fn check(&self) -> std::result::Result<(), String> {
+        check_integrity(&self.conn)
+    }
+}

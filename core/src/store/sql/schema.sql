@@ -1,0 +1,55 @@
+-- The current schema of a device store (user_version 2), created in one step on a new store.
+
+-- records: one row per filled form: its compacted Automerge document and the columns listed on.
+-- dirty: the record has changes the server has not acknowledged. synced_heads: the heads the
+-- server is known to have (NULL: never synced).
+CREATE TABLE records (
+    id TEXT PRIMARY KEY NOT NULL,
+    template_id TEXT NOT NULL,
+    template_version INTEGER NOT NULL,
+    school_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    record_date TEXT,
+    updated_at INTEGER NOT NULL,
+    snapshot BLOB NOT NULL,
+    dirty INTEGER NOT NULL DEFAULT 1,
+    synced_heads BLOB
+);
+CREATE INDEX records_school ON records (school_id, updated_at);
+CREATE INDEX records_template ON records (template_id, status);
+CREATE INDEX records_status ON records (status);
+CREATE INDEX records_date ON records (record_date);
+CREATE INDEX records_created_by ON records (created_by);
+CREATE INDEX records_dirty ON records (dirty) WHERE dirty = 1;
+
+-- record_chunks: changes saved since the snapshot, in order; compaction folds them into it.
+CREATE TABLE record_chunks (
+    record_id TEXT NOT NULL REFERENCES records (id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    bytes BLOB NOT NULL,
+    PRIMARY KEY (record_id, seq)
+);
+
+-- record_authors: every user who wrote to a record, for listing by author.
+CREATE TABLE record_authors (
+    record_id TEXT NOT NULL REFERENCES records (id) ON DELETE CASCADE,
+    user_id TEXT NOT NULL,
+    PRIMARY KEY (user_id, record_id)
+);
+CREATE INDEX record_authors_record ON record_authors (record_id);
+
+-- attachments: file bytes (photos, signature strokes) by SHA-256, outside the documents.
+CREATE TABLE attachments (
+    hash TEXT PRIMARY KEY NOT NULL,
+    mime TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    bytes BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+);
+
+-- store_meta: facts about this store (which device it belongs to).
+CREATE TABLE store_meta (
+    key TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+);
