@@ -11,6 +11,7 @@
 pub mod expr;
 pub mod ids;
 pub mod record;
+pub mod sample;
 pub mod store;
 pub mod template;
 

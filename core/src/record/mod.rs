@@ -441,6 +441,11 @@ impl Record {
         }
     }
 
+    /// Today's date by the editor's clock (China time).
+    pub fn today(&self) -> String {
+        self.clock.today()
+    }
+
     pub fn status(&self) -> Status {
         get_str(&self.doc, &ROOT, keys::STATUS).and_then(|s| Status::parse(&s)).unwrap_or(Status::Draft)
     }
@@ -847,6 +852,11 @@ fn write_answer(
     answer: &Answer,
 ) -> Result<()> {
     let key = field.id();
+    // Automerge keeps the existing op when a put repeats the winning value, even when it resolves
+    // a conflict; a null first makes the pick a new op, so it is recorded as this editor's edit.
+    if tx.get_all(parent, key)?.len() > 1 {
+        tx.put(parent, key, ScalarValue::Null)?;
+    }
     match answer {
         Answer::Text(s) | Answer::Choice(s) | Answer::Date(s) | Answer::Time(s) => tx.put(parent, key, s.as_str())?,
         Answer::Integer(n) | Answer::Rating(n) | Answer::Duration(n) => tx.put(parent, key, *n)?,

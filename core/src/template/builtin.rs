@@ -46,6 +46,6 @@ pub fn builtin(id: &str) -> Option<Arc<Template>> {
 }
 
 /// The embedded JSON of a built-in template.
-pub(crate) fn source(id: &str) -> Option<&'static str> {
+pub fn source(id: &str) -> Option<&'static str> {
     SOURCES.iter().find(|(i, _)| *i == id).map(|(_, s)| *s)
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::expr::Expr;
 
-pub use builtin::{builtin, builtin_templates, BUILTIN_IDS};
+pub use builtin::{builtin, builtin_templates, source as builtin_source, BUILTIN_IDS};
 
 /// A text in Chinese (first) and English.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
