@@ -50,7 +50,7 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { durability: Durability::Full, compact_after: 64, clock: Clock::system() }
+        StoreOptions { durability: Durability::Full, compact_after: 16, clock: Clock::system() }
     }
 }
 
@@ -120,6 +120,13 @@ pub struct SalvageReport {
     pub recovered: Vec<RecordId>,
     /// Records whose bytes could not be read, with the reason.
     pub unreadable: Vec<(String, String)>,
+}
+
+/// A record's rows: the snapshot, the chunks after it, and the last chunk number.
+struct Raw {
+    snapshot: Vec<u8>,
+    chunks: Vec<Vec<u8>>,
+    seq: i64,
 }
 
 /// The device's store.
@@ -295,33 +302,40 @@ impl Store {
 
     /// Loads a record for `editor` to read or edit.
     pub fn load(&self, id: &RecordId, editor: &Editor) -> Result<Record> {
-        let (snapshot, chunks) = self.raw(id)?;
-        let mut parts: Vec<&[u8]> = vec![&snapshot];
-        parts.extend(chunks.iter().map(Vec::as_slice));
+        let raw = self.raw(id)?;
+        let mut parts: Vec<&[u8]> = vec![&raw.snapshot];
+        parts.extend(raw.chunks.iter().map(Vec::as_slice));
         let mut record = Record::load(parts, self.resolver(), editor.clone(), self.opts.clock.clone())?;
         record.stored = Some(record.heads());
+        record.stored_seq = Some(raw.seq);
         Ok(record)
     }
 
-    fn raw(&self, id: &RecordId) -> Result<(Vec<u8>, Vec<Vec<u8>>)> {
-        let snapshot: Vec<u8> = self
-            .conn
-            .query_row("SELECT snapshot FROM records WHERE id = ?1", [id.as_str()], |r| r.get(0))
+    /// A record's rows as stored, read in one transaction so snapshot and chunks agree.
+    fn raw(&self, id: &RecordId) -> Result<Raw> {
+        let tx = self.conn.unchecked_transaction()?;
+        let (snapshot, seq): (Vec<u8>, i64) = tx
+            .prepare_cached("SELECT snapshot, chunk_seq FROM records WHERE id = ?1")?
+            .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?
             .ok_or_else(|| StoreError::NotFound(id.clone()))?;
-        let mut stmt = self.conn.prepare_cached("SELECT bytes FROM record_chunks WHERE record_id = ?1 ORDER BY seq")?;
-        let chunks = stmt.query_map([id.as_str()], |r| r.get(0))?.collect::<rusqlite::Result<Vec<Vec<u8>>>>()?;
-        Ok((snapshot, chunks))
+        let chunks = tx
+            .prepare_cached("SELECT bytes FROM record_chunks WHERE record_id = ?1 ORDER BY seq")?
+            .query_map([id.as_str()], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<Vec<u8>>>>()?;
+        tx.commit()?;
+        Ok(Raw { snapshot, chunks, seq })
     }
 
     /// Every byte of a record as stored (snapshot then chunks): what sync sends and what a
     /// backup copies.
     pub fn record_bytes(&self, id: &RecordId) -> Result<Vec<u8>> {
-        let (mut snapshot, chunks) = self.raw(id)?;
-        for c in chunks {
-            snapshot.extend_from_slice(&c);
+        let raw = self.raw(id)?;
+        let mut bytes = raw.snapshot;
+        for c in raw.chunks {
+            bytes.extend_from_slice(&c);
         }
-        Ok(snapshot)
+        Ok(bytes)
     }
 
     /// Whether the store holds this record.
@@ -336,59 +350,78 @@ impl Store {
             return Ok(());
         }
         let tx = self.conn.unchecked_transaction()?;
-        let chunks = match &record.stored {
-            None if !self.contains(record.id())? => {
-                let snapshot = record.save();
-                tx.execute(
-                    "INSERT INTO records (id, template_id, template_version, school_id, status, created_by,
-                        record_date, updated_at, snapshot, dirty)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1)",
-                    params![
-                        record.id().as_str(),
-                        record.template().id(),
-                        record.template().version(),
-                        record.school().map(|s| s.to_string()).unwrap_or_default(),
-                        record.status().as_str(),
-                        record.created_by().map(|u| u.to_string()).unwrap_or_default(),
-                        record.date(),
-                        record.updated_at().unwrap_or(0),
-                        snapshot,
-                    ],
-                )?;
-                0
-            }
-            stored => {
-                let bytes = record.save_after(stored.as_deref().unwrap_or(&[]));
-                self.append_chunk(&tx, record, &bytes)?
-            }
-        };
-        tx.execute(
-            "INSERT OR IGNORE INTO record_authors (record_id, user_id) VALUES (?1, ?2)",
-            params![record.id().as_str(), record.editor().user.as_str()],
-        )?;
+        if record.stored.is_none() && !self.contains(record.id())? {
+            tx.prepare_cached(
+                "INSERT INTO records (id, template_id, template_version, school_id, status, created_by,
+                    record_date, updated_at, snapshot, dirty)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1)",
+            )?
+            .execute(params![
+                record.id().as_str(),
+                record.template().id(),
+                record.template().version(),
+                record.school().map(|s| s.to_string()).unwrap_or_default(),
+                record.status().as_str(),
+                record.created_by().map(|u| u.to_string()).unwrap_or_default(),
+                record.date(),
+                record.updated_at().unwrap_or(0),
+                record.save(),
+            ])?;
+            record.stored_seq = Some(0);
+        } else {
+            let bytes = record.save_after(record.stored.as_deref().unwrap_or(&[]));
+            self.append_chunk(&tx, record, &bytes)?;
+        }
+        tx.prepare_cached("INSERT OR IGNORE INTO record_authors (record_id, user_id) VALUES (?1, ?2)")?
+            .execute(params![record.id().as_str(), record.editor().user.as_str()])?;
         tx.commit()?;
         record.stored = Some(heads);
-        if chunks >= self.opts.compact_after {
-            self.compact(record.id())?;
+        Ok(())
+    }
+
+    /// Appends change bytes to a stored record, refreshes its listing columns, and compacts it
+    /// when its chunks reach the threshold: from this copy when it holds everything on disk
+    /// (cheap), otherwise from disk.
+    fn append_chunk(&self, tx: &rusqlite::Transaction<'_>, record: &mut Record, bytes: &[u8]) -> Result<()> {
+        let id_owned = record.id().clone();
+        let id = id_owned.as_str();
+        let seq: i64 = tx
+            .prepare_cached(
+                "UPDATE records SET chunk_seq = chunk_seq + 1, status = ?2, record_date = ?3,
+                    updated_at = MAX(updated_at, ?4), dirty = 1
+                 WHERE id = ?1 RETURNING chunk_seq",
+            )?
+            .query_row(params![id, record.status().as_str(), record.date(), record.updated_at().unwrap_or(0)], |r| r.get(0))?;
+        tx.prepare_cached("INSERT INTO record_chunks (record_id, seq, bytes) VALUES (?1, ?2, ?3)")?
+            .execute(params![id, seq, bytes])?;
+        record.stored_seq = record.stored_seq.filter(|known| *known + 1 == seq).map(|_| seq);
+        let pending: i64 = tx
+            .prepare_cached("SELECT COUNT(*) FROM record_chunks WHERE record_id = ?1")?
+            .query_row([id], |r| r.get(0))?;
+        if pending >= i64::from(self.opts.compact_after) {
+            let snapshot = match record.stored_seq {
+                Some(_) => record.save(),
+                None => self.folded(tx, record.id())?,
+            };
+            tx.prepare_cached("UPDATE records SET snapshot = ?2 WHERE id = ?1")?.execute(params![id, snapshot])?;
+            tx.prepare_cached("DELETE FROM record_chunks WHERE record_id = ?1")?.execute([id])?;
         }
         Ok(())
     }
 
-    /// Appends change bytes to a stored record and refreshes its listing columns; returns the
-    /// number of chunks now waiting for compaction.
-    fn append_chunk(&self, tx: &rusqlite::Transaction<'_>, record: &Record, bytes: &[u8]) -> Result<u32> {
-        let seq: i64 = tx.query_row(
-            "SELECT COALESCE(MAX(seq), 0) + 1 FROM record_chunks WHERE record_id = ?1",
-            [record.id().as_str()],
-            |r| r.get(0),
-        )?;
-        tx.prepare_cached("INSERT INTO record_chunks (record_id, seq, bytes) VALUES (?1, ?2, ?3)")?
-            .execute(params![record.id().as_str(), seq, bytes])?;
-        tx.prepare_cached(
-            "UPDATE records SET status = ?2, record_date = ?3, updated_at = MAX(updated_at, ?4), dirty = 1 WHERE id = ?1",
-        )?
-        .execute(params![record.id().as_str(), record.status().as_str(), record.date(), record.updated_at().unwrap_or(0)])?;
-        Ok(u32::try_from(seq).unwrap_or(u32::MAX))
+    /// The snapshot and chunks on disk folded into one compacted document.
+    fn folded(&self, tx: &rusqlite::Transaction<'_>, id: &RecordId) -> Result<Vec<u8>> {
+        let snapshot: Vec<u8> = tx.query_row("SELECT snapshot FROM records WHERE id = ?1", [id.as_str()], |r| r.get(0))?;
+        let mut stmt = tx.prepare_cached("SELECT bytes FROM record_chunks WHERE record_id = ?1 ORDER BY seq")?;
+        let chunks: Vec<u8> = stmt
+            .query_map([id.as_str()], |r| r.get::<_, Vec<u8>>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+            .concat();
+        let mut doc = automerge::Automerge::load(&snapshot).map_err(|e| RecordError::Corrupt(e.to_string()))?;
+        if !chunks.is_empty() {
+            doc.load_incremental(&chunks).map_err(|e| RecordError::Corrupt(e.to_string()))?;
+        }
+        Ok(doc.save())
     }
 
     /// Runs an edit and saves it: the edit is durable when this returns `Ok`; when the edit is
@@ -402,15 +435,8 @@ impl Store {
     /// Folds a record's chunks into its snapshot, from what is on disk.
     pub fn compact(&self, id: &RecordId) -> Result<()> {
         let tx = self.conn.unchecked_transaction()?;
-        let (snapshot, chunks) = self.raw(id)?;
-        if chunks.is_empty() {
-            return Ok(());
-        }
-        let mut doc = automerge::Automerge::load(&snapshot).map_err(|e| RecordError::Corrupt(e.to_string()))?;
-        for c in &chunks {
-            doc.load_incremental(c).map_err(|e| RecordError::Corrupt(e.to_string()))?;
-        }
-        tx.execute("UPDATE records SET snapshot = ?2 WHERE id = ?1", params![id.as_str(), doc.save()])?;
+        let snapshot = self.folded(&tx, id)?;
+        tx.execute("UPDATE records SET snapshot = ?2 WHERE id = ?1", params![id.as_str(), snapshot])?;
         tx.execute("DELETE FROM record_chunks WHERE record_id = ?1", [id.as_str()])?;
         tx.commit()?;
         Ok(())
@@ -433,14 +459,11 @@ impl Store {
         if mine.heads() != before {
             let tx = self.conn.unchecked_transaction()?;
             let bytes = mine.save_after(&before);
-            let chunks = self.append_chunk(&tx, &mine, &bytes)?;
+            self.append_chunk(&tx, &mut mine, &bytes)?;
             for user in mine.contributors() {
                 tx.execute("INSERT OR IGNORE INTO record_authors (record_id, user_id) VALUES (?1, ?2)", params![id.as_str(), user])?;
             }
             tx.commit()?;
-            if chunks >= self.opts.compact_after {
-                self.compact(&id)?;
-            }
         }
         Ok(id)
     }
@@ -523,10 +546,11 @@ impl Store {
     /// since.
     pub fn mark_synced(&self, id: &RecordId, heads: &[ChangeHash]) -> Result<()> {
         let record_heads = {
-            let (snapshot, chunks) = self.raw(id)?;
-            let mut doc = automerge::Automerge::load(&snapshot).map_err(|e| RecordError::Corrupt(e.to_string()))?;
-            for c in &chunks {
-                doc.load_incremental(c).map_err(|e| RecordError::Corrupt(e.to_string()))?;
+            let raw = self.raw(id)?;
+            let mut doc = automerge::Automerge::load(&raw.snapshot).map_err(|e| RecordError::Corrupt(e.to_string()))?;
+            let chunks = raw.chunks.concat();
+            if !chunks.is_empty() {
+                doc.load_incremental(&chunks).map_err(|e| RecordError::Corrupt(e.to_string()))?;
             }
             doc.get_heads()
         };

@@ -2,7 +2,8 @@
 
 -- records: one row per filled form: its compacted Automerge document and the columns listed on.
 -- dirty: the record has changes the server has not acknowledged. synced_heads: the heads the
--- server is known to have (NULL: never synced).
+-- server is known to have (NULL: never synced). chunk_seq: the last chunk number handed out; it
+-- only grows, so a copy in memory can tell whether it wrote every chunk since it was loaded.
 CREATE TABLE records (
     id TEXT PRIMARY KEY NOT NULL,
     template_id TEXT NOT NULL,
@@ -14,7 +15,8 @@ CREATE TABLE records (
     updated_at INTEGER NOT NULL,
     snapshot BLOB NOT NULL,
     dirty INTEGER NOT NULL DEFAULT 1,
-    synced_heads BLOB
+    synced_heads BLOB,
+    chunk_seq INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX records_school ON records (school_id, updated_at);
 CREATE INDEX records_template ON records (template_id, status);

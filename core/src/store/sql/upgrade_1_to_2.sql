@@ -19,7 +19,9 @@ CREATE TABLE attachments (
 );
 
 -- dirty: the record has changes the server has not acknowledged. synced_heads: the heads the
--- server is known to have (NULL: never synced).
+-- server is known to have (NULL: never synced). chunk_seq: the last chunk number handed out.
 ALTER TABLE records ADD COLUMN dirty INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE records ADD COLUMN synced_heads BLOB;
+ALTER TABLE records ADD COLUMN chunk_seq INTEGER NOT NULL DEFAULT 0;
+UPDATE records SET chunk_seq = (SELECT COALESCE(MAX(seq), 0) FROM record_chunks WHERE record_id = records.id);
 CREATE INDEX records_dirty ON records (dirty) WHERE dirty = 1;
