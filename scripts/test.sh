@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace: unit, property, scenario and end-to-end tests.
+# Usage: scripts/test.sh [extra cargo test arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo test --workspace --locked "$@"
