@@ -13,6 +13,7 @@ pub mod ids;
 pub mod record;
 pub mod sample;
 pub mod store;
+pub mod sync;
 pub mod template;
 
 pub use ids::{DeviceId, InvalidId, RecordId, RowId, SchoolId, UserId};

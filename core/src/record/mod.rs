@@ -198,6 +198,8 @@ pub enum RecordError {
     Corrupt(String),
     #[error("record was made from template {template} v{version}, which this app does not have")]
     UnknownTemplate { template: String, version: u32 },
+    #[error("changes of record {0} depend on earlier changes this copy does not have")]
+    MissingHistory(RecordId),
     #[error("automerge: {0}")]
     Automerge(#[from] automerge::AutomergeError),
 }
@@ -422,6 +424,17 @@ impl Record {
         self.doc.merge(&mut other)?;
         Ok(self.doc.get_changes(&before).len())
     }
+    /// Applies change bytes (from `save_after` on another copy) to this record. Refused when they
+    /// depend on changes this copy lacks; the copy in memory should then be dropped, not saved.
+    pub fn apply_changes(&mut self, bytes: &[u8]) -> Result<usize> {
+        let before = self.doc.get_heads();
+        self.doc.load_incremental(bytes).map_err(|e| RecordError::Corrupt(e.to_string()))?;
+        if !self.doc.get_missing_deps(&[]).is_empty() {
+            return Err(RecordError::MissingHistory(self.id.clone()));
+        }
+        Ok(self.doc.get_changes(&before).len())
+    }
+
     /// Merges another in-memory copy of this record.
     pub fn merge(&mut self, other: &Record) -> Result<usize> {
         if other.id != self.id {

@@ -468,6 +468,103 @@ impl Store {
         Ok(id)
     }
 
+    /// Applies changes pulled from the server to a record (creating it when they hold its whole
+    /// history). A record that had nothing unsent stays clean, acknowledged up to its new heads.
+    pub fn apply_from_server(&self, id: &RecordId, bytes: &[u8], editor: &Editor) -> Result<bool> {
+        if !self.contains(id)? {
+            let mut record = Record::load([bytes], self.resolver(), editor.clone(), self.opts.clock.clone())
+                .map_err(|e| match e {
+                    RecordError::Corrupt(_) => RecordError::MissingHistory(id.clone()),
+                    other => other,
+                })?;
+            if record.id() != id {
+                return Err(RecordError::Corrupt(format!("pulled bytes for {id} hold record {}", record.id())).into());
+            }
+            self.save(&mut record)?;
+            self.mark_synced(id, &record.heads())?;
+            return Ok(true);
+        }
+        let was_dirty: bool = self.conn.query_row("SELECT dirty FROM records WHERE id = ?1", [id.as_str()], |r| r.get(0))?;
+        let mut mine = self.load(id, editor)?;
+        let before = mine.heads();
+        mine.apply_changes(bytes)?;
+        if mine.heads() == before {
+            return Ok(false);
+        }
+        let tx = self.conn.unchecked_transaction()?;
+        let bytes = mine.save_after(&before);
+        self.append_chunk(&tx, &mut mine, &bytes)?;
+        for user in mine.contributors() {
+            tx.execute("INSERT OR IGNORE INTO record_authors (record_id, user_id) VALUES (?1, ?2)", params![id.as_str(), user])?;
+        }
+        if !was_dirty {
+            let encoded: Vec<u8> = mine.heads().iter().flat_map(|h| h.0).collect();
+            tx.execute("UPDATE records SET dirty = 0, synced_heads = ?2 WHERE id = ?1", params![id.as_str(), encoded])?;
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Records with changes the server has not acknowledged, oldest change first, with the heads
+    /// the server is known to have (`None`: send everything).
+    pub fn unsynced(&self) -> Result<Vec<(RecordId, Option<Vec<ChangeHash>>)>> {
+        let mut stmt = self.conn.prepare_cached("SELECT id, synced_heads FROM records WHERE dirty = 1 ORDER BY updated_at, id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<Vec<u8>>>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, heads) = row?;
+            let Ok(id) = RecordId::new(id) else { continue };
+            let heads = heads.map(|b| {
+                b.chunks_exact(32)
+                    .filter_map(|c| <[u8; 32]>::try_from(c).ok())
+                    .map(ChangeHash)
+                    .collect::<Vec<_>>()
+            });
+            out.push((id, heads));
+        }
+        Ok(out)
+    }
+
+    /// The changes of a record after `since` (everything when `None`), and its current heads.
+    pub fn changes_since(&self, id: &RecordId, since: Option<&[ChangeHash]>) -> Result<(Vec<u8>, Vec<ChangeHash>)> {
+        let raw = self.raw(id)?;
+        let mut doc = automerge::Automerge::load(&raw.snapshot).map_err(|e| RecordError::Corrupt(e.to_string()))?;
+        let chunks = raw.chunks.concat();
+        if !chunks.is_empty() {
+            doc.load_incremental(&chunks).map_err(|e| RecordError::Corrupt(e.to_string()))?;
+        }
+        let heads = doc.get_heads();
+        let bytes = match since {
+            Some(h) if h.iter().all(|x| doc.get_change_meta_by_hash(x).is_some()) => doc.save_after(h),
+            _ => doc.save(),
+        };
+        Ok((bytes, heads))
+    }
+
+    /// Forgets what the server acknowledged for a record, so the next sync sends all of it.
+    pub fn resend_all(&self, id: &RecordId) -> Result<()> {
+        self.conn.execute("UPDATE records SET synced_heads = NULL, dirty = 1 WHERE id = ?1", [id.as_str()])?;
+        Ok(())
+    }
+
+    /// A value kept about this store (sync cursor, reference data, device identity).
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.conn.query_row("SELECT value FROM store_meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO store_meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_meta(&self, key: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM store_meta WHERE key = ?1", [key])?;
+        Ok(())
+    }
+
     /// Lists records without loading their documents, newest first.
     pub fn list(&self, filter: &RecordFilter) -> Result<Vec<RecordSummary>> {
         let mut sql = String::from(

@@ -1,0 +1,291 @@
+//! The sync driver over HTTP(S): moves [`SyncClient`] requests and responses with reqwest
+//! (rustls on ring: no OpenSSL, so it builds for Android and iOS), with retries and backoff,
+//! progress reporting and cancellation.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::protocol::{self, EnrolRequest, EnrolResponse, ErrorBody, SyncRequest, SyncResponse};
+use super::{Round, SyncClient, SyncError};
+use crate::record::Editor;
+use crate::store::Store;
+
+/// Why a sync or an enrolment failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("cannot reach the server: {0}")]
+    Network(String),
+    /// 401: missing, wrong or revoked token, or a bad enrolment code.
+    #[error("not allowed ({code}): {reason}")]
+    Unauthorized { code: String, reason: String },
+    /// Any other answer the server gave with a reason (400, 403, 413, …).
+    #[error("the server refused the request ({status} {code}): {reason}")]
+    Refused { status: u16, code: String, reason: String },
+    #[error("the server failed ({status}): {reason}")]
+    Server { status: u16, reason: String },
+    #[error("sync was cancelled")]
+    Cancelled,
+    #[error("bad server address `{0}`")]
+    Address(String),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+}
+
+impl DriverError {
+    fn retryable(&self) -> bool {
+        matches!(self, DriverError::Network(_) | DriverError::Server { .. })
+    }
+}
+
+/// A way to stop a running sync from another thread or task.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<(AtomicBool, tokio::sync::Notify)>);
+
+impl Cancel {
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+    pub fn cancel(&self) {
+        self.0 .0.store(true, Ordering::SeqCst);
+        self.0 .1.notify_waiters();
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0 .0.load(Ordering::SeqCst)
+    }
+    async fn cancelled(&self) {
+        loop {
+            let notified = self.0 .1.notified();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Where a sync is, for a progress bar.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub round: u32,
+    pub pushed: usize,
+    pub pulled: usize,
+    pub refused: usize,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// The attempt of the current round (1 unless retrying).
+    pub attempt: u32,
+    pub done: bool,
+}
+
+/// Retries of one round.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 5,
+            first_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(15),
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Access to the store for the short, synchronous steps of a sync (the network waits happen
+/// without holding it).
+pub trait StoreAccess {
+    fn with<R>(&self, f: impl FnOnce(&Store) -> R) -> R;
+}
+
+impl StoreAccess for &Store {
+    fn with<R>(&self, f: impl FnOnce(&Store) -> R) -> R {
+        f(self)
+    }
+}
+
+impl StoreAccess for &Mutex<Store> {
+    fn with<R>(&self, f: impl FnOnce(&Store) -> R) -> R {
+        let guard = self.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&guard)
+    }
+}
+
+/// What a whole sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub rounds: u32,
+    pub accepted: usize,
+    pub pulled: usize,
+    pub refused: Vec<super::Refusal>,
+    pub unreadable: Vec<String>,
+}
+
+/// An HTTP connection to one server.
+#[derive(Debug, Clone)]
+pub struct HttpSync {
+    client: reqwest::Client,
+    base: String,
+    pub policy: RetryPolicy,
+    pub sync: SyncClient,
+}
+
+fn install_crypto() {
+    // Only the first call installs; later ones find it there.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl HttpSync {
+    /// A client of the server at `base` (e.g. `https://shidao.example.cn`); `extra_root_pem` adds
+    /// a trusted certificate (a district's own CA, or a test server's).
+    pub fn new(base: &str, extra_root_pem: Option<&[u8]>) -> Result<HttpSync, DriverError> {
+        install_crypto();
+        let base = base.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) || reqwest::Url::parse(&base).is_err() {
+            return Err(DriverError::Address(base));
+        }
+        let policy = RetryPolicy::default();
+        let mut builder = reqwest::Client::builder()
+            .tls_backend_rustls()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(policy.timeout);
+        if let Some(pem) = extra_root_pem {
+            let cert = reqwest::Certificate::from_pem(pem).map_err(|e| DriverError::Address(format!("certificate: {e}")))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let client = builder.build().map_err(|e| DriverError::Network(e.to_string()))?;
+        Ok(HttpSync { client, base, policy, sync: SyncClient::default() })
+    }
+
+    /// Enrols this device with a one-time code; returns the device id and token to keep.
+    pub async fn enrol(&self, code: &str, device_name: &str) -> Result<EnrolResponse, DriverError> {
+        let body = serde_json::to_vec(&EnrolRequest { code: code.to_string(), device_name: device_name.to_string() })
+            .unwrap_or_default();
+        let resp = self
+            .client
+            .post(format!("{}/v1/enrol", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| DriverError::Network(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| DriverError::Network(e.to_string()))?;
+        if status != 200 {
+            return Err(error_from(status, &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| DriverError::Server { status, reason: format!("bad enrolment answer: {e}") })
+    }
+
+    /// One request and its response, retried with backoff on network errors and 5xx.
+    pub async fn round_trip(&self, token: &str, req: &SyncRequest, cancel: &Cancel, progress: &mut Progress) -> Result<SyncResponse, DriverError> {
+        let body = protocol::encode(req);
+        let mut delay = self.policy.first_delay;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            progress.attempt = attempt;
+            if cancel.is_cancelled() {
+                return Err(DriverError::Cancelled);
+            }
+            let send = self.send_once(token, body.clone());
+            let result = tokio::select! {
+                r = send => r,
+                _ = cancel.cancelled() => return Err(DriverError::Cancelled),
+            };
+            match result {
+                Ok((resp, received)) => {
+                    progress.bytes_sent += body.len() as u64;
+                    progress.bytes_received += received;
+                    return Ok(resp);
+                }
+                Err(e) if e.retryable() && attempt < self.policy.attempts => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = cancel.cancelled() => return Err(DriverError::Cancelled),
+                    }
+                    delay = (delay * 2).min(self.policy.max_delay);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn send_once(&self, token: &str, body: Vec<u8>) -> Result<(SyncResponse, u64), DriverError> {
+        let resp = self
+            .client
+            .post(format!("{}/v1/sync", self.base))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("content-encoding", "gzip")
+            .header("accept-encoding", "gzip")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| DriverError::Network(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let gzip = resp.headers().get("content-encoding").is_some_and(|v| v.as_bytes() == b"gzip");
+        let bytes = resp.bytes().await.map_err(|e| DriverError::Network(e.to_string()))?;
+        if status != 200 {
+            return Err(error_from(status, &bytes));
+        }
+        let decoded = protocol::decode(&bytes, gzip)
+            .map_err(|e| DriverError::Network(format!("response cut or damaged: {e}")))?;
+        Ok((decoded, bytes.len() as u64))
+    }
+
+    /// Syncs until nothing is left to push or pull, reporting progress after every round.
+    pub async fn sync<S: StoreAccess>(
+        &self,
+        store: S,
+        token: &str,
+        editor: &Editor,
+        cancel: &Cancel,
+        mut on_progress: impl FnMut(&Progress),
+    ) -> Result<Summary, DriverError> {
+        let mut progress = Progress::default();
+        let mut summary = Summary::default();
+        let mut reset_before = false;
+        loop {
+            progress.round += 1;
+            let prepared = store.with(|s| self.sync.prepare(s))?;
+            let resp = self.round_trip(token, &prepared.request, cancel, &mut progress).await?;
+            let round: Round = store.with(|s| self.sync.absorb(s, editor, prepared, resp))?;
+            summary.rounds = progress.round;
+            summary.accepted += round.accepted;
+            summary.pulled += round.pulled;
+            summary.refused.extend(round.refused.iter().cloned());
+            summary.unreadable.extend(round.unreadable.iter().cloned());
+            progress.pushed += round.accepted;
+            progress.pulled += round.pulled;
+            progress.refused += round.refused.len();
+            // A reset pulls everything once more; a second one in a row would not help.
+            let more = round.more || (round.reset && !reset_before);
+            reset_before = round.reset;
+            progress.done = !more || progress.round >= 1000;
+            on_progress(&progress);
+            if progress.done {
+                return Ok(summary);
+            }
+        }
+    }
+}
+
+fn error_from(status: u16, bytes: &[u8]) -> DriverError {
+    let body: Option<ErrorBody> = serde_json::from_slice(bytes).ok();
+    let (code, reason) = match body {
+        Some(b) => (b.code, b.reason),
+        None => ("unknown".to_string(), String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).to_string()),
+    };
+    match status {
+        401 => DriverError::Unauthorized { code, reason },
+        429 | 500..=599 => DriverError::Server { status, reason },
+        _ => DriverError::Refused { status, code, reason },
+    }
+}

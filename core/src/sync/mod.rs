@@ -1,0 +1,205 @@
+//! Sync between a device store and the server.
+//!
+//! [`protocol`] holds the messages. [`SyncClient`] is the device side as a state machine with no
+//! network: [`SyncClient::prepare`] turns the store's unacknowledged changes into a request, and
+//! [`SyncClient::absorb`] applies a response (acknowledgements, refusals, pulled changes,
+//! reference data) to the store. The HTTP driver ([`http`], feature `http`) only moves bytes
+//! between the two, with retries, progress and cancellation.
+//!
+//! What must stay true: a record is marked acknowledged only for heads the server said it stored;
+//! a refused record keeps every local edit (and is not pushed again until it changes); a cut
+//! connection at any byte leaves the store as if the round never happened, so the next sync
+//! repeats it (pushes are idempotent on the server, pulls restart from the saved cursor).
+
+pub mod protocol;
+
+#[cfg(feature = "http")]
+pub mod http;
+
+use automerge::ChangeHash;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::RecordId;
+use crate::record::{Editor, RecordError};
+use crate::store::{Store, StoreError};
+use protocol::{Outcome, Push, Reference, SyncRequest, SyncResponse, PROTOCOL};
+
+const CURSOR: &str = "sync.cursor";
+const SCOPE: &str = "sync.scope";
+const REFERENCE: &str = "sync.reference";
+const REFUSED: &str = "sync.refused.";
+
+/// Why a sync round could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the server answered with protocol {0}, this app speaks {PROTOCOL}")]
+    Protocol(u32),
+}
+
+/// A refusal the server gave for a record, kept until the record changes again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub record: String,
+    pub code: String,
+    pub reason: String,
+    /// The heads that were refused; a later edit makes the record eligible again.
+    pub heads: Vec<String>,
+}
+
+/// A request ready to send, with what it pushed (to acknowledge on success).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub request: SyncRequest,
+    pushed: Vec<(RecordId, Vec<ChangeHash>)>,
+    /// More unacknowledged records wait beyond this request's size limit.
+    pub more_to_push: bool,
+}
+
+/// What one round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Round {
+    pub accepted: usize,
+    pub refused: Vec<Refusal>,
+    pub pulled: usize,
+    /// Pulled records this app cannot open (a newer template version), with the reason.
+    pub unreadable: Vec<String>,
+    /// Records whose pulled changes could not be applied (history missing): the next round
+    /// pulls everything again.
+    pub reset: bool,
+    /// Another round is needed (more to push or to pull).
+    pub more: bool,
+}
+
+/// The device side of the protocol.
+#[derive(Debug, Clone)]
+pub struct SyncClient {
+    /// Stop adding records to a request beyond this many bytes of changes.
+    pub max_push_bytes: usize,
+    /// Ask the server for at most this many bytes of pulled changes per response.
+    pub max_pull_bytes: u64,
+}
+
+impl Default for SyncClient {
+    fn default() -> Self {
+        SyncClient { max_push_bytes: 2 * 1024 * 1024, max_pull_bytes: protocol::DEFAULT_PULL_BYTES }
+    }
+}
+
+fn hex_heads(heads: &[ChangeHash]) -> Vec<String> {
+    heads.iter().map(|h| h.to_string()).collect()
+}
+
+impl SyncClient {
+    /// The pull cursor saved in the store.
+    pub fn cursor(store: &Store) -> Result<u64, SyncError> {
+        Ok(store.meta(CURSOR)?.and_then(|c| c.parse().ok()).unwrap_or(0))
+    }
+
+    /// The reference data of the last sync (who the user is, their schools, tasks, templates).
+    pub fn reference(store: &Store) -> Result<Option<Reference>, SyncError> {
+        Ok(store.meta(REFERENCE)?.and_then(|json| serde_json::from_str(&json).ok()))
+    }
+
+    /// Refusals still standing (the record has not changed since).
+    pub fn refusals(store: &Store) -> Result<Vec<Refusal>, SyncError> {
+        let mut out = Vec::new();
+        for (id, _) in store.unsynced()? {
+            if let Some(json) = store.meta(&format!("{REFUSED}{id}"))? {
+                if let Ok(r) = serde_json::from_str(&json) {
+                    out.push(r);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Builds the next request from the store.
+    pub fn prepare(&self, store: &Store) -> Result<Prepared, SyncError> {
+        let mut push = Vec::new();
+        let mut pushed = Vec::new();
+        let mut size = 0usize;
+        let mut more_to_push = false;
+        for (id, since) in store.unsynced()? {
+            let (changes, heads) = store.changes_since(&id, since.as_deref())?;
+            let hex = hex_heads(&heads);
+            if let Some(json) = store.meta(&format!("{REFUSED}{id}"))? {
+                if serde_json::from_str::<Refusal>(&json).is_ok_and(|r| r.heads == hex) {
+                    continue; // refused as it stands; wait for the next edit
+                }
+            }
+            if !push.is_empty() && size + changes.len() > self.max_push_bytes {
+                more_to_push = true;
+                break;
+            }
+            size += changes.len();
+            push.push(Push { record: id.to_string(), changes, heads: hex });
+            pushed.push((id, heads));
+        }
+        let request = SyncRequest {
+            protocol: PROTOCOL,
+            request_id: uuid::Uuid::new_v4().to_string(),
+            cursor: Self::cursor(store)?,
+            scope: store.meta(SCOPE)?,
+            reference: Self::reference(store)?.map(|r| r.version),
+            push,
+            max_pull_bytes: Some(self.max_pull_bytes),
+        };
+        Ok(Prepared { request, pushed, more_to_push })
+    }
+
+    /// Applies the server's response to the store. `editor` is the device's user (pulled records
+    /// are opened as theirs).
+    pub fn absorb(&self, store: &Store, editor: &Editor, prepared: Prepared, resp: SyncResponse) -> Result<Round, SyncError> {
+        if resp.protocol != PROTOCOL {
+            return Err(SyncError::Protocol(resp.protocol));
+        }
+        let mut round = Round::default();
+        for result in &resp.results {
+            let Some((id, heads)) = prepared.pushed.iter().find(|(id, _)| id.as_str() == result.record) else { continue };
+            match result.outcome {
+                Outcome::Accepted => {
+                    store.mark_synced(id, heads)?;
+                    store.delete_meta(&format!("{REFUSED}{id}"))?;
+                    round.accepted += 1;
+                }
+                Outcome::Refused => {
+                    let refusal = Refusal {
+                        record: id.to_string(),
+                        code: result.code.clone().unwrap_or_else(|| "refused".into()),
+                        reason: result.reason.clone().unwrap_or_default(),
+                        heads: hex_heads(heads),
+                    };
+                    store.set_meta(&format!("{REFUSED}{id}"), &serde_json::to_string(&refusal).unwrap_or_default())?;
+                    round.refused.push(refusal);
+                }
+                Outcome::ResendAll => {
+                    store.resend_all(id)?;
+                    round.more = true;
+                }
+            }
+        }
+        for pull in &resp.pull {
+            let Ok(id) = RecordId::new(pull.record.clone()) else { continue };
+            match store.apply_from_server(&id, &pull.changes, editor) {
+                Ok(_) => round.pulled += 1,
+                Err(StoreError::Record(RecordError::MissingHistory(_))) => round.reset = true,
+                Err(StoreError::Record(RecordError::UnknownTemplate { template, version })) => {
+                    // A template version this app lacks: the record waits on the server until the
+                    // app is updated (an update resets the scope, which pulls everything again).
+                    round.unreadable.push(format!("{}: template {template} v{version}", pull.record));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let Some(reference) = &resp.reference {
+            store.set_meta(REFERENCE, &serde_json::to_string(reference).unwrap_or_default())?;
+        }
+        store.set_meta(SCOPE, &resp.scope)?;
+        // A pull that could not be applied is fetched again from the start; merging is idempotent.
+        store.set_meta(CURSOR, &if round.reset { 0 } else { resp.cursor }.to_string())?;
+        round.more = round.more || resp.more || prepared.more_to_push;
+        Ok(round)
+    }
+}
