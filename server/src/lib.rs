@@ -1,1 +1,143 @@
-//! placeholder
+//! shidao-server: the relay that syncs devices into the central SQLite store, enforces who may
+//! read and write what, and (to come) serves supervisors' review pages and exports.
+//!
+//! [`app`] builds the router from an [`AppState`], so tests can call it without a socket;
+//! [`serve`] runs it on a listener with graceful shutdown; `main.rs` only parses the command line.
+
+pub mod accounts;
+pub mod admin;
+pub mod attachments;
+pub mod cli;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod sync;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::Router;
+use rusqlite::Connection;
+use shidao_core::Clock;
+use tracing::Instrument;
+
+use crate::error::{AppError, AppResult};
+
+/// What every request shares: the central store (one writer connection), where attachments
+/// live, and the clock.
+#[derive(Clone)]
+pub struct AppState {
+    db: Arc<Mutex<Connection>>,
+    pub attachments_dir: PathBuf,
+    pub clock: Clock,
+}
+
+impl AppState {
+    /// Opens (creating if needed) the central store at `db`; attachments go beside it.
+    pub fn open(db: &Path) -> Result<AppState, db::DbError> {
+        let conn = db::open(db)?;
+        let dir = db.parent().map(Path::to_path_buf).unwrap_or_default();
+        let stem = db.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "shidao".into());
+        Ok(AppState::with_connection(conn, dir.join(format!("{stem}-attachments"))))
+    }
+
+    pub fn with_connection(conn: Connection, attachments_dir: PathBuf) -> AppState {
+        AppState { db: Arc::new(Mutex::new(conn)), attachments_dir, clock: Clock::system() }
+    }
+
+    /// Runs store work on the blocking pool, holding the one connection.
+    pub async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> AppResult<T> + Send + 'static) -> AppResult<T> {
+        self.blocking_mut(move |c| f(c)).await
+    }
+
+    pub async fn blocking_mut<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> AppResult<T> + Send + 'static,
+    ) -> AppResult<T> {
+        let db = self.db.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let mut conn = db.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| AppError::Internal(format!("worker failed: {e}")))?
+    }
+
+    /// Direct access for admin commands and tests.
+    pub fn with_db<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
+        let conn = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn)
+    }
+}
+
+/// Gives every request an id (from `x-request-id` or new), logs it with the method, path,
+/// status and time, and returns it in the response.
+async fn request_id(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+    let start = std::time::Instant::now();
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    span.in_scope(|| tracing::info!(status = resp.status().as_u16(), ms = start.elapsed().as_millis() as u64, "done"));
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+/// The whole application.
+pub fn app(state: AppState) -> Router {
+    http::routes().with_state(state).layer(axum::middleware::from_fn(request_id))
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// Serves plain HTTP on a bound listener until `shutdown` resolves; requests in flight finish.
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// Serves HTTPS with the given certificate chain and key (PEM files).
+pub async fn serve_tls(addr: std::net::SocketAddr, state: AppState, cert: &Path, key: &Path) -> std::io::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        h.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+    });
+    axum_server::bind_rustls(addr, config).handle(handle).serve(app(state).into_make_service()).await
+}

@@ -1,6 +1,12 @@
-//! Shared pieces of the end-to-end tests and benchmarks: people, schools and stores as the
-//! scenarios name them.
+//! Shared pieces of the end-to-end tests and benchmarks: people, schools, a real relay process
+//! on loopback, and tablets (a device store plus the HTTP sync driver).
 
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use shidao_core::store::Store;
+use shidao_core::sync::http::{Cancel, DriverError, HttpSync, RetryPolicy, Summary};
 use shidao_core::{DeviceId, Editor, Role, SchoolId, UserId};
 
 /// A person on their own tablet.
@@ -14,4 +20,125 @@ pub fn person(user: &str, role: Role) -> Editor {
 
 pub fn school(id: &str) -> SchoolId {
     SchoolId::new(id).expect("valid school id")
+}
+
+/// A `shidao-server` process on 127.0.0.1 with a port of its own choosing.
+pub struct Relay {
+    child: Child,
+    pub url: String,
+    pub db: PathBuf,
+    bin: PathBuf,
+    log: PathBuf,
+}
+
+impl Relay {
+    /// Starts the relay binary `bin` on the central store `db`; returns once it listens.
+    pub fn start(bin: &Path, db: &Path) -> Relay {
+        let log = db.with_extension("log");
+        let err = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
+        let mut child = Command::new(bin)
+            .args(["--db", &db.display().to_string(), "serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("start relay");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(url) = line.strip_prefix("listening on ") {
+                        break url.trim().to_string();
+                    }
+                }
+                _ => panic!("relay exited before listening; see {}", log.display()),
+            }
+        };
+        // Keep draining stdout so the relay never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Relay { child, url, db: db.to_path_buf(), bin: bin.to_path_buf(), log }
+    }
+
+    /// Kills the relay with SIGKILL (no chance to finish anything).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills and starts it again on the same store (a new port).
+    pub fn restart(&mut self) {
+        self.kill();
+        *self = Relay::start(&self.bin, &self.db);
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tablet: its own store file, enrolled with the relay.
+pub struct Tablet {
+    pub store: Store,
+    pub editor: Editor,
+    pub token: String,
+    pub http: HttpSync,
+    pub path: PathBuf,
+}
+
+impl Tablet {
+    /// Enrols a new tablet with a one-time code and opens its store at `path`.
+    pub async fn enrol(url: &str, code: &str, path: &Path) -> Result<Tablet, DriverError> {
+        let mut http = HttpSync::new(url, None)?;
+        http.policy = RetryPolicy { attempts: 1, ..RetryPolicy::default() };
+        let e = http.enrol(code, "测试平板").await?;
+        let role = Role::parse(&e.role).expect("role");
+        let editor = Editor { user: UserId::new(e.user).expect("user"), device: DeviceId::new(e.device).expect("device"), role };
+        let store = Store::open(path).expect("store");
+        Ok(Tablet { store, editor, token: e.token, http, path: path.to_path_buf() })
+    }
+
+    /// Points the tablet at a (restarted) relay.
+    pub fn reconnect(&mut self, url: &str) {
+        let policy = self.http.policy.clone();
+        self.http = HttpSync::new(url, None).expect("url");
+        self.http.policy = policy;
+    }
+
+    pub async fn sync(&self) -> Result<Summary, DriverError> {
+        self.http.sync(&self.store, &self.token, &self.editor, &Cancel::new(), |_| {}).await
+    }
+}
+
+/// Sets up a programme on a central store file: two schools of seed 004's kinds, a team of
+/// inspectors and an expert in the first, one inspector in the second, and a supervisor; returns
+/// one enrolment code per user, in the order `wang, li, zhao, chen, sup`.
+pub fn programme(db: &Path) -> Vec<(String, String)> {
+    use shidao_server::accounts;
+    let conn = shidao_server::db::open(db).expect("central store");
+    accounts::add_programme(&conn, "ouhai", "瓯海区初中全面提升行动", Some(("2026-09-01", "2027-01-31"))).expect("programme");
+    accounts::add_school(&conn, "ouhai", "ouhai-a", "瓯海区实验中学", "示范", "智慧课堂").expect("school");
+    accounts::add_school(&conn, "ouhai", "ouhai-b", "瓯海区第二中学", "潜质", "作业改革").expect("school");
+    let people = [
+        ("wang", "王老师", Role::Inspector, vec!["ouhai-a".to_string()]),
+        ("li", "李老师", Role::Inspector, vec!["ouhai-a".to_string()]),
+        ("zhao", "赵专家", Role::Expert, vec!["ouhai-a".to_string()]),
+        ("chen", "陈老师", Role::Inspector, vec!["ouhai-b".to_string()]),
+        ("sup", "周督导", Role::Supervisor, vec![]),
+    ];
+    let mut codes = Vec::new();
+    for (id, name, role, schools) in people {
+        accounts::add_user(&conn, id, name, role, Some("ouhai"), &schools, None, 0).expect("user");
+        let code = accounts::new_enrol_code(&conn, id, shidao_core::Clock::system().now()).expect("code");
+        codes.push((id.to_string(), code));
+    }
+    accounts::add_task(&conn, "ouhai", None, "t-backbone", "培养语数英30名核心骨干", 30.0, "名", "2026-09-01", "2027-08-31")
+        .expect("task");
+    codes
 }

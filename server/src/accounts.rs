@@ -1,0 +1,353 @@
+//! Programmes, schools, users, tasks, devices and scope: who may read and write what.
+//!
+//! A device enrols with a one-time code and receives a token; only the token's SHA-256 is kept,
+//! so a copy of the database cannot sync as anyone. A user's scope is the schools they are
+//! assigned to, or, for reviewers (supervisor, admin), every school of their programme.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use shidao_core::expr::parse_date;
+use shidao_core::sync::protocol::{Reference, SchoolInfo, TaskInfo, TemplateRef, UserInfo};
+use shidao_core::template::{builtin_templates, Role};
+use shidao_core::{SchoolId, UserId};
+
+use crate::error::{AppError, AppResult};
+
+/// Categories of schools (seed 004): 示范 / 优质 / 潜质.
+pub const CATEGORIES: &[&str] = &["示范", "优质", "潜质"];
+
+/// How long an enrolment code stays valid.
+const CODE_LIFETIME_SECS: i64 = 7 * 24 * 3600;
+
+pub fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut out = String::new();
+    while out.len() < bytes * 2 {
+        out.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    out.truncate(bytes * 2);
+    out
+}
+
+/// An authenticated device and its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub id: String,
+    pub user: String,
+    pub name: String,
+    pub role: Role,
+    pub programme: Option<String>,
+}
+
+/// The schools a user may read and write, and a version that changes when they change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub schools: Vec<String>,
+    pub version: String,
+}
+
+impl Scope {
+    pub fn contains(&self, school: &str) -> bool {
+        self.schools.binary_search_by(|s| s.as_str().cmp(school)).is_ok()
+    }
+}
+
+pub fn add_programme(conn: &Connection, id: &str, name: &str, term: Option<(&str, &str)>) -> AppResult<()> {
+    conn.execute(
+        "INSERT INTO programmes (id, name, term_start, term_end) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, term_start = excluded.term_start, term_end = excluded.term_end",
+        params![id, name, term.map(|t| t.0), term.map(|t| t.1)],
+    )?;
+    Ok(())
+}
+
+/// Adds or updates a school; the category must be one of [`CATEGORIES`] (or empty).
+pub fn add_school(conn: &Connection, programme: &str, id: &str, name: &str, category: &str, key_project: &str) -> AppResult<()> {
+    SchoolId::new(id).map_err(|e| AppError::BadRequest(e.to_string()))?;
+    if !category.is_empty() && !CATEGORIES.contains(&category) {
+        return Err(AppError::BadRequest(format!("school {id}: category `{category}` is not one of 示范, 优质, 潜质")));
+    }
+    let known: Option<i64> = conn.query_row("SELECT 1 FROM programmes WHERE id = ?1", [programme], |r| r.get(0)).optional()?;
+    if known.is_none() {
+        return Err(AppError::NotFound(format!("programme {programme} does not exist")));
+    }
+    conn.execute(
+        "INSERT INTO schools (id, programme_id, name, category, key_project) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (id) DO UPDATE SET programme_id = excluded.programme_id, name = excluded.name,
+            category = excluded.category, key_project = excluded.key_project",
+        params![id, programme, name, category, key_project],
+    )?;
+    Ok(())
+}
+
+/// Adds or updates a user and replaces their school assignments.
+pub fn add_user(
+    conn: &Connection,
+    id: &str,
+    name: &str,
+    role: Role,
+    programme: Option<&str>,
+    schools: &[String],
+    password_hash: Option<&str>,
+    now: i64,
+) -> AppResult<()> {
+    UserId::new(id).map_err(|e| AppError::BadRequest(e.to_string()))?;
+    let tx = conn.unchecked_transaction()?;
+    tx.execute(
+        "INSERT INTO users (id, name, role, programme_id, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role, programme_id = excluded.programme_id,
+            password_hash = COALESCE(excluded.password_hash, users.password_hash)",
+        params![id, name, role.as_str(), programme, password_hash, now],
+    )?;
+    tx.execute("DELETE FROM assignments WHERE user_id = ?1", [id])?;
+    for s in schools {
+        let known: Option<i64> = tx.query_row("SELECT 1 FROM schools WHERE id = ?1", [s], |r| r.get(0)).optional()?;
+        if known.is_none() {
+            return Err(AppError::NotFound(format!("user {id}: school {s} does not exist")));
+        }
+        tx.execute("INSERT INTO assignments (user_id, school_id) VALUES (?1, ?2)", params![id, s])?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn add_task(
+    conn: &Connection,
+    programme: &str,
+    school: Option<&str>,
+    id: &str,
+    title: &str,
+    target: f64,
+    unit: &str,
+    start: &str,
+    due: &str,
+) -> AppResult<()> {
+    if parse_date(start).is_none() || parse_date(due).is_none() || start > due {
+        return Err(AppError::BadRequest(format!("task {id}: start {start} and due {due} must be dates, start first")));
+    }
+    if !(target > 0.0 && target.is_finite()) {
+        return Err(AppError::BadRequest(format!("task {id}: target must be a positive number")));
+    }
+    conn.execute(
+        "INSERT INTO tasks (id, programme_id, school_id, title, target, unit, start_date, due_date)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (id) DO UPDATE SET programme_id = excluded.programme_id, school_id = excluded.school_id,
+            title = excluded.title, target = excluded.target, unit = excluded.unit,
+            start_date = excluded.start_date, due_date = excluded.due_date",
+        params![id, programme, school, title, target, unit, start, due],
+    )?;
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+struct SchoolRow {
+    id: String,
+    name: String,
+    #[serde(default)]
+    category: String,
+    #[serde(default)]
+    key_project: String,
+}
+
+/// Imports schools from CSV with a header `id,name,category,key_project`. All or nothing: a bad
+/// line is reported with its line number and nothing is imported.
+pub fn import_schools_csv(conn: &Connection, programme: &str, csv_text: &str) -> AppResult<usize> {
+    let tx = conn.unchecked_transaction()?;
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    let mut n = 0;
+    for (i, row) in reader.deserialize::<SchoolRow>().enumerate() {
+        let row = row.map_err(|e| AppError::BadRequest(format!("schools CSV line {}: {e}", i + 2)))?;
+        add_school(&tx, programme, row.id.trim(), row.name.trim(), row.category.trim(), row.key_project.trim())
+            .map_err(|e| AppError::BadRequest(format!("schools CSV line {}: {e}", i + 2)))?;
+        n += 1;
+    }
+    tx.commit()?;
+    Ok(n)
+}
+
+#[derive(Debug, Deserialize)]
+struct UserRow {
+    id: String,
+    name: String,
+    role: String,
+    #[serde(default)]
+    schools: String,
+}
+
+/// Imports users from CSV with a header `id,name,role,schools` (schools separated by `;`). All
+/// or nothing.
+pub fn import_users_csv(conn: &Connection, programme: &str, csv_text: &str, now: i64) -> AppResult<usize> {
+    let tx = conn.unchecked_transaction()?;
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    let mut n = 0;
+    for (i, row) in reader.deserialize::<UserRow>().enumerate() {
+        let line = i + 2;
+        let row = row.map_err(|e| AppError::BadRequest(format!("users CSV line {line}: {e}")))?;
+        let role = Role::parse(row.role.trim())
+            .ok_or_else(|| AppError::BadRequest(format!("users CSV line {line}: unknown role `{}`", row.role)))?;
+        let schools: Vec<String> = row.schools.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+        add_user(&tx, row.id.trim(), row.name.trim(), role, Some(programme), &schools, None, now)
+            .map_err(|e| AppError::BadRequest(format!("users CSV line {line}: {e}")))?;
+        n += 1;
+    }
+    tx.commit()?;
+    Ok(n)
+}
+
+/// Makes a one-time enrolment code for a user; only its hash is kept.
+pub fn new_enrol_code(conn: &Connection, user: &str, now: i64) -> AppResult<String> {
+    let active: Option<bool> = conn.query_row("SELECT active FROM users WHERE id = ?1", [user], |r| r.get(0)).optional()?;
+    if active != Some(true) {
+        return Err(AppError::NotFound(format!("user {user} does not exist or is inactive")));
+    }
+    // 10 characters without look-alikes (no 0/O, 1/I/L), read out over the phone as two groups.
+    const ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+    let raw = uuid::Uuid::new_v4().into_bytes();
+    let code: String = raw.iter().take(10).map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect();
+    let code = format!("{}-{}", &code[..5], &code[5..]);
+    conn.execute(
+        "INSERT INTO enrol_codes (code_hash, user_id, expires_at) VALUES (?1, ?2, ?3)",
+        params![sha256_hex(&code), user, now + CODE_LIFETIME_SECS],
+    )?;
+    Ok(code)
+}
+
+/// Enrols a device with a code; returns `(device id, token)`. The code cannot be used again.
+pub fn enrol(conn: &Connection, code: &str, device_name: &str, now: i64) -> AppResult<(String, String, String)> {
+    let code = code.trim().to_uppercase();
+    let tx = conn.unchecked_transaction()?;
+    let user: Option<String> = tx
+        .query_row(
+            "SELECT user_id FROM enrol_codes WHERE code_hash = ?1 AND used_at IS NULL AND expires_at > ?2",
+            params![sha256_hex(&code), now],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let user = user.ok_or(AppError::BadCode)?;
+    let name = device_name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(AppError::BadRequest("device name must be 1–100 characters".into()));
+    }
+    tx.execute("UPDATE enrol_codes SET used_at = ?2 WHERE code_hash = ?1", params![sha256_hex(&code), now])?;
+    let device = uuid::Uuid::new_v4().to_string();
+    let token = random_hex(32);
+    tx.execute(
+        "INSERT INTO devices (id, user_id, name, token_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![device, user, name, sha256_hex(&token), now],
+    )?;
+    tx.commit()?;
+    Ok((device, token, user))
+}
+
+/// Revokes a device: its token is refused from now on.
+pub fn revoke_device(conn: &Connection, device: &str, now: i64) -> AppResult<()> {
+    let n = conn.execute("UPDATE devices SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL", params![device, now])?;
+    if n == 0 {
+        return Err(AppError::NotFound(format!("device {device} is unknown or already revoked")));
+    }
+    Ok(())
+}
+
+/// The device a bearer token belongs to; 401 when unknown, revoked, or the user is inactive.
+pub fn authenticate(conn: &Connection, token: &str, now: i64) -> AppResult<Device> {
+    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(AppError::Unauthorized);
+    }
+    let row = conn
+        .prepare_cached(
+            "SELECT d.id, d.user_id, d.name, d.revoked_at, u.role, u.programme_id, u.active
+             FROM devices d JOIN users u ON u.id = d.user_id WHERE d.token_hash = ?1",
+        )?
+        .query_row([sha256_hex(token)], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, bool>(6)?,
+            ))
+        })
+        .optional()?;
+    let Some((id, user, name, revoked, role, programme, active)) = row else { return Err(AppError::Unauthorized) };
+    if revoked.is_some() || !active {
+        return Err(AppError::Revoked);
+    }
+    let role = Role::parse(&role).ok_or_else(|| AppError::Internal(format!("user {user} has unknown role {role}")))?;
+    conn.prepare_cached("UPDATE devices SET last_seen = ?2 WHERE id = ?1")?.execute(params![id, now])?;
+    Ok(Device { id, user, name, role, programme })
+}
+
+/// The schools a user may read and write.
+pub fn scope(conn: &Connection, user: &str, role: Role, programme: Option<&str>) -> AppResult<Scope> {
+    let mut schools: Vec<String> = if role.reviews() {
+        let mut stmt = conn.prepare_cached("SELECT id FROM schools WHERE ?1 IS NULL OR programme_id = ?1 ORDER BY id")?;
+        stmt.query_map([programme], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+    } else {
+        let mut stmt = conn.prepare_cached("SELECT school_id FROM assignments WHERE user_id = ?1 ORDER BY school_id")?;
+        stmt.query_map([user], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+    };
+    schools.sort();
+    let version = sha256_hex(&format!("{}|{}", role.as_str(), schools.join(",")))[..16].to_string();
+    Ok(Scope { schools, version })
+}
+
+/// The reference data a device needs: the user, their schools and tasks, the templates in use.
+pub fn reference(conn: &Connection, device: &Device, scope: &Scope) -> AppResult<Reference> {
+    let user_name: String = conn.query_row("SELECT name FROM users WHERE id = ?1", [&device.user], |r| r.get(0))?;
+    let mut schools = Vec::new();
+    {
+        let mut stmt = conn.prepare_cached("SELECT id, programme_id, name, category, key_project FROM schools WHERE id = ?1")?;
+        for s in &scope.schools {
+            if let Some(info) = stmt
+                .query_row([s], |r| {
+                    Ok(SchoolInfo { id: r.get(0)?, programme: r.get(1)?, name: r.get(2)?, category: r.get(3)?, key_project: r.get(4)? })
+                })
+                .optional()?
+            {
+                schools.push(info);
+            }
+        }
+    }
+    let mut tasks = Vec::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, programme_id, school_id, title, target, unit, start_date, due_date FROM tasks ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(TaskInfo {
+                id: r.get(0)?,
+                programme: r.get(1)?,
+                school: r.get(2)?,
+                title: r.get(3)?,
+                target: r.get(4)?,
+                unit: r.get(5)?,
+                start_date: r.get(6)?,
+                due_date: r.get(7)?,
+            })
+        })?;
+        let programmes: std::collections::BTreeSet<&str> = schools.iter().map(|s| s.programme.as_str()).collect();
+        for t in rows {
+            let t = t?;
+            let visible = match &t.school {
+                Some(s) => scope.contains(s),
+                None => programmes.contains(t.programme.as_str()),
+            };
+            if visible {
+                tasks.push(t);
+            }
+        }
+    }
+    let templates: Vec<TemplateRef> =
+        builtin_templates().iter().map(|t| TemplateRef { id: t.id().to_string(), version: t.version() }).collect();
+    let user = UserInfo { id: device.user.clone(), name: user_name, role: device.role.as_str().to_string(), device: device.id.clone() };
+    let mut reference = Reference { version: String::new(), user, schools, tasks, templates };
+    reference.version = sha256_hex(&serde_json::to_string(&reference).unwrap_or_default())[..16].to_string();
+    Ok(reference)
+}

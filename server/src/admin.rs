@@ -1,0 +1,160 @@
+//! Administration from the command line: programmes, schools, users, tasks, enrolment codes and
+//! devices. Each command is one function over the central store, printing what it did.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use rusqlite::Connection;
+use shidao_core::template::Role;
+
+use crate::accounts;
+use crate::error::{AppError, AppResult};
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create or rename a programme.
+    AddProgramme {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// First and last day, `YYYY-MM-DD`.
+        #[arg(long)]
+        term_start: Option<String>,
+        #[arg(long)]
+        term_end: Option<String>,
+    },
+    /// Add or update a school.
+    AddSchool {
+        #[arg(long)]
+        programme: String,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// 示范, 优质 or 潜质.
+        #[arg(long, default_value = "")]
+        category: String,
+        #[arg(long, default_value = "")]
+        key_project: String,
+    },
+    /// Import schools from a CSV file with the header `id,name,category,key_project`.
+    ImportSchools {
+        #[arg(long)]
+        programme: String,
+        file: PathBuf,
+    },
+    /// Add or update a user and their schools.
+    AddUser {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// inspector, expert, principal, supervisor or admin.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        programme: Option<String>,
+        /// Schools the user works in, separated by commas.
+        #[arg(long, value_delimiter = ',')]
+        schools: Vec<String>,
+    },
+    /// Import users from a CSV file with the header `id,name,role,schools` (schools joined by `;`).
+    ImportUsers {
+        #[arg(long)]
+        programme: String,
+        file: PathBuf,
+    },
+    /// Add or update a programme or school task with a numeric target.
+    AddTask {
+        #[arg(long)]
+        programme: String,
+        #[arg(long)]
+        school: Option<String>,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        title: String,
+        #[arg(long)]
+        target: f64,
+        #[arg(long)]
+        unit: String,
+        #[arg(long)]
+        start: String,
+        #[arg(long)]
+        due: String,
+    },
+    /// Make a one-time code with which a user's tablet enrols (valid 7 days).
+    EnrolCode {
+        #[arg(long)]
+        user: String,
+    },
+    /// Revoke a device: its token is refused from now on.
+    RevokeDevice {
+        #[arg(long)]
+        device: String,
+    },
+    /// List enrolled devices.
+    Devices,
+}
+
+fn read(path: &PathBuf) -> AppResult<String> {
+    std::fs::read_to_string(path).map_err(|e| AppError::BadRequest(format!("{}: {e}", path.display())))
+}
+
+/// Runs one admin command; returns what to print.
+pub fn run(conn: &Connection, cmd: AdminCommand, now: i64) -> AppResult<String> {
+    Ok(match cmd {
+        AdminCommand::AddProgramme { id, name, term_start, term_end } => {
+            let term = term_start.as_deref().zip(term_end.as_deref());
+            accounts::add_programme(conn, &id, &name, term)?;
+            format!("programme {id} ({name}) saved")
+        }
+        AdminCommand::AddSchool { programme, id, name, category, key_project } => {
+            accounts::add_school(conn, &programme, &id, &name, &category, &key_project)?;
+            format!("school {id} ({name}) saved")
+        }
+        AdminCommand::ImportSchools { programme, file } => {
+            let n = accounts::import_schools_csv(conn, &programme, &read(&file)?)?;
+            format!("{n} schools imported into {programme}")
+        }
+        AdminCommand::AddUser { id, name, role, programme, schools } => {
+            let role = Role::parse(&role).ok_or_else(|| AppError::BadRequest(format!("unknown role `{role}`")))?;
+            accounts::add_user(conn, &id, &name, role, programme.as_deref(), &schools, None, now)?;
+            format!("user {id} ({name}, {}) saved with {} school(s)", role.as_str(), schools.len())
+        }
+        AdminCommand::ImportUsers { programme, file } => {
+            let n = accounts::import_users_csv(conn, &programme, &read(&file)?, now)?;
+            format!("{n} users imported into {programme}")
+        }
+        AdminCommand::AddTask { programme, school, id, title, target, unit, start, due } => {
+            accounts::add_task(conn, &programme, school.as_deref(), &id, &title, target, &unit, &start, &due)?;
+            format!("task {id} ({title}) saved")
+        }
+        AdminCommand::EnrolCode { user } => {
+            let code = accounts::new_enrol_code(conn, &user, now)?;
+            format!("enrolment code for {user}: {code} (valid 7 days, once)")
+        }
+        AdminCommand::RevokeDevice { device } => {
+            accounts::revoke_device(conn, &device, now)?;
+            format!("device {device} revoked")
+        }
+        AdminCommand::Devices => {
+            let mut stmt = conn.prepare(
+                "SELECT d.id, d.user_id, d.name, d.created_at, d.last_seen, d.revoked_at FROM devices d ORDER BY d.created_at",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(format!(
+                    "{}\t{}\t{}\tenrolled {}\tlast seen {}\t{}",
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Option<i64>>(4)?.map_or("never".to_string(), |t| t.to_string()),
+                    if r.get::<_, Option<i64>>(5)?.is_some() { "REVOKED" } else { "active" }
+                ))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()?.join("\n")
+        }
+    })
+}

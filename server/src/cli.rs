@@ -1,0 +1,89 @@
+//! The command line of `shidao-server`: `serve` (the default) and `admin`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use crate::{admin, serve, serve_tls, shutdown_signal, AppState};
+
+#[derive(Debug, Parser)]
+#[command(name = "shidao-server", version, about = "shidao sync relay and review server")]
+struct Cli {
+    /// The central store (SQLite), created on first start.
+    #[arg(long, env = "SHIDAO_DB", default_value = "shidao.db", global = true)]
+    db: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the sync API (the default).
+    Serve {
+        #[arg(long, env = "SHIDAO_LISTEN", default_value = "127.0.0.1:7878")]
+        listen: String,
+        /// PEM certificate chain: serve HTTPS (with --tls-key).
+        #[arg(long, env = "SHIDAO_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        #[arg(long, env = "SHIDAO_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+    },
+    /// Administer programmes, schools, users, tasks and devices.
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+    },
+}
+
+/// Parses the command line, runs the command, and returns the exit code.
+pub fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHIDAO_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let state = AppState::open(&cli.db)?;
+    match cli.command.unwrap_or(Command::Serve { listen: "127.0.0.1:7878".into(), tls_cert: None, tls_key: None }) {
+        Command::Admin { command } => {
+            let now = state.clock.now();
+            let out = state.with_db(|conn| admin::run(conn, command, now))?;
+            println!("{out}");
+            Ok(())
+        }
+        Command::Serve { listen, tls_cert, tls_key } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async move {
+                match (tls_cert, tls_key) {
+                    (Some(cert), Some(key)) => {
+                        let addr: SocketAddr = listen.parse()?;
+                        tracing::info!(%addr, db = %cli.db.display(), "serving HTTPS");
+                        serve_tls(addr, state, &cert, &key).await?;
+                    }
+                    _ => {
+                        let listener = tokio::net::TcpListener::bind(&listen).await?;
+                        let addr = listener.local_addr()?;
+                        // Tests read this line to learn the port when listening on :0.
+                        println!("listening on http://{addr}");
+                        tracing::info!(%addr, db = %cli.db.display(), "serving HTTP");
+                        serve(listener, state, shutdown_signal()).await?;
+                    }
+                }
+                Ok::<(), Box<dyn std::error::Error>>(())
+            })
+        }
+    }
+}

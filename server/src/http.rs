@@ -1,0 +1,164 @@
+//! The HTTP API: routes, authentication, body limits and compression.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use shidao_core::sync::protocol::{self, EnrolRequest, EnrolResponse, SyncRequest};
+
+use crate::accounts::{self, Device};
+use crate::error::{AppError, AppResult};
+use crate::{attachments, sync, AppState};
+
+/// Largest piece of an attachment in one request.
+const MAX_PIECE: usize = 4 * 1024 * 1024;
+
+/// The device behind the request's bearer token.
+pub struct Authed(pub Device);
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).ok_or(AppError::Unauthorized)?;
+        let token = header.strip_prefix("Bearer ").ok_or(AppError::Unauthorized)?.trim().to_string();
+        let now = state.clock.now();
+        state.blocking(move |conn| accounts::authenticate(conn, &token, now)).await.map(Authed)
+    }
+}
+
+fn body(bytes: Result<Bytes, BytesRejection>, limit: usize) -> AppResult<Bytes> {
+    bytes.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::TooLarge { limit }
+        } else {
+            AppError::BadRequest(format!("could not read the body: {rejection}"))
+        }
+    })
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+async fn enrol(State(state): State<AppState>, raw: Result<Bytes, BytesRejection>) -> AppResult<Json<EnrolResponse>> {
+    let raw = body(raw, 64 * 1024)?;
+    let req: EnrolRequest =
+        serde_json::from_slice(&raw).map_err(|e| AppError::BadRequest(format!("not an enrolment request: {e}")))?;
+    let now = state.clock.now();
+    let resp = state
+        .blocking(move |conn| {
+            let (device, token, user) = accounts::enrol(conn, &req.code, &req.device_name, now)?;
+            let (name, role): (String, String) =
+                conn.query_row("SELECT name, role FROM users WHERE id = ?1", [&user], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(EnrolResponse { device, token, user, role, name })
+        })
+        .await?;
+    tracing::info!(device = %resp.device, user = %resp.user, "device enrolled");
+    Ok(Json(resp))
+}
+
+async fn sync_handler(
+    State(state): State<AppState>,
+    Authed(device): Authed,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> AppResult<Response> {
+    let raw = body(raw, protocol::MAX_BODY_BYTES)?;
+    let gzip = headers.get("content-encoding").is_some_and(|v| v.as_bytes() == b"gzip");
+    let req: SyncRequest = protocol::decode(&raw, gzip).map_err(|e| match e {
+        protocol::WireError::TooLarge => AppError::TooLarge { limit: protocol::MAX_DECOMPRESSED_BYTES as usize },
+        other => AppError::BadRequest(other.to_string()),
+    })?;
+    let pushed = req.push.len();
+    let clock = state.clock.clone();
+    let device_id = device.id.clone();
+    let resp = state.blocking_mut(move |conn| sync::handle(conn, &device, req, &clock)).await?;
+    tracing::info!(device = %device_id, pushed, pulled = resp.pull.len(), cursor = resp.cursor, more = resp.more, "sync");
+    let accepts_gzip = headers
+        .get("accept-encoding")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("gzip"));
+    let mut response = if accepts_gzip {
+        let mut r = protocol::encode(&resp).into_response();
+        r.headers_mut().insert("content-encoding", HeaderValue::from_static("gzip"));
+        r
+    } else {
+        serde_json::to_vec(&resp).unwrap_or_default().into_response()
+    };
+    response.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    Ok(response)
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> AppResult<u64> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| AppError::BadRequest(format!("header `{name}` must be a number")))
+}
+
+async fn attachment_head(State(state): State<AppState>, Authed(_): Authed, Path(hash): Path<String>) -> AppResult<Response> {
+    let status = state.blocking(move |conn| attachments::status(conn, &hash)).await?;
+    let Some((received, size, complete)) = status else {
+        return Ok(StatusCode::NOT_FOUND.into_response());
+    };
+    let mut r = StatusCode::OK.into_response();
+    r.headers_mut().insert("upload-offset", HeaderValue::from(received));
+    r.headers_mut().insert("upload-length", HeaderValue::from(size));
+    r.headers_mut().insert("upload-complete", HeaderValue::from_static(if complete { "1" } else { "0" }));
+    Ok(r)
+}
+
+async fn attachment_put(
+    State(state): State<AppState>,
+    Authed(device): Authed,
+    Path(hash): Path<String>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> AppResult<Response> {
+    let piece = body(raw, MAX_PIECE)?;
+    let offset = header_u64(&headers, "upload-offset")?;
+    let length = header_u64(&headers, "upload-length")?;
+    let mime = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/octet-stream").to_string();
+    let dir = state.attachments_dir.clone();
+    let now = state.clock.now();
+    let received = state
+        .blocking(move |conn| attachments::append(conn, &dir, &device, &hash, offset, length, &mime, &piece, now))
+        .await?;
+    let mut r = Json(serde_json::json!({ "received": received, "complete": received == length })).into_response();
+    r.headers_mut().insert("upload-offset", HeaderValue::from(received));
+    Ok(r)
+}
+
+async fn attachment_get(State(state): State<AppState>, Authed(device): Authed, Path(hash): Path<String>) -> AppResult<Response> {
+    let dir = state.attachments_dir.clone();
+    let (bytes, mime) = state
+        .blocking(move |conn| {
+            let scope = accounts::scope(conn, &device.user, device.role, device.programme.as_deref())?;
+            attachments::read(conn, &dir, &device, &scope, &hash)
+        })
+        .await?;
+    let mut r = bytes.into_response();
+    if let Ok(v) = HeaderValue::from_str(&mime) {
+        r.headers_mut().insert("content-type", v);
+    }
+    Ok(r)
+}
+
+/// Every route of the API.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/enrol", post(enrol))
+        .route("/v1/sync", post(sync_handler).layer(DefaultBodyLimit::max(protocol::MAX_BODY_BYTES)))
+        .route(
+            "/v1/attachments/{hash}",
+            get(attachment_get).head(attachment_head).put(attachment_put).layer(DefaultBodyLimit::max(MAX_PIECE)),
+        )
+        .fallback(|| async { AppError::NotFound("no such route".into()) })
+}

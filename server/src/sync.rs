@@ -1,0 +1,496 @@
+//! One sync round on the server: apply what a device pushed (each record checked by the rules
+//! and stored or refused on its own), then page out what the device lacks.
+//!
+//! What must stay true:
+//! - A push is acknowledged only after its transaction committed (`synchronous=FULL`).
+//! - A refused record stores nothing: each record is applied inside its own savepoint.
+//! - Replays change nothing: changes the server already has are not new, so they are neither
+//!   logged nor counted.
+//! - A device never receives a record outside its scope.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use automerge::{Automerge, ChangeHash, ObjId, ReadDoc, Value, ROOT};
+use rusqlite::{params, Connection, OptionalExtension};
+use shidao_core::record::{Answer, Record, RecordError, RecordView, Status};
+use shidao_core::sync::protocol::{
+    Outcome, Pull, Push, PushResult, SyncRequest, SyncResponse, DEFAULT_PULL_BYTES, PROTOCOL,
+};
+use shidao_core::template::{builtin_templates, FieldKind, Parent, Role, Template};
+use shidao_core::{Clock, DeviceId, Editor, RecordId, UserId};
+
+use crate::accounts::{self, Device, Scope};
+use crate::error::{AppError, AppResult};
+
+/// Largest page of pulled changes a device may ask for.
+const MAX_PULL_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The identity the server reads records as (it never writes them).
+pub fn reader() -> Editor {
+    Editor {
+        user: UserId::new("server").unwrap_or_else(|_| unreachable!("a valid id")),
+        device: DeviceId::new("server").unwrap_or_else(|_| unreachable!("a valid id")),
+        role: Role::Admin,
+    }
+}
+
+pub fn template_of(id: &str, version: u32) -> Option<Arc<Template>> {
+    builtin_templates().iter().find(|t| t.id() == id && t.version() == version).cloned()
+}
+
+/// A refusal of one record: a machine-readable code and a reason.
+struct Refusal {
+    code: &'static str,
+    reason: String,
+}
+
+fn refuse(code: &'static str, reason: impl Into<String>) -> Refusal {
+    Refusal { code, reason: reason.into() }
+}
+
+enum Applied {
+    Stored,
+    Unchanged,
+    ResendAll(String),
+}
+
+/// Runs one sync round for `device`. Everything happens in one transaction; the caller commits.
+pub fn handle(conn: &mut Connection, device: &Device, req: SyncRequest, clock: &Clock) -> AppResult<SyncResponse> {
+    if req.protocol != PROTOCOL {
+        return Err(AppError::BadRequest(format!("protocol {} is not supported; this server speaks {PROTOCOL}", req.protocol)));
+    }
+    if req.request_id.is_empty() || req.request_id.len() > 100 {
+        return Err(AppError::BadRequest("request_id must be 1–100 characters".into()));
+    }
+    let mut seen = HashSet::new();
+    for p in &req.push {
+        if !seen.insert(p.record.as_str()) {
+            return Err(AppError::BadRequest(format!("record {} is pushed twice in one request", p.record)));
+        }
+    }
+    let now = clock.now();
+    let tx = conn.transaction()?;
+    let scope = accounts::scope(&tx, &device.user, device.role, device.programme.as_deref())?;
+
+    let mut results = Vec::with_capacity(req.push.len());
+    let mut accepted = 0;
+    for push in &req.push {
+        tx.execute_batch("SAVEPOINT push")?;
+        let outcome = apply_push(&tx, device, &scope, push, now);
+        match outcome {
+            Ok(applied) => {
+                tx.execute_batch("RELEASE push")?;
+                accepted += 1;
+                let (outcome, code, reason) = match applied {
+                    Applied::Stored | Applied::Unchanged => (Outcome::Accepted, None, None),
+                    Applied::ResendAll(why) => (Outcome::ResendAll, Some("missing_history".to_string()), Some(why)),
+                };
+                results.push(PushResult { record: push.record.clone(), outcome, code, reason });
+            }
+            Err(Err(r)) => {
+                tx.execute_batch("ROLLBACK TO push; RELEASE push")?;
+                tracing::info!(record = %push.record, device = %device.id, code = r.code, reason = %r.reason, "push refused");
+                results.push(PushResult {
+                    record: push.record.clone(),
+                    outcome: Outcome::Refused,
+                    code: Some(r.code.to_string()),
+                    reason: Some(r.reason),
+                });
+            }
+            Err(Ok(e)) => {
+                tx.execute_batch("ROLLBACK TO push; RELEASE push")?;
+                return Err(e);
+            }
+        }
+    }
+
+    // Pull: from 0 when the scope changed since the device's last sync.
+    let cursor = if req.scope.as_deref() == Some(scope.version.as_str()) { req.cursor } else { 0 };
+    let limit = req.max_pull_bytes.unwrap_or(DEFAULT_PULL_BYTES).clamp(1024, MAX_PULL_BYTES);
+    let (pull, next, more) = page(&tx, device, &scope, cursor, limit)?;
+    let reference = accounts::reference(&tx, device, &scope)?;
+    let reference = (req.reference.as_deref() != Some(reference.version.as_str())).then_some(reference);
+
+    tx.execute(
+        "INSERT OR IGNORE INTO sync_requests (request_id, device_id, at, pushed, accepted) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![req.request_id, device.id, now, req.push.len() as i64, accepted],
+    )?;
+    tx.commit()?;
+    Ok(SyncResponse { protocol: PROTOCOL, cursor: next, more, scope: scope.version, results, pull, reference, server_time: now })
+}
+
+/// The changes after `cursor` in the device's scope and not pushed by it, up to `limit` bytes.
+fn page(conn: &Connection, device: &Device, scope: &Scope, cursor: u64, limit: u64) -> AppResult<(Vec<Pull>, u64, bool)> {
+    let max_seq: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| r.get(0))?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, record_id, school_id, device_id, bytes FROM changes WHERE seq > ?1 ORDER BY seq",
+    )?;
+    let mut rows = stmt.query([cursor as i64])?;
+    let mut by_record: BTreeMap<String, (i64, Vec<u8>)> = BTreeMap::new();
+    let mut size = 0u64;
+    let mut next = cursor;
+    let mut more = false;
+    while let Some(row) = rows.next()? {
+        let seq: i64 = row.get(0)?;
+        let school: String = row.get(2)?;
+        let from: String = row.get(3)?;
+        if from == device.id || !scope.contains(&school) {
+            next = seq as u64;
+            continue;
+        }
+        let bytes: Vec<u8> = row.get(4)?;
+        if size > 0 && size + bytes.len() as u64 > limit {
+            more = true;
+            break;
+        }
+        size += bytes.len() as u64;
+        let record: String = row.get(1)?;
+        let entry = by_record.entry(record).or_insert_with(|| (seq, Vec::new()));
+        entry.1.extend_from_slice(&bytes);
+        next = seq as u64;
+    }
+    if !more {
+        next = next.max(max_seq as u64).max(cursor);
+    }
+    // In log order, so a record's creation comes before records that link to it.
+    let mut pulls: Vec<(i64, Pull)> =
+        by_record.into_iter().map(|(record, (first, changes))| (first, Pull { record, changes })).collect();
+    pulls.sort_by_key(|(first, _)| *first);
+    Ok((pulls.into_iter().map(|(_, p)| p).collect(), next, more))
+}
+
+/// Applies one pushed record; `Err(Err(refusal))` refuses it, `Err(Ok(e))` fails the request.
+fn apply_push(
+    conn: &Connection,
+    device: &Device,
+    scope: &Scope,
+    push: &Push,
+    now: i64,
+) -> Result<Applied, Result<AppError, Refusal>> {
+    let sql = |e: rusqlite::Error| Ok(AppError::from(e));
+    let id = RecordId::new(push.record.clone()).map_err(|e| Err(refuse("bad_record_id", e.to_string())))?;
+    let existing: Option<(Vec<u8>, String, String)> = conn
+        .prepare_cached("SELECT doc, school_id, status FROM records WHERE id = ?1")
+        .and_then(|mut s| s.query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
+        .map_err(sql)?;
+
+    // Someone else's record: refused before anything is read, whatever the bytes are.
+    if let Some((_, school, _)) = &existing {
+        if !scope.contains(school) {
+            return Err(Err(refuse("out_of_scope", format!("record {id} is outside the scope of {}", device.user))));
+        }
+    }
+
+    // 1. Bytes: must be Automerge changes (or a document) that apply cleanly.
+    let mut doc = match &existing {
+        Some((bytes, _, _)) => Automerge::load(bytes).map_err(|e| Ok(AppError::Internal(format!("stored record {id} unreadable: {e}"))))?,
+        None => Automerge::new(),
+    };
+    let before = doc.get_heads();
+    if let Some((_, _, status)) = &existing {
+        if status == Status::Approved.as_str() {
+            // Nothing may change a sealed record; a replay of what it already holds is fine.
+            let mut probe = doc.clone();
+            if probe.load_incremental(&push.changes).is_ok() && probe.get_heads() == before {
+                return Ok(Applied::Unchanged);
+            }
+            return Err(Err(refuse("sealed", format!("record {id} is approved and sealed"))));
+        }
+    }
+    doc.load_incremental(&push.changes)
+        .map_err(|e| Err(refuse("corrupt", format!("the changes of record {id} cannot be read: {e}"))))?;
+    if !doc.get_missing_deps(&[]).is_empty() {
+        return Ok(Applied::ResendAll(format!("the server lacks earlier changes of record {id}; send all of it")));
+    }
+    let new: Vec<_> = doc.get_changes_meta(&before).into_iter().map(|m| m.into_owned()).collect();
+    if new.is_empty() {
+        return Ok(Applied::Unchanged);
+    }
+
+    // 2. Every new change is by this user on this device, from an actor bound to this device.
+    let expected = format!("{}/{}", device.user, device.id);
+    let mut actors = HashSet::new();
+    for m in &new {
+        let author = m.author.as_ref().map(|a| String::from_utf8_lossy(a.as_bytes()).to_string());
+        if author.as_deref() != Some(expected.as_str()) {
+            return Err(Err(refuse(
+                "foreign_author",
+                format!("a change claims author {:?}; this device may only push changes by {expected}", author.unwrap_or_default()),
+            )));
+        }
+        actors.insert(m.actor.to_hex_string());
+    }
+    for actor in &actors {
+        let bound: Option<String> = conn
+            .prepare_cached("SELECT device_id FROM actors WHERE actor = ?1")
+            .and_then(|mut s| s.query_row([actor], |r| r.get(0)).optional())
+            .map_err(sql)?;
+        match bound {
+            Some(d) if d != device.id => {
+                return Err(Err(refuse("foreign_actor", format!("actor {actor} belongs to another device"))));
+            }
+            Some(_) => {}
+            None => {
+                conn.prepare_cached("INSERT INTO actors (actor, device_id) VALUES (?1, ?2)")
+                    .and_then(|mut s| s.execute(params![actor, device.id]))
+                    .map_err(sql)?;
+            }
+        }
+    }
+    let new_hashes: HashSet<ChangeHash> = new.iter().map(|m| m.hash).collect();
+
+    // 3. It must be a record of a known template, about a school in scope.
+    let record = Record::from_doc(doc.clone(), template_of, reader(), Clock::fixed(now)).map_err(|e| match e {
+        RecordError::UnknownTemplate { template, version } => {
+            Err(refuse("unknown_template", format!("template {template} v{version} is not known to this server")))
+        }
+        other => Err(refuse("not_a_record", format!("record {id}: {other}"))),
+    })?;
+    if record.id() != &id {
+        return Err(Err(refuse("wrong_record", format!("the pushed document is record {}, not {id}", record.id()))));
+    }
+    let school = record.school().map(|s| s.to_string()).unwrap_or_default();
+    if !scope.contains(&school) {
+        return Err(Err(refuse("out_of_scope", format!("school {school} is outside the scope of {}", device.user))));
+    }
+    let created = existing.is_none();
+    check_rules(&doc, &record, device, &new_hashes, existing.as_ref().map(|(_, s, st)| (s.as_str(), st.as_str())))
+        .map_err(Err)?;
+    if created {
+        let known: Option<i64> = conn
+            .query_row("SELECT 1 FROM schools WHERE id = ?1", [&school], |r| r.get(0))
+            .optional()
+            .map_err(sql)?;
+        if known.is_none() {
+            return Err(Err(refuse("unknown_school", format!("school {school} does not exist"))));
+        }
+    }
+
+    // 4. Store: the compacted document, the log entry, the projection — in this savepoint.
+    let view = record.read();
+    let heads = serde_json::to_string(&doc.get_heads().iter().map(|h| h.to_string()).collect::<Vec<_>>()).unwrap_or_default();
+    conn.prepare_cached(
+        "INSERT INTO records (id, template_id, template_version, school_id, created_by, status, record_date, doc, heads, last_seq, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10)
+         ON CONFLICT (id) DO UPDATE SET status = excluded.status, record_date = excluded.record_date, doc = excluded.doc,
+            heads = excluded.heads, updated_at = excluded.updated_at",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            id.as_str(),
+            view.template,
+            view.version,
+            school,
+            view.created_by,
+            view.status.as_str(),
+            record.date(),
+            doc.save(),
+            heads,
+            now
+        ])
+    })
+    .map_err(sql)?;
+    let bytes = doc.save_after(&before);
+    conn.prepare_cached(
+        "INSERT INTO changes (record_id, school_id, bytes, change_count, user_id, device_id, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut s| s.execute(params![id.as_str(), school, bytes, new.len() as i64, device.user, device.id, now]))
+    .map_err(sql)?;
+    conn.prepare_cached("UPDATE records SET last_seq = last_insert_rowid() WHERE id = ?1")
+        .and_then(|mut s| s.execute([id.as_str()]))
+        .map_err(sql)?;
+    project(conn, &record, &view).map_err(sql)?;
+    Ok(Applied::Stored)
+}
+
+/// The write rules, judged on the operations the new changes left in the document.
+fn check_rules(
+    doc: &Automerge,
+    record: &Record,
+    device: &Device,
+    new: &HashSet<ChangeHash>,
+    existing: Option<(&str, &str)>,
+) -> Result<(), Refusal> {
+    let is_new = |id: &ObjId| doc.hash_for_opid(id).is_some_and(|h| new.contains(&h));
+    let template = record.template();
+    let role = device.role;
+    let fills = template.def.filled_by.contains(&role);
+
+    // Structure: after creation, new changes write only `status`, and inside the objects.
+    if existing.is_some() {
+        for key in doc.keys(ROOT) {
+            for (_, op) in doc.get_all(ROOT, key.as_str()).unwrap_or_default() {
+                if is_new(&op) && key != "status" {
+                    return Err(refuse("structure", format!("a change replaces `{key}` of the record")));
+                }
+            }
+        }
+        if let Ok(Some((Value::Object(_), meta))) = doc.get(ROOT, "meta") {
+            for key in doc.keys(&meta) {
+                if doc.get_all(&meta, key.as_str()).unwrap_or_default().iter().any(|(_, op)| is_new(op)) {
+                    return Err(refuse("meta_changed", format!("a change rewrites `{key}` of the record's identity")));
+                }
+            }
+        }
+        if let Some((school, _)) = existing {
+            if record.school().map(|s| s.to_string()).as_deref() != Some(school) {
+                return Err(refuse("meta_changed", "the record's school cannot change"));
+            }
+        }
+    } else {
+        if !fills {
+            return Err(refuse("not_allowed", format!("a {} may not create a {} record", role.as_str(), template.id())));
+        }
+        if record.created_by().map(|u| u.to_string()).as_deref() != Some(device.user.as_str()) {
+            return Err(refuse("foreign_author", "a new record must be created by the pushing user"));
+        }
+    }
+
+    // Status: only the transitions the pushing role may make.
+    for (value, op) in doc.get_all(ROOT, "status").unwrap_or_default() {
+        if !is_new(&op) {
+            continue;
+        }
+        let v = value.as_str().unwrap_or_default().to_string();
+        let allowed = match v.as_str() {
+            "draft" => existing.is_none(),
+            "submitted" => fills || role.reviews(),
+            "returned" | "approved" => role.reviews(),
+            _ => false,
+        };
+        if !allowed {
+            return Err(refuse("status_not_allowed", format!("a {} may not set the status to `{v}`", role.as_str())));
+        }
+    }
+    if let Ok(Some((Value::Object(_), review))) = doc.get(ROOT, "review") {
+        for item in doc.list_range(&review, ..) {
+            let entry = item.id();
+            if !is_new(&entry) {
+                continue;
+            }
+            let field = |k: &str| match doc.get(&entry, k) {
+                Ok(Some((v, _))) => v.as_str().map(str::to_string),
+                _ => None,
+            };
+            if field("user").as_deref() != Some(device.user.as_str()) {
+                return Err(refuse("foreign_author", "a review step names someone other than the pushing user"));
+            }
+            let action = field("action").unwrap_or_default();
+            let ok = match action.as_str() {
+                "submit" => fills || role.reviews(),
+                "return" | "approve" => role.reviews(),
+                _ => false,
+            };
+            if !ok {
+                return Err(refuse("status_not_allowed", format!("a {} may not `{action}` a record", role.as_str())));
+            }
+        }
+    }
+
+    // Signatures: a new signature is always the pushing user's own.
+    let answers = match doc.get(ROOT, "answers") {
+        Ok(Some((Value::Object(_), a))) => a,
+        _ => return Err(refuse("not_a_record", "the record has no answers")),
+    };
+    let mut containers: Vec<(ObjId, Vec<&str>)> = Vec::new();
+    let top_sigs: Vec<&str> =
+        template.top_fields().filter(|f| f.kind() == FieldKind::Signature).map(|f| f.id()).collect();
+    containers.push((answers.clone(), top_sigs));
+    for group in template.top_fields().filter(|f| f.kind() == FieldKind::Repeat) {
+        let sigs: Vec<&str> = template
+            .fields
+            .iter()
+            .filter(|f| f.kind() == FieldKind::Signature && matches!(f.parent, Parent::Repeat(_)))
+            .filter(|f| template.sub_fields(group.id()).any(|s| s.id() == f.id()))
+            .map(|f| f.id())
+            .collect();
+        if sigs.is_empty() {
+            continue;
+        }
+        if let Ok(Some((Value::Object(_), g))) = doc.get(&answers, group.id()) {
+            if let Ok(Some((Value::Object(_), rows))) = doc.get(&g, "rows") {
+                for key in doc.keys(&rows) {
+                    if let Ok(Some((Value::Object(_), row))) = doc.get(&rows, key.as_str()) {
+                        containers.push((row, sigs.clone()));
+                    }
+                }
+            }
+        }
+    }
+    for (obj, fields) in containers {
+        for f in fields {
+            for (value, op) in doc.get_all(&obj, f).unwrap_or_default() {
+                if !is_new(&op) || !matches!(value, Value::Object(_)) {
+                    continue;
+                }
+                let user = match doc.get(&op, "user") {
+                    Ok(Some((v, _))) => v.as_str().map(str::to_string),
+                    _ => None,
+                };
+                if user.as_deref() != Some(device.user.as_str()) {
+                    return Err(refuse("foreign_signature", format!("signature `{f}` is signed as {user:?}, not as {}", device.user)));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites the projection of one record: answers with author and time, computed values, scores,
+/// and the files it refers to.
+fn project(conn: &Connection, record: &Record, view: &RecordView) -> rusqlite::Result<()> {
+    let id = record.id().as_str();
+    conn.prepare_cached("DELETE FROM answers WHERE record_id = ?1")?.execute([id])?;
+    conn.prepare_cached("DELETE FROM computed WHERE record_id = ?1")?.execute([id])?;
+    conn.prepare_cached("DELETE FROM record_files WHERE record_id = ?1")?.execute([id])?;
+    let template = record.template();
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO answers (record_id, field, row_id, value, display, number, author, device, at, conflicts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    let mut file = conn.prepare_cached("INSERT OR IGNORE INTO record_files (record_id, hash) VALUES (?1, ?2)")?;
+    for a in &view.answers {
+        let Some(f) = template.field(&a.field.field) else { continue };
+        let value = serde_json::to_string(&a.answer).unwrap_or_default();
+        let display = a.answer.as_ref().map(|v| v.display(f, "zh")).unwrap_or_default();
+        let number = a.answer.as_ref().and_then(|v| match v {
+            Answer::Integer(n) | Answer::Rating(n) | Answer::Duration(n) | Answer::Counter(n) => Some(*n as f64),
+            Answer::Decimal(x) => Some(*x),
+            Answer::Bool(b) => Some(f64::from(u8::from(*b))),
+            _ => None,
+        });
+        let row = a.field.row.as_ref().map(|r| r.to_string()).unwrap_or_default();
+        let (author, device, at) = match &a.by {
+            Some(b) => (Some(b.user.as_str()), Some(b.device.as_str()), Some(b.at)),
+            None => (None, None, None),
+        };
+        insert.execute(params![id, a.field.field, row, value, display, number, author, device, at, a.conflicts.len() as i64])?;
+        for v in a.conflicts.iter().filter_map(|c| c.answer.as_ref()).chain(a.answer.iter()) {
+            match v {
+                Answer::Attachment(att) => {
+                    file.execute(params![id, att.hash])?;
+                }
+                Answer::Signature(s) => {
+                    if let Some(img) = &s.image {
+                        file.execute(params![id, img])?;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut computed = conn.prepare_cached(
+        "INSERT OR REPLACE INTO computed (record_id, name, row_id, number, text, band) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for c in &view.computed {
+        let row = c.field.row.as_ref().map(|r| r.to_string()).unwrap_or_default();
+        computed.execute(params![id, c.field.field, row, c.number, c.text, Option::<String>::None])?;
+    }
+    for s in &view.scores {
+        let text = s.value.map(shidao_core::expr::fmt_num).unwrap_or_default();
+        computed.execute(params![id, s.id, "", s.value, text, s.band.as_ref().map(|b| b.zh.clone())])?;
+    }
+    Ok(())
+}
