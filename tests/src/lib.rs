@@ -59,6 +59,10 @@ impl Relay {
         Relay { child, url, db: db.to_path_buf(), bin: bin.to_path_buf(), log }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the relay with SIGKILL (no chance to finish anything).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
