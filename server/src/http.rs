@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use rusqlite::OptionalExtension;
 use shidao_core::sync::protocol::{self, EnrolRequest, EnrolResponse, SyncRequest};
 
 use crate::accounts::{self, Device};
@@ -150,11 +151,32 @@ async fn attachment_get(State(state): State<AppState>, Authed(device): Authed, P
     Ok(r)
 }
 
+/// The whole of one record (every change), for a device that needs to start it afresh.
+async fn record_get(State(state): State<AppState>, Authed(device): Authed, Path(id): Path<String>) -> AppResult<Response> {
+    let bytes = state
+        .blocking(move |conn| {
+            let scope = accounts::scope(conn, &device.user, device.role, device.programme.as_deref())?;
+            let row: Option<(String, Vec<u8>)> = conn
+                .query_row("SELECT school_id, doc FROM records WHERE id = ?1", [&id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            match row {
+                Some((school, doc)) if scope.contains(&school) => Ok(doc),
+                // Unknown and out of scope answer alike, so ids cannot be probed.
+                _ => Err(AppError::Forbidden(format!("record {id} is not in your scope"))),
+            }
+        })
+        .await?;
+    let mut r = bytes.into_response();
+    r.headers_mut().insert("content-type", HeaderValue::from_static("application/octet-stream"));
+    Ok(r)
+}
+
 /// Every route of the API.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/enrol", post(enrol))
+        .route("/v1/records/{id}", get(record_get))
         .route("/v1/sync", post(sync_handler).layer(DefaultBodyLimit::max(protocol::MAX_BODY_BYTES)))
         .route(
             "/v1/attachments/{hash}",
