@@ -1,6 +1,5 @@
 //! The command line of `shidao-server`: `serve` (the default) and `admin`.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -69,9 +68,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             rt.block_on(async move {
                 match (tls_cert, tls_key) {
                     (Some(cert), Some(key)) => {
-                        let addr: SocketAddr = listen.parse()?;
+                        let listener = std::net::TcpListener::bind(&listen)?;
+                        let addr = listener.local_addr()?;
+                        println!("listening on https://{addr}");
                         tracing::info!(%addr, db = %cli.db.display(), "serving HTTPS");
-                        serve_tls(addr, state, &cert, &key).await?;
+                        serve_tls(listener, state, &cert, &key).await?;
                     }
                     _ => {
                         let listener = tokio::net::TcpListener::bind(&listen).await?;

@@ -129,15 +129,17 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState, shutdown:
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
 }
 
-/// Serves HTTPS with the given certificate chain and key (PEM files).
-pub async fn serve_tls(addr: std::net::SocketAddr, state: AppState, cert: &Path, key: &Path) -> std::io::Result<()> {
+/// Serves HTTPS on a bound listener with the given certificate chain and key (PEM files) until
+/// the process is asked to stop; requests in flight get 30 seconds to finish.
+pub async fn serve_tls(listener: std::net::TcpListener, state: AppState, cert: &Path, key: &Path) -> std::io::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
+    listener.set_nonblocking(true)?;
     let handle = axum_server::Handle::new();
     let h = handle.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         h.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
     });
-    axum_server::bind_rustls(addr, config).handle(handle).serve(app(state).into_make_service()).await
+    axum_server::from_tcp_rustls(listener, config).handle(handle).serve(app(state).into_make_service()).await
 }

@@ -29,15 +29,22 @@ pub struct Relay {
     pub db: PathBuf,
     bin: PathBuf,
     log: PathBuf,
+    extra: Vec<String>,
 }
 
 impl Relay {
     /// Starts the relay binary `bin` on the central store `db`; returns once it listens.
     pub fn start(bin: &Path, db: &Path) -> Relay {
+        Relay::start_with(bin, db, &[])
+    }
+
+    /// Starts the relay with extra `serve` arguments (e.g. a TLS certificate and key).
+    pub fn start_with(bin: &Path, db: &Path, extra: &[&str]) -> Relay {
         let log = db.with_extension("log");
         let err = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
         let mut child = Command::new(bin)
             .args(["--db", &db.display().to_string(), "serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::from(err))
             .spawn()
@@ -56,7 +63,8 @@ impl Relay {
         };
         // Keep draining stdout so the relay never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Relay { child, url, db: db.to_path_buf(), bin: bin.to_path_buf(), log }
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        Relay { child, url, db: db.to_path_buf(), bin: bin.to_path_buf(), log, extra }
     }
 
     pub fn pid(&self) -> u32 {
@@ -72,7 +80,8 @@ impl Relay {
     /// Kills and starts it again on the same store (a new port).
     pub fn restart(&mut self) {
         self.kill();
-        *self = Relay::start(&self.bin, &self.db);
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        *self = Relay::start_with(&self.bin, &self.db, &extra);
     }
 
     pub fn log(&self) -> String {
@@ -99,7 +108,12 @@ pub struct Tablet {
 impl Tablet {
     /// Enrols a new tablet with a one-time code and opens its store at `path`.
     pub async fn enrol(url: &str, code: &str, path: &Path) -> Result<Tablet, DriverError> {
-        let mut http = HttpSync::new(url, None)?;
+        Tablet::enrol_trusting(url, code, path, None).await
+    }
+
+    /// Enrols trusting an extra certificate (a test server's own).
+    pub async fn enrol_trusting(url: &str, code: &str, path: &Path, cert_pem: Option<&[u8]>) -> Result<Tablet, DriverError> {
+        let mut http = HttpSync::new(url, cert_pem)?;
         http.policy = RetryPolicy { attempts: 1, ..RetryPolicy::default() };
         let e = http.enrol(code, "测试平板").await?;
         let role = Role::parse(&e.role).expect("role");

@@ -136,6 +136,18 @@ pub struct HttpSync {
     pub sync: SyncClient,
 }
 
+/// An error with its causes, so "error sending request" says why.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
 fn install_crypto() {
     // Only the first call installs; later ones find it there.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -159,7 +171,7 @@ impl HttpSync {
             let cert = reqwest::Certificate::from_pem(pem).map_err(|e| DriverError::Address(format!("certificate: {e}")))?;
             builder = builder.add_root_certificate(cert);
         }
-        let client = builder.build().map_err(|e| DriverError::Network(e.to_string()))?;
+        let client = builder.build().map_err(|e| DriverError::Network(chain(&e)))?;
         Ok(HttpSync { client, base, policy, sync: SyncClient::default() })
     }
 
@@ -174,9 +186,9 @@ impl HttpSync {
             .body(body)
             .send()
             .await
-            .map_err(|e| DriverError::Network(e.to_string()))?;
+            .map_err(|e| DriverError::Network(chain(&e)))?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| DriverError::Network(e.to_string()))?;
+        let bytes = resp.bytes().await.map_err(|e| DriverError::Network(chain(&e)))?;
         if status != 200 {
             return Err(error_from(status, &bytes));
         }
@@ -228,10 +240,10 @@ impl HttpSync {
             .body(body)
             .send()
             .await
-            .map_err(|e| DriverError::Network(e.to_string()))?;
+            .map_err(|e| DriverError::Network(chain(&e)))?;
         let status = resp.status().as_u16();
         let gzip = resp.headers().get("content-encoding").is_some_and(|v| v.as_bytes() == b"gzip");
-        let bytes = resp.bytes().await.map_err(|e| DriverError::Network(e.to_string()))?;
+        let bytes = resp.bytes().await.map_err(|e| DriverError::Network(chain(&e)))?;
         if status != 200 {
             return Err(error_from(status, &bytes));
         }
