@@ -1,0 +1,146 @@
+//! The device side of sync as a state machine, driven with hand-made responses (no network):
+//! what it pushes, what an acknowledgement, a refusal or a resend request does to the store, and
+//! how pulled changes land.
+
+use shidao_core::record::Answer;
+use shidao_core::store::{RecordFilter, Store};
+use shidao_core::sync::protocol::{Outcome, Pull, PushResult, SyncResponse, PROTOCOL};
+use shidao_core::sync::{Prepared, SyncClient};
+use shidao_core::template::FieldKind;
+use shidao_core::{DeviceId, Editor, FieldRef, Role, SchoolId, UserId};
+
+fn editor(user: &str) -> Editor {
+    Editor { user: UserId::new(user).unwrap(), device: DeviceId::new(format!("d-{user}")).unwrap(), role: Role::Inspector }
+}
+
+fn response(results: Vec<PushResult>, pull: Vec<Pull>, cursor: u64) -> SyncResponse {
+    SyncResponse { protocol: PROTOCOL, cursor, more: false, scope: "s1".into(), results, pull, reference: None, server_time: 0 }
+}
+
+fn result(prepared: &Prepared, i: usize, outcome: Outcome, code: Option<&str>) -> PushResult {
+    PushResult {
+        record: prepared.request.push[i].record.clone(),
+        outcome,
+        code: code.map(str::to_string),
+        reason: code.map(|c| format!("because {c}")),
+    }
+}
+
+fn dirty(store: &Store) -> usize {
+    store.list(&RecordFilter { dirty_only: true, ..Default::default() }).unwrap().len()
+}
+
+#[test]
+fn acknowledged_pushes_are_clean_and_only_new_changes_go_next_time() {
+    let store = Store::open_in_memory().unwrap();
+    let me = editor("wang");
+    let client = SyncClient::default();
+    let mut r = store.create("inspection-visit", &SchoolId::new("s").unwrap(), &me).unwrap();
+
+    // 1. The first request carries the whole new record.
+    let p = client.prepare(&store).unwrap();
+    assert_eq!(p.request.push.len(), 1);
+    assert_eq!(p.request.cursor, 0);
+    let whole = p.request.push[0].changes.len();
+    let ack = result(&p, 0, Outcome::Accepted, None);
+    let round = client.absorb(&store, &me, p, response(vec![ack], vec![], 42)).unwrap();
+    assert_eq!((round.accepted, dirty(&store)), (1, 0));
+    assert_eq!(SyncClient::cursor(&store).unwrap(), 42);
+
+    // 2. Nothing to push until an edit; then only the new change goes.
+    assert!(client.prepare(&store).unwrap().request.push.is_empty());
+    let f = r.template().top_fields().find(|f| f.kind() == FieldKind::Text).unwrap().id().to_string();
+    store.edit(&mut r, |r| r.set_answer(&FieldRef::top(&f), Answer::Text("一".into()))).unwrap();
+    let p = client.prepare(&store).unwrap();
+    assert_eq!(p.request.cursor, 42);
+    assert!(p.request.push[0].changes.len() < whole / 2, "an edit sends its change, not the record");
+
+    // 3. The response is lost (connection cut): nothing changes, the next request is the same.
+    drop(p);
+    let again = client.prepare(&store).unwrap();
+    assert_eq!(again.request.push.len(), 1);
+    assert_eq!(dirty(&store), 1);
+}
+
+#[test]
+fn a_refused_record_keeps_its_edits_and_waits_for_the_next_one() {
+    let store = Store::open_in_memory().unwrap();
+    let me = editor("chen");
+    let client = SyncClient::default();
+    let mut r = store.create("inspection-visit", &SchoolId::new("other-school").unwrap(), &me).unwrap();
+    let p = client.prepare(&store).unwrap();
+    let no = result(&p, 0, Outcome::Refused, Some("out_of_scope"));
+    let round = client.absorb(&store, &me, p, response(vec![no], vec![], 1)).unwrap();
+    assert_eq!(round.refused.len(), 1);
+    assert_eq!(round.refused[0].code, "out_of_scope");
+    assert_eq!(dirty(&store), 1, "the record is kept and still unsent");
+    assert_eq!(SyncClient::refusals(&store).unwrap().len(), 1);
+    // Not pushed again as it stands ...
+    assert!(client.prepare(&store).unwrap().request.push.is_empty());
+    // ... but after another edit it is.
+    let f = r.template().top_fields().find(|f| f.kind() == FieldKind::Text).unwrap().id().to_string();
+    store.edit(&mut r, |r| r.set_answer(&FieldRef::top(&f), Answer::Text("改".into()))).unwrap();
+    assert_eq!(client.prepare(&store).unwrap().request.push.len(), 1);
+}
+
+#[test]
+fn resend_all_sends_the_whole_record_next_time() {
+    let store = Store::open_in_memory().unwrap();
+    let me = editor("li");
+    let client = SyncClient::default();
+    let mut r = store.create("guidance-log", &SchoolId::new("s").unwrap(), &Editor { role: Role::Expert, ..me.clone() }).unwrap();
+    let p = client.prepare(&store).unwrap();
+    let full = p.request.push[0].changes.len();
+    let ok = result(&p, 0, Outcome::Accepted, None);
+    client.absorb(&store, &me, p, response(vec![ok], vec![], 1)).unwrap();
+    let f = r.template().top_fields().find(|f| f.kind() == FieldKind::LongText).unwrap().id().to_string();
+    store.edit(&mut r, |r| r.splice_text(&FieldRef::top(&f), 0, 0, "记录")).unwrap();
+    let p = client.prepare(&store).unwrap();
+    let resend = result(&p, 0, Outcome::ResendAll, Some("missing_history"));
+    let round = client.absorb(&store, &me, p, response(vec![resend], vec![], 1)).unwrap();
+    assert!(round.more);
+    let p = client.prepare(&store).unwrap();
+    // The bytes hold the whole record on their own: a store with nothing loads them.
+    let fresh = Store::open_in_memory().unwrap();
+    let id = fresh.merge_remote(&p.request.push[0].changes, &me).unwrap();
+    let back = fresh.load(&id, &me).unwrap();
+    assert_eq!(back.answer(&FieldRef::top(&f)).unwrap().answer, Some(Answer::LongText("记录".into())));
+    assert!(full > 0);
+}
+
+#[test]
+fn pulled_records_land_clean_and_missing_history_resets_the_cursor() {
+    let server_side = Store::open_in_memory().unwrap();
+    let wang = editor("wang");
+    let mut visit = server_side.create("inspection-visit", &SchoolId::new("s").unwrap(), &wang).unwrap();
+    let whole = server_side.record_bytes(visit.id()).unwrap();
+    let before = visit.heads();
+    let f = visit.template().top_fields().find(|f| f.kind() == FieldKind::Text).unwrap().id().to_string();
+    server_side.edit(&mut visit, |r| r.set_answer(&FieldRef::top(&f), Answer::Text("王".into()))).unwrap();
+    let later = visit.save_after(&before);
+
+    let tablet = Store::open_in_memory().unwrap();
+    let li = editor("li");
+    let client = SyncClient::default();
+    // 1. Changes whose history the tablet lacks cannot land: the cursor goes back to 0.
+    let p = client.prepare(&tablet).unwrap();
+    let pull = Pull { record: visit.id().to_string(), changes: later.clone() };
+    let round = client.absorb(&tablet, &li, p, response(vec![], vec![pull], 10)).unwrap();
+    assert!(round.reset);
+    assert_eq!(SyncClient::cursor(&tablet).unwrap(), 0);
+    assert_eq!(tablet.count().unwrap(), 0);
+    // 2. From 0, the whole history comes and the record lands, clean (nothing to push back).
+    let p = client.prepare(&tablet).unwrap();
+    let pulls = vec![
+        Pull { record: visit.id().to_string(), changes: whole.clone() },
+    ];
+    client.absorb(&tablet, &li, p, response(vec![], pulls, 10)).unwrap();
+    let p = client.prepare(&tablet).unwrap();
+    let pull = Pull { record: visit.id().to_string(), changes: later };
+    let round = client.absorb(&tablet, &li, p, response(vec![], vec![pull], 11)).unwrap();
+    assert_eq!((round.pulled, round.reset), (1, false));
+    assert_eq!(dirty(&tablet), 0, "pulled changes are not pushed back");
+    let got = tablet.load(visit.id(), &li).unwrap();
+    assert_eq!(got.answer(&FieldRef::top(&f)).unwrap().answer, Some(Answer::Text("王".into())));
+    assert_eq!(SyncClient::cursor(&tablet).unwrap(), 11);
+}
