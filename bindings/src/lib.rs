@@ -1,1 +1,29 @@
-//! placeholder
+//! shidao-bindings: `shidao-core` for the Android (Kotlin) and iPad (Swift) apps, through uniffi
+//! proc-macros (no UDL). Python bindings come from the same library and serve the tests.
+//!
+//! A thin layer: each exported method calls one core method; the types here only mirror core
+//! types so they can cross the boundary, with labels resolved to the app's language.
+//!
+//! - [`ShidaoStore`]: the device's store: templates, record lists, creating and opening records,
+//!   files, merging copies of records, the change listener.
+//! - [`FormRecord`]: one open record: reading (answers, authors, conflicts, validation, computed
+//!   values, scores, review) and every edit, each stored before the call returns.
+//! - [`ShidaoError`]: the few errors an app can act on.
+//!
+//! What must stay true: no panic crosses the boundary (every call runs inside `error::guard`),
+//! and generated Kotlin, Swift and Python sources are build output, never committed
+//! (`bindings/generate.sh` writes them under `generated/`).
+
+uniffi::setup_scaffolding!("shidao");
+
+mod error;
+mod record;
+mod store;
+mod sync;
+mod types;
+
+pub use error::ShidaoError;
+pub use record::FormRecord;
+pub use store::ShidaoStore;
+pub use sync::ChangeListener;
+pub use types::*;

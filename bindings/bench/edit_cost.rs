@@ -1,0 +1,83 @@
+//! The Rust half of the edit-cost measurement (`bindings/bench/edit_cost.sh` runs both halves):
+//! one answer edit made straight on the core (`Store::edit` + `Record::set_answer`) and through
+//! the bindings' Rust API (`FormRecord::set_answer`: the guard, locks and conversions, no FFI).
+//! `edit_cost.kts` makes the same edits through the generated Kotlin code; the difference per
+//! call is the cost of crossing the boundary.
+//!
+//! Procedure, the same on both sides: a store file with `Durability::Normal` (so the figures are
+//! not the disk's fsync), then ROUNDS rounds of: create a lesson observation, set `period` EDITS
+//! times (values 1..=12 in turn), each call timed alone. The first WARMUP rounds are not counted.
+//!
+//! Usage: cargo run --release -p shidao-bindings --example edit-cost
+
+use std::time::Instant;
+
+use shidao_bindings::{AnswerValue, Durability, Editor, Role, ShidaoStore};
+use shidao_core::store::{Store, StoreOptions};
+use shidao_core::{Answer, DeviceId, FieldRef, SchoolId, UserId};
+
+const WARMUP: usize = 3;
+const ROUNDS: usize = 10;
+const EDITS: usize = 1_000;
+
+/// Median, 99th percentile and mean of per-call times, in µs.
+fn summary(mut ns: Vec<u64>) -> (f64, f64, f64) {
+    ns.sort_unstable();
+    let pick = |q: f64| ns[((ns.len() as f64 - 1.0) * q).round() as usize] as f64 / 1000.0;
+    let mean = ns.iter().sum::<u64>() as f64 / ns.len() as f64 / 1000.0;
+    (pick(0.5), pick(0.99), mean)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+
+    // Straight on the core.
+    let store = Store::open_with(
+        dir.path().join("core.db"),
+        StoreOptions { durability: shidao_core::store::Durability::Normal, ..Default::default() },
+    )?;
+    let editor = shidao_core::Editor {
+        user: UserId::new("insp-01")?,
+        device: DeviceId::new("bench")?,
+        role: shidao_core::Role::Inspector,
+    };
+    let school = SchoolId::new("ouhai-033")?;
+    let period = FieldRef::top("period");
+    let mut core_ns = Vec::new();
+    for round in 0..WARMUP + ROUNDS {
+        let mut record = store.create("classroom-observation", &school, &editor)?;
+        for i in 0..EDITS {
+            let value = (i % 12) as i64 + 1;
+            let t = Instant::now();
+            store.edit(&mut record, |r| r.set_answer(&period, Answer::Integer(value)))?;
+            let ns = t.elapsed().as_nanos() as u64;
+            if round >= WARMUP {
+                core_ns.push(ns);
+            }
+        }
+    }
+
+    // Through the bindings' Rust API.
+    let store = ShidaoStore::open_with(dir.path().join("bindings.db").display().to_string(), Durability::Normal)?;
+    let editor = Editor { user: "insp-01".into(), device: "bench".into(), role: Role::Inspector };
+    let mut api_ns = Vec::new();
+    for round in 0..WARMUP + ROUNDS {
+        let record = store.create_record("classroom-observation".into(), "ouhai-033".into(), editor.clone())?;
+        for i in 0..EDITS {
+            let value = (i % 12) as i64 + 1;
+            let t = Instant::now();
+            record.set_answer("period".into(), AnswerValue::Integer { value }, None)?;
+            let ns = t.elapsed().as_nanos() as u64;
+            if round >= WARMUP {
+                api_ns.push(ns);
+            }
+        }
+    }
+
+    let (c50, c99, cmean) = summary(core_ns);
+    let (a50, a99, amean) = summary(api_ns);
+    println!("edits per side: {} ({ROUNDS} rounds of {EDITS} after {WARMUP} warm-up rounds)", ROUNDS * EDITS);
+    println!("rust core      set_answer: median {c50:7.1} µs  p99 {c99:7.1} µs  mean {cmean:7.1} µs");
+    println!("rust bindings  set_answer: median {a50:7.1} µs  p99 {a99:7.1} µs  mean {amean:7.1} µs");
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! The one error type apps see, the one conversion from core errors, and the guard that keeps
+//! panics on the Rust side of the boundary.
+//!
+//! What must stay true: every exported function and method runs its body inside [`guard`], so a
+//! Rust panic becomes [`ShidaoError::Other`] instead of unwinding into Kotlin or Swift (uniffi
+//! would report it as an `InternalException`, which apps do not expect).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use shidao_core::store::StoreError;
+use shidao_core::{InvalidId, RecordError};
+
+/// What went wrong, in the few cases an app can act on.
+///
+/// Kotlin sees it as `ShidaoException`, Swift as `ShidaoError`, Python as `ShidaoError`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
+pub enum ShidaoError {
+    /// The server could not be reached or the connection broke (sync only).
+    #[error("network: {reason}")]
+    Network { reason: String },
+    /// The server refused this device: not enrolled, enrolment revoked, bad code (sync only).
+    #[error("unauthorized: {reason}")]
+    Unauthorized { reason: String },
+    /// A record, template, row or attachment that is not in this store.
+    #[error("not found: {what}")]
+    NotFound { what: String },
+    /// A value that does not fit its field (type, option, scale, bounds, constraint, format), or
+    /// a field that is not where the call said. `field` is the field id (for a malformed id:
+    /// `school`, `user`, `device`, `record` or `row`); `reason` says what is wrong, with the
+    /// field's Chinese label.
+    #[error("{reason}")]
+    InvalidAnswer { field: String, reason: String },
+    /// The record's state or the editor's role does not allow this now: an approved (sealed)
+    /// record, an inspector editing a submitted record, a submit with missing answers, a return
+    /// without a comment.
+    #[error("not allowed: {reason}")]
+    NotAllowed { reason: String },
+    /// The device's store could not be read or written. A damaged store file has been moved
+    /// aside (never deleted) and `reason` says where; `ShidaoStore.salvage` recovers its records.
+    #[error("storage: {reason}")]
+    Storage { reason: String },
+    /// Anything else, including an internal error (a bug), with a reason to log.
+    #[error("{reason}")]
+    Other { reason: String },
+}
+
+pub type Result<T, E = ShidaoError> = std::result::Result<T, E>;
+
+/// The one conversion from core errors: a store error, or a record error inside it.
+impl From<StoreError> for ShidaoError {
+    fn from(e: StoreError) -> Self {
+        let reason = e.to_string();
+        match e {
+            StoreError::Record(r) => r.into(),
+            StoreError::NotFound(id) => ShidaoError::NotFound { what: format!("record {id}") },
+            StoreError::UnknownTemplate(..) | StoreError::AttachmentNotFound(_) => ShidaoError::NotFound { what: reason },
+            StoreError::AttachmentTooLarge { .. } => ShidaoError::InvalidAnswer { field: String::new(), reason },
+            StoreError::Corrupt { .. } | StoreError::Schema(_) | StoreError::Sql(_) | StoreError::Io { .. } => {
+                ShidaoError::Storage { reason }
+            }
+            StoreError::Template(_) => ShidaoError::Other { reason },
+        }
+    }
+}
+
+impl From<RecordError> for ShidaoError {
+    fn from(e: RecordError) -> Self {
+        let reason = e.to_string();
+        match e {
+            RecordError::Invalid(i) => ShidaoError::InvalidAnswer { field: i.field, reason },
+            RecordError::UnknownField(field)
+            | RecordError::WrongPlace { field, .. }
+            | RecordError::TooManyRows { field, .. } => ShidaoError::InvalidAnswer { field, reason },
+            RecordError::UnknownRow { .. } | RecordError::UnknownTemplate { .. } => ShidaoError::NotFound { what: reason },
+            RecordError::Sealed(_)
+            | RecordError::NotAllowed { .. }
+            | RecordError::NotReady(_)
+            | RecordError::CommentRequired => ShidaoError::NotAllowed { reason },
+            RecordError::Corrupt(_) => ShidaoError::Storage { reason },
+            RecordError::MissingHistory(_) | RecordError::Automerge(_) => ShidaoError::Other { reason },
+        }
+    }
+}
+
+impl From<InvalidId> for ShidaoError {
+    fn from(e: InvalidId) -> Self {
+        ShidaoError::InvalidAnswer { field: e.what.to_string(), reason: e.to_string() }
+    }
+}
+
+/// Runs the body of an exported call; a panic inside becomes [`ShidaoError::Other`].
+pub(crate) fn guard<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(payload) => Err(ShidaoError::Other { reason: format!("internal error: {}", panic_message(payload.as_ref())) }),
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_other() {
+        let r: Result<()> = guard(|| panic!("boom {}", 42));
+        assert_eq!(r, Err(ShidaoError::Other { reason: "internal error: boom 42".into() }));
+        assert_eq!(guard(|| Ok(7)), Ok(7));
+    }
+}

@@ -1,0 +1,139 @@
+//! The exported API called from Rust (no FFI): the error an app gets in each situation, and the
+//! change listener. The Kotlin and Python scripts (tests/foreign.rs) walk the whole app path.
+
+use std::sync::{Arc, Mutex};
+
+use shidao_bindings::{
+    AnswerValue, ChangeListener, Editor, RecordFilter, RecordStatus, Role, ShidaoError, ShidaoStore,
+};
+
+fn inspector() -> Editor {
+    Editor { user: "insp-01".into(), device: "tablet-a".into(), role: Role::Inspector }
+}
+
+#[derive(Default)]
+struct Seen(Mutex<Vec<String>>);
+
+impl ChangeListener for Seen {
+    fn on_record_changed(&self, record_id: String) {
+        self.0.lock().expect("not poisoned").push(record_id);
+    }
+}
+
+#[test]
+fn each_situation_gives_the_error_an_app_can_act_on() -> Result<(), ShidaoError> {
+    let store = ShidaoStore::open_in_memory()?;
+    let rec = store.create_record("classroom-observation".into(), "ouhai-033".into(), inspector())?;
+
+    // 1. A value out of bounds names the field.
+    let e = rec.set_answer("period".into(), AnswerValue::Integer { value: 99 }, None).expect_err("must be refused");
+    assert!(matches!(&e, ShidaoError::InvalidAnswer { field, reason } if field == "period" && reason.contains("maximum")), "{e:?}");
+
+    // 2. A sub-field without its row, and a row that does not exist.
+    let e = rec.set_answer("snap_minute".into(), AnswerValue::Integer { value: 5 }, None).expect_err("must be refused");
+    assert!(matches!(&e, ShidaoError::InvalidAnswer { field, .. } if field == "snap_minute"), "{e:?}");
+    let e = rec.remove_row("snapshots".into(), "nope".into()).expect_err("must be refused");
+    assert!(matches!(e, ShidaoError::NotFound { .. }), "{e:?}");
+    let e = rec.set_answer("snap_minute".into(), AnswerValue::Integer { value: 5 }, Some("bad row!".into())).expect_err("must be refused");
+    assert!(matches!(&e, ShidaoError::InvalidAnswer { field, .. } if field == "row"), "{e:?}");
+
+    // 3. Submitting an empty form is not allowed, and says what is missing.
+    let e = rec.submit().expect_err("must be refused");
+    assert!(matches!(&e, ShidaoError::NotAllowed { reason } if reason.contains("problem")), "{e:?}");
+    assert_eq!(rec.status()?, RecordStatus::Draft);
+
+    // 4. A principal cannot create an inspection visit; a bad school id is refused.
+    let principal = Editor { role: Role::Principal, ..inspector() };
+    let e = store.create_record("inspection-visit".into(), "ouhai-033".into(), principal).expect_err("must be refused");
+    assert!(matches!(e, ShidaoError::NotAllowed { .. }), "{e:?}");
+    let e = store.create_record("inspection-visit".into(), "一中".into(), inspector()).expect_err("must be refused");
+    assert!(matches!(&e, ShidaoError::InvalidAnswer { field, .. } if field == "school"), "{e:?}");
+
+    // 5. Unknown records, templates and files.
+    assert!(matches!(store.open_record("nope".into(), inspector()), Err(ShidaoError::NotFound { .. })));
+    assert!(matches!(store.template("nope".into(), "zh".into()), Err(ShidaoError::NotFound { .. })));
+    assert!(matches!(store.create_record("nope".into(), "s1".into(), inspector()), Err(ShidaoError::NotFound { .. })));
+    assert!(matches!(store.attachment("00".repeat(32)), Err(ShidaoError::NotFound { .. })));
+
+    // 6. A file over the size limit is a bad answer for its field.
+    let visit = store.create_record("inspection-visit".into(), "ouhai-033".into(), inspector())?;
+    let big = vec![0u8; 20 * 1024 * 1024 + 1];
+    let e = visit.attach_file("walk_photo".into(), big, "image/jpeg".into(), "big.jpg".into(), None).expect_err("must be refused");
+    assert!(matches!(&e, ShidaoError::InvalidAnswer { field, .. } if field == "walk_photo"), "{e:?}");
+
+    // 7. A panic inside a call comes back as `Other`, and the store goes on working.
+    let e = store.debug_panic("test".into()).expect_err("must be refused");
+    assert!(matches!(&e, ShidaoError::Other { reason } if reason == "internal error: test"), "{e:?}");
+    assert_eq!(store.count_records()?, 2);
+    rec.set_answer("period".into(), AnswerValue::Integer { value: 3 }, None)?;
+    Ok(())
+}
+
+#[test]
+fn a_damaged_store_file_is_moved_aside_and_reported() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("shidao.db");
+    std::fs::write(&path, vec![0x5a; 8192])?;
+    let e = ShidaoStore::open(path.display().to_string()).err().ok_or("a damaged file must not open")?;
+    assert!(matches!(&e, ShidaoError::Storage { reason } if reason.contains("moved aside")), "{e:?}");
+    let moved = std::fs::read_dir(dir.path())?.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().contains("corrupt"));
+    assert!(moved, "the damaged file is kept beside the new one");
+    let store = ShidaoStore::open(path.display().to_string())?;
+    assert_eq!(store.count_records()?, 0);
+    Ok(())
+}
+
+#[test]
+fn the_listener_hears_creates_edits_and_merges() -> Result<(), ShidaoError> {
+    let a = ShidaoStore::open_in_memory()?;
+    let b = ShidaoStore::open_in_memory()?;
+    let seen = Arc::new(Seen::default());
+    a.set_change_listener(Some(seen.clone()))?;
+
+    // 1. A record made and edited on tablet A is heard twice.
+    let rec = a.create_record("classroom-observation".into(), "ouhai-033".into(), inspector())?;
+    rec.increment("q_recall".into(), 1, None)?;
+    // 2. A refused edit is not heard.
+    let _ = rec.increment("q_recall".into(), -5, None);
+    assert_eq!(*seen.0.lock().expect("lock"), vec![rec.id(), rec.id()]);
+
+    // 3. Tablet B takes a copy and taps the counter; A merges B's copy and hears it.
+    let expert = Editor { user: "exp-07".into(), device: "tablet-b".into(), role: Role::Expert };
+    let id = b.merge_record(a.record_bytes(rec.id())?, expert.clone())?;
+    b.open_record(id.clone(), expert)?.increment("q_recall".into(), 2, None)?;
+    a.merge_record(b.record_bytes(id.clone())?, inspector())?;
+    assert_eq!(seen.0.lock().expect("lock").len(), 3);
+
+    // 4. The open record sees the merged taps once reloaded.
+    assert_eq!(rec.answer("q_recall".into(), "zh".into(), None)?.answer, Some(AnswerValue::Counter { value: 1 }));
+    rec.reload()?;
+    assert_eq!(rec.answer("q_recall".into(), "zh".into(), None)?.answer, Some(AnswerValue::Counter { value: 3 }));
+    let listed = a.list_records(RecordFilter { dirty_only: true, ..Default::default() })?;
+    assert_eq!(listed.len(), 1);
+
+    // 5. Without a listener nothing is called.
+    a.set_change_listener(None)?;
+    rec.increment("q_recall".into(), 1, None)?;
+    assert_eq!(seen.0.lock().expect("lock").len(), 3);
+    Ok(())
+}
+
+#[test]
+fn templates_come_in_both_languages_with_nested_rows() -> Result<(), ShidaoError> {
+    let store = ShidaoStore::open_in_memory()?;
+    for lang in ["zh", "en"] {
+        let all = store.templates(lang.into())?;
+        assert_eq!(all.len(), 6);
+        for t in &all {
+            assert!(!t.title.is_empty() && !t.sections.is_empty());
+            for f in t.sections.iter().flat_map(|s| &s.fields) {
+                assert!(!f.label.is_empty(), "{}.{} has no {lang} label", t.id, f.id);
+            }
+        }
+    }
+    let visit = store.template("inspection-visit".into(), "en".into())?;
+    let team = visit.sections.iter().flat_map(|s| &s.fields).find(|f| f.id == "team").ok_or(ShidaoError::Other { reason: "no team".into() })?;
+    assert_eq!(team.sub_fields.len(), 4);
+    assert!(team.sub_fields[0].required);
+    Ok(())
+}

@@ -1,0 +1,209 @@
+// The path the Android app takes, offline, through the generated Kotlin bindings: open a store,
+// list the forms, fill a lesson observation with every kind of field, get refused a bad value,
+// read the score, take in another tablet's copy, submit. Run by `cargo test -p shidao-bindings`
+// (uniffi's foreign-language harness; see tests/foreign.rs).
+
+import uniffi.shidao.*
+import java.nio.file.Files
+
+fun expect(ok: Boolean, what: () -> String) {
+    if (!ok) throw AssertionError(what())
+}
+
+inline fun <reified E : Throwable> refused(block: () -> Unit): E {
+    try {
+        block()
+    } catch (e: Throwable) {
+        if (e is E) return e
+        throw AssertionError("expected ${E::class.simpleName}, got $e", e)
+    }
+    throw AssertionError("expected ${E::class.simpleName}, but the call succeeded")
+}
+
+class Seen : ChangeListener {
+    val ids: MutableList<String> = java.util.Collections.synchronizedList(mutableListOf<String>())
+    override fun onRecordChanged(recordId: String) {
+        ids.add(recordId)
+    }
+}
+
+// 1. An inspector's tablet opens its store in the app's private folder.
+val dir = Files.createTempDirectory("shidao-kt")
+val store = ShidaoStore.open(dir.resolve("shidao.db").toString())
+val inspector = Editor(user = "insp-01", device = "tablet-a", role = Role.INSPECTOR)
+val seen = Seen()
+store.setChangeListener(seen)
+
+// 2. The app lists the forms and has what it needs to draw the lesson observation.
+val templates = store.templates("zh")
+expect(templates.size == 6) { "six built-in templates, got ${templates.map { it.id }}" }
+val obs = templates.first { it.id == "classroom-observation" }
+expect(obs.title == "课堂观察记录表") { obs.title }
+expect(Role.INSPECTOR in obs.filledBy) { "${obs.filledBy}" }
+val fields = obs.sections.flatMap { it.fields }.associateBy { it.id }
+val rGoal = fields.getValue("r_goal")
+expect(rGoal.kind == FieldKind.RATING && rGoal.required) { "$rGoal" }
+expect(rGoal.scale.map { it.value } == listOf(1L, 2L, 3L, 4L, 5L)) { "${rGoal.scale}" }
+expect(rGoal.scale.all { !it.description.isNullOrEmpty() }) { "every level is described" }
+expect(fields.getValue("e_goal").requiredWhen == "\${r_goal} = 1 or \${r_goal} = 5") { "${fields.getValue("e_goal")}" }
+expect(fields.getValue("period").min == 1.0 && fields.getValue("period").max == 12.0) { "${fields.getValue("period")}" }
+expect(fields.getValue("purpose").options.any { it.value == "routine" && it.label.isNotEmpty() }) { "options" }
+expect(fields.getValue("time_on_learning").relevant != null) { "relevance as text" }
+val snapshots = fields.getValue("snapshots")
+expect(snapshots.kind == FieldKind.REPEAT && snapshots.subFields.map { it.id }.contains("snap_off_task")) { "$snapshots" }
+expect(snapshots.subFields.first { it.id == "snap_off_task" }.constraint != null) { "sub-field constraint" }
+val kinds = obs.sections.flatMap { s -> s.fields.flatMap { listOf(it) + it.subFields } }.map { it.kind }.toSet()
+expect(kinds.size == 15) { "classroom observation has 15 field kinds, got $kinds" }
+val en = store.template("classroom-observation", "en")
+expect(en.title == "Lesson observation record") { en.title }
+expect(en.scores.first { it.id == "total" }.bands.map { it.label }.contains("Excellent")) { "${en.scores}" }
+
+// 3. She creates a lesson observation at a school.
+val rec = store.createRecord("classroom-observation", "ouhai-033", inspector)
+expect(rec.status() == RecordStatus.DRAFT) { "new record is a draft" }
+expect(rec.templateId() == "classroom-observation") { rec.templateId() }
+
+// 4. She fills every kind of field.
+rec.setAnswer("lesson_date", AnswerValue.Date("2026-03-02"))
+rec.setAnswer("purpose", AnswerValue.Choice("routine"))
+rec.setAnswer("grade", AnswerValue.Choice("g8"))
+rec.setAnswer("class_name", AnswerValue.Text("八(3)班"))
+rec.setAnswer("subject", AnswerValue.Choice("math"))
+rec.setAnswer("teacher_name", AnswerValue.Text("王老师"))
+rec.setAnswer("topic", AnswerValue.Text("一次函数的图像"))
+rec.setAnswer("lesson_type", AnswerValue.Choice("new"))
+rec.clearAnswer("lesson_type")
+rec.setAnswer("period", AnswerValue.Integer(3))
+rec.setAnswer("scheduled_start", AnswerValue.Time("08:50"))
+rec.setAnswer("actual_start", AnswerValue.Time("08:52"))
+rec.setAnswer("duration", AnswerValue.Duration(45))
+rec.setAnswer("students_present", AnswerValue.Integer(42))
+rec.setAnswer("licc_dimensions", AnswerValue.Choices(listOf("student_learning", "teacher_teaching")))
+
+val row1 = rec.addRow("snapshots")
+val row2 = rec.addRow("snapshots")
+val row0 = rec.addRow("snapshots", 0u)
+for ((i, row) in listOf(row0, row1, row2).withIndex()) {
+    rec.setAnswer("snap_minute", AnswerValue.Integer(5L * (i + 1)), row)
+    rec.setAnswer("snap_teacher_activity", AnswerValue.Choice("questioning"), row)
+    rec.setAnswer("snap_most_learning", AnswerValue.Bool(i != 1), row)
+}
+rec.setAnswer("snap_off_task", AnswerValue.Integer(2), row1)
+rec.setAnswer("snap_materials", AnswerValue.Choices(listOf("board", "worksheet")), row1)
+rec.moveRow("snapshots", row0, 2u)
+rec.removeRow("snapshots", row2)
+
+repeat(4) { rec.increment("q_recall", 1) }
+rec.setAnswer("q_understanding", AnswerValue.Counter(3))
+rec.increment("q_open", 2)
+rec.increment("q_higher", 1)
+
+val ratings = mapOf(
+    "r_goal" to 5L, "r_content" to 4L, "r_method" to 4L, "r_feedback" to 4L,
+    "r_participation" to 4L, "r_interest" to 4L, "r_thinking" to 4L, "r_outcome" to 4L,
+)
+for ((f, v) in ratings) rec.setAnswer(f, AnswerValue.Rating(v))
+rec.setAnswer("e_goal", AnswerValue.LongText("目标写在黑板上，并在小结时回扣。"))
+rec.setAnswer("strengths", AnswerValue.LongText("问题链设计清晰。"))
+rec.spliceText("problems", 0u, 0u, "小组汇报时间偏紧。")
+rec.spliceText("problems", 0u, 2u, "全班")
+rec.setAnswer("suggestions", AnswerValue.LongText("给学生留出思考时间。"))
+rec.setAnswer("double_coded", AnswerValue.Bool(false))
+rec.sign("teacher_signature", signer = "王老师")
+
+// 5. A bad value is refused with the field named, and the record is left as it was.
+val tooLate = refused<ShidaoException.InvalidAnswer> { rec.setAnswer("period", AnswerValue.Integer(13)) }
+expect(tooLate.field == "period" && tooLate.reason.contains("maximum")) { "${tooLate.field}: ${tooLate.reason}" }
+val offTask = refused<ShidaoException.InvalidAnswer> { rec.setAnswer("snap_off_task", AnswerValue.Integer(99), row1) }
+expect(offTask.field == "snap_off_task") { "constraint names the sub-field: ${offTask.field}" }
+val badOption = refused<ShidaoException.InvalidAnswer> { rec.setAnswer("grade", AnswerValue.Choice("g12")) }
+expect(badOption.field == "grade" && badOption.reason.contains("g12")) { badOption.reason }
+val wrongKind = refused<ShidaoException.InvalidAnswer> { rec.setAnswer("period", AnswerValue.Text("three")) }
+expect(wrongKind.field == "period") { wrongKind.reason }
+val noRow = refused<ShidaoException.InvalidAnswer> { rec.setAnswer("snap_minute", AnswerValue.Integer(1)) }
+expect(noRow.field == "snap_minute") { noRow.reason }
+refused<ShidaoException.NotFound> { rec.removeRow("snapshots", "no-such-row") }
+
+// 6. The form shows answers with their author, the validation report, computed values and scores.
+val view = rec.read("en")
+expect(view.validation.clean) { "validation: ${view.validation.issues}" }
+val answers = view.answers.associateBy { it.field + (it.row?.let { r -> "@$r" } ?: "") }
+expect(answers.getValue("period").answer == AnswerValue.Integer(3)) { "${answers["period"]}" }
+expect(answers.getValue("period").by?.user == "insp-01" && answers.getValue("period").by?.device == "tablet-a") { "author" }
+expect(!answers.containsKey("lesson_type")) { "cleared answer is gone" }
+expect(answers.getValue("problems").answer == AnswerValue.LongText("全班汇报时间偏紧。")) { "${answers["problems"]}" }
+expect(answers.getValue("q_recall").answer == AnswerValue.Counter(4)) { "${answers["q_recall"]}" }
+expect(answers.getValue("teacher_signature").display == "王老师") { "${answers["teacher_signature"]}" }
+expect(answers.getValue("r_goal").display?.startsWith("5 ") == true) { "rating shows its level label: ${answers["r_goal"]}" }
+expect(view.rows.first { it.field == "snapshots" }.rows == listOf(row1, row0)) { "${view.rows}" }
+val computed = view.computed.associateBy { it.field }
+expect(computed.getValue("questions_total").number == 10.0) { "${computed["questions_total"]}" }
+expect(computed.getValue("time_on_learning").number == 50.0) { "${computed["time_on_learning"]}" }
+val total = view.scores.first { it.id == "total" }
+expect(total.value == 77.5 && total.outOf == 100.0 && total.band == "Good") { "$total" }
+val zh = rec.read("zh").scores.first { it.id == "total" }
+expect(zh.band == "良好") { "$zh" }
+val history = rec.history("problems").mapNotNull { it.answer }
+expect(history == listOf(AnswerValue.LongText("小组汇报时间偏紧。"), AnswerValue.LongText("全班汇报时间偏紧。"))) { "$history" }
+
+// 7. An expert on another tablet takes a copy; both set the topic and tap a counter offline.
+val dirB = Files.createTempDirectory("shidao-kt-b")
+val storeB = ShidaoStore.open(dirB.resolve("shidao.db").toString())
+val expert = Editor(user = "exp-07", device = "tablet-b", role = Role.EXPERT)
+val id = storeB.mergeRecord(store.recordBytes(rec.id()), expert)
+expect(id == rec.id()) { id }
+val recB = storeB.openRecord(id, expert)
+recB.setAnswer("topic", AnswerValue.Text("一次函数的图像与性质"))
+recB.increment("q_recall", 1)
+rec.setAnswer("topic", AnswerValue.Text("一次函数图像"))
+rec.increment("q_recall", 1)
+
+// 8. Her tablet merges the expert's copy: the listener fires, nobody's edit is lost.
+seen.ids.clear()
+store.mergeRecord(storeB.recordBytes(id), inspector)
+expect(seen.ids.contains(id)) { "listener told about the merge: ${seen.ids}" }
+rec.reload()
+val topic = rec.answer("topic", "zh")
+expect(topic.conflicts.size == 2) { "both topics kept: $topic" }
+expect(topic.conflicts.mapNotNull { it.by?.user }.toSet() == setOf("insp-01", "exp-07")) { "$topic" }
+expect(rec.answer("q_recall", "zh").answer == AnswerValue.Counter(6)) { "taps add up" }
+rec.setAnswer("topic", AnswerValue.Text("一次函数的图像与性质"))
+expect(rec.answer("topic", "zh").conflicts.isEmpty()) { "picking a value resolves the conflict" }
+
+// 9. She submits; the record is listed as submitted and closed to her edits.
+rec.submit()
+expect(rec.status() == RecordStatus.SUBMITTED) { "${rec.status()}" }
+val submitted = store.listRecords(RecordFilter(status = RecordStatus.SUBMITTED))
+expect(submitted.map { it.id } == listOf(id)) { "$submitted" }
+expect(store.listRecords(RecordFilter(school = "ouhai-033", template = "classroom-observation")).size == 1) { "by school and template" }
+expect(store.listRecords(RecordFilter(school = "other-school")).isEmpty()) { "other school" }
+expect(store.listRecords(RecordFilter()).first().date == "2026-03-02") { "summary carries the lesson date" }
+refused<ShidaoException.NotAllowed> { rec.setAnswer("period", AnswerValue.Integer(4)) }
+
+// 10. An inspection visit: a decimal and a photo.
+val visit = store.createRecord("inspection-visit", "ouhai-033", inspector)
+visit.setAnswer("modules_done", AnswerValue.Choices(listOf("site_walk", "spot_tests")))
+visit.setAnswer("test_pass_rate", AnswerValue.Decimal(87.5))
+val badRate = refused<ShidaoException.InvalidAnswer> { visit.setAnswer("test_pass_rate", AnswerValue.Decimal(120.0)) }
+expect(badRate.field == "test_pass_rate") { badRate.reason }
+val photo = byteArrayOf(0xFF.toByte(), 0xD8.toByte(), 1, 2, 3, 4)
+val attached = visit.attachFile("walk_photo", photo, "image/jpeg", "classroom.jpg") as AnswerValue.Attachment
+expect(attached.size == 6uL && attached.hash.length == 64) { "$attached" }
+expect(store.attachment(attached.hash).bytes.contentEquals(photo)) { "file comes back" }
+expect(visit.answer("walk_photo", "en").display == "classroom.jpg") { "${visit.answer("walk_photo", "en")}" }
+expect(visit.answer("test_pass_rate", "en").answer == AnswerValue.Decimal(87.5)) { "decimal" }
+
+// 11. Errors an app can act on; a Rust panic comes back as an error and the store goes on.
+refused<ShidaoException.NotFound> { store.openRecord("no-such-record", inspector) }
+refused<ShidaoException.NotFound> { store.template("no-such-template", "zh") }
+refused<ShidaoException.InvalidAnswer> { store.createRecord("classroom-observation", "bad school id", inspector) }
+val panic = refused<ShidaoException.Other> { store.debugPanic("kotlin test") }
+expect(panic.reason.contains("internal error") && panic.reason.contains("kotlin test")) { panic.reason }
+expect(store.countRecords() == 2uL) { "store still works after a panic" }
+
+recB.close()
+storeB.close()
+visit.close()
+rec.close()
+store.close()
+println("kotlin app flow: ok")
