@@ -291,7 +291,8 @@ fn apply_push(
         ])
     })
     .map_err(sql)?;
-    let bytes = doc.save_after(&before);
+    // A new record's log entry is its compacted document (the same changes, smaller).
+    let bytes = if before.is_empty() { doc.save() } else { doc.save_after(&before) };
     conn.prepare_cached(
         "INSERT INTO changes (record_id, school_id, bytes, change_count, user_id, device_id, received_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

@@ -207,6 +207,10 @@ impl Env for At<'_, '_> {
     }
 }
 
+fn bare(field: FieldRef, answer: Answer) -> super::AnswerView {
+    super::AnswerView { field, answer: Some(answer), by: None, conflicts: Vec::new() }
+}
+
 fn is_required(values: &Values<'_>, f: &CompiledField, row: Option<usize>) -> bool {
     match &f.def.required {
         Required::Always(b) => *b,
@@ -222,35 +226,61 @@ fn missing_message(f: &CompiledField) -> Label {
 }
 
 impl Record {
+    /// Every answer as expressions see it, read from the document (winning values only: no
+    /// authors or conflicts, which an edit's constraint check does not need).
     fn values(&self) -> Values<'_> {
-        let mut top = HashMap::new();
-        let mut rows = HashMap::new();
+        let mut answers = Vec::new();
         for f in self.template.top_fields() {
             match f.kind() {
                 FieldKind::Repeat => {
-                    let ids = self.row_ids(f.id()).unwrap_or_default();
                     let subs: Vec<&CompiledField> = self.template.sub_fields(f.id()).collect();
-                    let mut list = Vec::new();
-                    for row in ids {
-                        let mut m = HashMap::new();
-                        if let Ok(parent) = self.container(&FieldRef::in_row(subs[0].id(), &row)) {
-                            for s in subs.iter().filter(|s| s.kind().holds_answer()) {
-                                if let Some(a) = self.read_answer_at(&parent, s) {
-                                    m.insert(s.id().to_string(), a.to_evalue());
-                                }
+                    for row in self.row_ids(f.id()).unwrap_or_default() {
+                        let Ok(parent) = self.container(&FieldRef::in_row(subs[0].id(), &row)) else { continue };
+                        for sub in subs.iter().filter(|s| s.kind().holds_answer()) {
+                            if let Some(a) = self.read_answer_at(&parent, sub) {
+                                answers.push(bare(FieldRef::in_row(sub.id(), &row), a));
                             }
                         }
-                        list.push((row, m));
                     }
-                    rows.insert(f.id().to_string(), list);
                 }
                 k if k.holds_answer() => {
                     if let Some(a) = self.read_answer_at(&self.answers, f) {
-                        top.insert(f.id().to_string(), a.to_evalue());
+                        answers.push(bare(FieldRef::top(f.id()), a));
                     }
                 }
                 _ => {}
             }
+        }
+        self.values_from(&answers)
+    }
+
+    /// Every answer as expressions see it, from answers already read.
+    fn values_from(&self, answers: &[super::AnswerView]) -> Values<'_> {
+        let mut top = HashMap::new();
+        let mut by_row: HashMap<&RowId, HashMap<String, EValue>> = HashMap::new();
+        for a in answers {
+            let Some(answer) = &a.answer else { continue };
+            match &a.field.row {
+                None => {
+                    top.insert(a.field.field.clone(), answer.to_evalue());
+                }
+                Some(row) => {
+                    by_row.entry(row).or_default().insert(a.field.field.clone(), answer.to_evalue());
+                }
+            }
+        }
+        let mut rows = HashMap::new();
+        for f in self.template.top_fields().filter(|f| f.kind() == FieldKind::Repeat) {
+            let list: Vec<(RowId, HashMap<String, EValue>)> = self
+                .row_ids(f.id())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|row| {
+                    let m = by_row.remove(&row).unwrap_or_default();
+                    (row, m)
+                })
+                .collect();
+            rows.insert(f.id().to_string(), list);
         }
         Values {
             template: &self.template,
@@ -314,7 +344,12 @@ impl Record {
     }
 
     pub(crate) fn evaluate(&self) -> Evaluated {
-        let mut values = self.values();
+        self.evaluate_with(&self.answers())
+    }
+
+    /// Evaluates with the answers already read (conflicts come from them).
+    pub(crate) fn evaluate_with(&self, answers: &[super::AnswerView]) -> Evaluated {
+        let mut values = self.values_from(answers);
         let mut report = ValidationReport::default();
         let mut computed = Vec::new();
         let t = self.template.clone();
@@ -375,7 +410,7 @@ impl Record {
             }
         }
 
-        for a in self.conflicts() {
+        for a in answers.iter().filter(|a| !a.conflicts.is_empty()).cloned() {
             let label = t.field(&a.field.field).map(|f| f.def.label.clone());
             let (zh, en) = label.map(|l| (l.zh, l.en)).unwrap_or_default();
             report.issues.push(Issue {

@@ -341,7 +341,8 @@ impl Record {
             .filter(|f| f.kind() == FieldKind::Repeat)
             .map(|f| RowView { field: f.id().to_string(), rows: self.row_ids(f.id()).unwrap_or_default() })
             .collect();
-        let evaluated = self.evaluate();
+        let answers = self.answers();
+        let evaluated = self.evaluate_with(&answers);
         RecordView {
             id: self.id.to_string(),
             template: self.template.id().to_string(),
@@ -351,7 +352,7 @@ impl Record {
             created_at,
             status: self.status(),
             status_conflicts,
-            answers: self.answers(),
+            answers,
             rows,
             review: self.review_log(),
             validation: evaluated.report,

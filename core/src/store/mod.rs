@@ -194,6 +194,16 @@ fn move_aside(path: &Path, now: i64) -> Result<PathBuf> {
     Ok(target)
 }
 
+fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
+    let mut sorted = heads.to_vec();
+    sorted.sort();
+    sorted.iter().flat_map(|h| h.0).collect()
+}
+
+fn decode_heads(bytes: &[u8]) -> Vec<ChangeHash> {
+    bytes.chunks_exact(32).filter_map(|c| <[u8; 32]>::try_from(c).ok()).map(ChangeHash).collect()
+}
+
 /// The SHA-256 of some bytes as lowercase hex: the name of an attachment.
 pub fn content_hash(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -353,8 +363,8 @@ impl Store {
         if record.stored.is_none() && !self.contains(record.id())? {
             tx.prepare_cached(
                 "INSERT INTO records (id, template_id, template_version, school_id, status, created_by,
-                    record_date, updated_at, snapshot, dirty)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1)",
+                    record_date, updated_at, snapshot, dirty, heads)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10)",
             )?
             .execute(params![
                 record.id().as_str(),
@@ -366,6 +376,7 @@ impl Store {
                 record.date(),
                 record.updated_at().unwrap_or(0),
                 record.save(),
+                encode_heads(&heads),
             ])?;
             record.stored_seq = Some(0);
         } else {
@@ -388,10 +399,13 @@ impl Store {
         let seq: i64 = tx
             .prepare_cached(
                 "UPDATE records SET chunk_seq = chunk_seq + 1, status = ?2, record_date = ?3,
-                    updated_at = MAX(updated_at, ?4), dirty = 1
+                    updated_at = MAX(updated_at, ?4), dirty = 1, heads = ?5
                  WHERE id = ?1 RETURNING chunk_seq",
             )?
-            .query_row(params![id, record.status().as_str(), record.date(), record.updated_at().unwrap_or(0)], |r| r.get(0))?;
+            .query_row(
+                params![id, record.status().as_str(), record.date(), record.updated_at().unwrap_or(0), encode_heads(&record.heads())],
+                |r| r.get(0),
+            )?;
         tx.prepare_cached("INSERT INTO record_chunks (record_id, seq, bytes) VALUES (?1, ?2, ?3)")?
             .execute(params![id, seq, bytes])?;
         record.stored_seq = record.stored_seq.filter(|known| *known + 1 == seq).map(|_| seq);
@@ -434,6 +448,11 @@ impl Store {
 
     /// Folds a record's chunks into its snapshot, from what is on disk.
     pub fn compact(&self, id: &RecordId) -> Result<()> {
+        let pending: i64 =
+            self.conn.query_row("SELECT COUNT(*) FROM record_chunks WHERE record_id = ?1", [id.as_str()], |r| r.get(0))?;
+        if pending == 0 {
+            return Ok(());
+        }
         let tx = self.conn.unchecked_transaction()?;
         let snapshot = self.folded(&tx, id)?;
         tx.execute("UPDATE records SET snapshot = ?2 WHERE id = ?1", params![id.as_str(), snapshot])?;
@@ -498,8 +517,7 @@ impl Store {
             tx.execute("INSERT OR IGNORE INTO record_authors (record_id, user_id) VALUES (?1, ?2)", params![id.as_str(), user])?;
         }
         if !was_dirty {
-            let encoded: Vec<u8> = mine.heads().iter().flat_map(|h| h.0).collect();
-            tx.execute("UPDATE records SET dirty = 0, synced_heads = ?2 WHERE id = ?1", params![id.as_str(), encoded])?;
+            tx.execute("UPDATE records SET dirty = 0, synced_heads = ?2 WHERE id = ?1", params![id.as_str(), encode_heads(&mine.heads())])?;
         }
         tx.commit()?;
         Ok(true)
@@ -514,12 +532,7 @@ impl Store {
         for row in rows {
             let (id, heads) = row?;
             let Ok(id) = RecordId::new(id) else { continue };
-            let heads = heads.map(|b| {
-                b.chunks_exact(32)
-                    .filter_map(|c| <[u8; 32]>::try_from(c).ok())
-                    .map(ChangeHash)
-                    .collect::<Vec<_>>()
-            });
+            let heads = heads.map(|b| decode_heads(&b));
             out.push((id, heads));
         }
         Ok(out)
@@ -527,6 +540,16 @@ impl Store {
 
     /// The changes of a record after `since` (everything when `None`), and its current heads.
     pub fn changes_since(&self, id: &RecordId, since: Option<&[ChangeHash]>) -> Result<(Vec<u8>, Vec<ChangeHash>)> {
+        if since.is_none() {
+            // Everything: compacted first (the snapshot is compressed, chunks are not), so a
+            // record travels in its smallest form; the stored bytes then load as one record.
+            let heads: Option<Vec<u8>> =
+                self.conn.query_row("SELECT heads FROM records WHERE id = ?1", [id.as_str()], |r| r.get(0)).optional()?.flatten();
+            if let Some(heads) = heads {
+                self.compact(id)?;
+                return Ok((self.record_bytes(id)?, decode_heads(&heads)));
+            }
+        }
         let raw = self.raw(id)?;
         let mut doc = automerge::Automerge::load(&raw.snapshot).map_err(|e| RecordError::Corrupt(e.to_string()))?;
         let chunks = raw.chunks.concat();
@@ -642,23 +665,18 @@ impl Store {
     /// Marks a record as acknowledged by the server up to `heads`; it stays dirty if it changed
     /// since.
     pub fn mark_synced(&self, id: &RecordId, heads: &[ChangeHash]) -> Result<()> {
-        let record_heads = {
-            let raw = self.raw(id)?;
-            let mut doc = automerge::Automerge::load(&raw.snapshot).map_err(|e| RecordError::Corrupt(e.to_string()))?;
-            let chunks = raw.chunks.concat();
-            if !chunks.is_empty() {
-                doc.load_incremental(&chunks).map_err(|e| RecordError::Corrupt(e.to_string()))?;
-            }
-            doc.get_heads()
+        let stored: Option<Option<Vec<u8>>> =
+            self.conn.query_row("SELECT heads FROM records WHERE id = ?1", [id.as_str()], |r| r.get(0)).optional()?;
+        let current = match stored {
+            None => return Err(StoreError::NotFound(id.clone())),
+            Some(Some(h)) => h,
+            // Saved before heads were kept: read them from the document once.
+            Some(None) => encode_heads(&self.changes_since(id, Some(&[]))?.1),
         };
-        let mut a: Vec<ChangeHash> = heads.to_vec();
-        let mut b = record_heads;
-        a.sort();
-        b.sort();
-        let encoded: Vec<u8> = heads.iter().flat_map(|h| h.0).collect();
+        let acknowledged = encode_heads(heads);
         self.conn.execute(
-            "UPDATE records SET synced_heads = ?2, dirty = ?3 WHERE id = ?1",
-            params![id.as_str(), encoded, a != b],
+            "UPDATE records SET synced_heads = ?2, dirty = ?3, heads = ?4 WHERE id = ?1",
+            params![id.as_str(), acknowledged, acknowledged != current, current],
         )?;
         Ok(())
     }

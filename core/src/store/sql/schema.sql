@@ -4,6 +4,7 @@
 -- dirty: the record has changes the server has not acknowledged. synced_heads: the heads the
 -- server is known to have (NULL: never synced). chunk_seq: the last chunk number handed out; it
 -- only grows, so a copy in memory can tell whether it wrote every chunk since it was loaded.
+-- heads: the record's heads as stored (32-byte hashes), so sync bookkeeping needs no document.
 CREATE TABLE records (
     id TEXT PRIMARY KEY NOT NULL,
     template_id TEXT NOT NULL,
@@ -16,7 +17,8 @@ CREATE TABLE records (
     snapshot BLOB NOT NULL,
     dirty INTEGER NOT NULL DEFAULT 1,
     synced_heads BLOB,
-    chunk_seq INTEGER NOT NULL DEFAULT 0
+    chunk_seq INTEGER NOT NULL DEFAULT 0,
+    heads BLOB
 );
 CREATE INDEX records_school ON records (school_id, updated_at);
 CREATE INDEX records_template ON records (template_id, status);

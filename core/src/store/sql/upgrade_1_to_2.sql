@@ -23,5 +23,7 @@ CREATE TABLE attachments (
 ALTER TABLE records ADD COLUMN dirty INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE records ADD COLUMN synced_heads BLOB;
 ALTER TABLE records ADD COLUMN chunk_seq INTEGER NOT NULL DEFAULT 0;
+-- heads: the record's heads as stored (NULL until its next save).
+ALTER TABLE records ADD COLUMN heads BLOB;
 UPDATE records SET chunk_seq = (SELECT COALESCE(MAX(seq), 0) FROM record_chunks WHERE record_id = records.id);
 CREATE INDEX records_dirty ON records (dirty) WHERE dirty = 1;

@@ -1,0 +1,63 @@
+//! The example of `docs/protocol.md`, run: one tablet, one round trip, through the real router.
+//! `cargo test -p shidao-server --test protocol_example -- --nocapture` prints the messages.
+
+use axum::body::Body;
+use axum::http::Request;
+use shidao_core::store::Store;
+use shidao_core::sync::protocol::{self, Outcome, SyncResponse};
+use shidao_core::sync::SyncClient;
+use shidao_core::template::Role;
+use shidao_core::{Clock, DeviceId, Editor, SchoolId, UserId};
+use shidao_server::{accounts, app, db, AppState};
+use tower::ServiceExt;
+
+#[tokio::test]
+async fn one_round_trip() {
+    // The server: a programme, a school, an inspector, and an enrolled tablet.
+    let dir = tempfile::tempdir().unwrap();
+    let conn = db::open(&dir.path().join("central.db")).unwrap();
+    accounts::add_programme(&conn, "ouhai", "瓯海区初中全面提升行动", None).unwrap();
+    accounts::add_school(&conn, "ouhai", "ouhai-033", "瓯海区实验中学", "示范", "智慧课堂").unwrap();
+    accounts::add_user(&conn, "wang", "王老师", Role::Inspector, Some("ouhai"), &["ouhai-033".into()], None, 0).unwrap();
+    let now = Clock::system().now();
+    let code = accounts::new_enrol_code(&conn, "wang", now).unwrap();
+    let (device, token, _) = accounts::enrol(&conn, &code, "王老师的平板", now).unwrap();
+    let state = AppState::with_connection(conn, dir.path().join("attachments"));
+
+    // The tablet: a new visit record, offline.
+    let tablet = Store::open_in_memory().unwrap();
+    let me = Editor { user: UserId::new("wang").unwrap(), device: DeviceId::new(&device).unwrap(), role: Role::Inspector };
+    tablet.create("inspection-visit", &SchoolId::new("ouhai-033").unwrap(), &me).unwrap();
+
+    // 1. prepare: the store's unacknowledged changes become a request.
+    let client = SyncClient::default();
+    let prepared = client.prepare(&tablet).unwrap();
+    let mut shown = serde_json::to_value(&prepared.request).unwrap();
+    shown["push"][0]["changes"] = format!("<{} bytes of Automerge changes, base64>", prepared.request.push[0].changes.len()).into();
+    println!("POST /v1/sync (gzip JSON):\n{}", serde_json::to_string_pretty(&shown).unwrap());
+
+    // 2. One HTTP round trip.
+    let req = Request::post("/v1/sync")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-encoding", "gzip")
+        .header("accept-encoding", "gzip")
+        .body(Body::from(protocol::encode(&prepared.request)))
+        .unwrap();
+    let resp = app(state).oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+    let answer: SyncResponse = protocol::decode(&body, true).unwrap();
+    let mut shown = serde_json::to_value(&answer).unwrap();
+    if let Some(r) = shown.get_mut("reference") {
+        r["tasks"] = serde_json::json!([]);
+        r["templates"] = format!("<{} templates>", answer.reference.as_ref().map_or(0, |r| r.templates.len())).into();
+    }
+    println!("200 OK (gzip JSON):\n{}", serde_json::to_string_pretty(&shown).unwrap());
+
+    // 3. absorb: the record is acknowledged, the cursor and reference data saved.
+    assert_eq!(answer.results[0].outcome, Outcome::Accepted);
+    let round = client.absorb(&tablet, &me, prepared, answer).unwrap();
+    assert_eq!(round.accepted, 1);
+    assert!(client.prepare(&tablet).unwrap().request.push.is_empty(), "nothing left to send");
+    assert_eq!(SyncClient::reference(&tablet).unwrap().unwrap().schools[0].name, "瓯海区实验中学");
+}
