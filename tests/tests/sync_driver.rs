@@ -1,0 +1,81 @@
+//! The HTTP driver as an app uses it: progress after every round, cancellation of a sync that
+//! hangs, clear errors for a bad address and an unreachable server, and retries that ride out a
+//! relay restart.
+
+use std::time::{Duration, Instant};
+
+use shidao_core::sample::{fill_completely, Rng};
+use shidao_core::sync::http::{Cancel, DriverError, HttpSync, RetryPolicy};
+use shidao_tests::{programme, school, Relay, Tablet};
+
+#[tokio::test]
+async fn progress_cancel_errors_and_retries() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("central.db");
+    let codes = programme(&db);
+    let mut relay = Relay::start(env!("CARGO_BIN_EXE_relay").as_ref(), &db);
+    let mut wang = Tablet::enrol(&relay.url, &codes[0].1, &dir.path().join("wang.db")).await.expect("enrol");
+
+    // 1. Many records in small requests: progress is reported after every round, ending done.
+    let mut rng = Rng::new(5);
+    for _ in 0..12 {
+        let mut r = wang.store.create("classroom-observation", &school("ouhai-a"), &wang.editor).expect("create");
+        wang.store.edit(&mut r, |r| fill_completely(r, 1, &mut rng)).expect("fill");
+    }
+    wang.http.sync.max_push_bytes = 4 * 1024;
+    let mut seen = Vec::new();
+    let summary = wang.http.sync(&wang.store, &wang.token, &wang.editor, &Cancel::new(), |p| seen.push(p.clone())).await.expect("sync");
+    assert_eq!(summary.accepted, 12);
+    assert!(seen.len() >= 3, "several rounds: {}", seen.len());
+    assert!(seen.windows(2).all(|w| w[1].pushed >= w[0].pushed && w[1].round == w[0].round + 1));
+    assert!(seen.last().expect("progress").done && seen.last().expect("progress").bytes_sent > 0);
+
+    // 2. A relay that stops answering (SIGSTOP): cancelling ends the sync at once.
+    let pid = relay.pid().to_string();
+    std::process::Command::new("kill").args(["-STOP", &pid]).status().expect("stop");
+    let cancel = Cancel::new();
+    let c = cancel.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        c.cancel();
+    });
+    let r = wang.store.create("inspection-visit", &school("ouhai-a"), &wang.editor).expect("create");
+    let start = Instant::now();
+    let err = wang.http.sync(&wang.store, &wang.token, &wang.editor, &cancel, |_| {}).await.expect_err("cancelled");
+    assert!(matches!(err, DriverError::Cancelled), "{err:?}");
+    assert!(start.elapsed() < Duration::from_secs(5), "cancel took {:?}", start.elapsed());
+    std::process::Command::new("kill").args(["-CONT", &pid]).status().expect("continue");
+    assert!(wang.store.contains(r.id()).expect("kept"), "the unsent record is still on the tablet");
+
+    // 3. A bad address and an unreachable server give errors an app can show.
+    assert!(matches!(HttpSync::new("not a url", None), Err(DriverError::Address(_))));
+    let mut nowhere = HttpSync::new("http://127.0.0.1:9", None).expect("client");
+    nowhere.policy = RetryPolicy { attempts: 1, ..RetryPolicy::default() };
+    let err = nowhere.sync(&wang.store, &wang.token, &wang.editor, &Cancel::new(), |_| {}).await.expect_err("unreachable");
+    assert!(matches!(err, DriverError::Network(_)), "{err:?}");
+
+    // 4. Retries with backoff ride out a restart that happens while the tablet is retrying.
+    let old_url = relay.url.clone();
+    let port = old_url.rsplit(':').next().expect("port").to_string();
+    relay.kill();
+    let mut retrying = HttpSync::new(&old_url, None).expect("client");
+    retrying.policy = RetryPolicy { attempts: 6, first_delay: Duration::from_millis(200), ..RetryPolicy::default() };
+    let db2 = db.clone();
+    let bin = env!("CARGO_BIN_EXE_relay").to_string();
+    let restarter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        // Same port, so the retrying client finds it again.
+        std::process::Command::new(bin)
+            .args(["--db", &db2.display().to_string(), "serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("restart")
+    });
+    let summary = retrying.sync(&wang.store, &wang.token, &wang.editor, &Cancel::new(), |_| {}).await.expect("retried sync");
+    assert!(summary.accepted >= 1);
+    let mut second = restarter.join().expect("restarter");
+    let _ = second.kill();
+    let _ = second.wait();
+    wang.reconnect(&old_url);
+}
