@@ -79,3 +79,47 @@ async fn progress_cancel_errors_and_retries() {
     let _ = second.wait();
     wang.reconnect(&old_url);
 }
+
+#[tokio::test]
+async fn photos_travel_by_hash_and_only_within_scope() {
+    use shidao_core::record::{Answer, AttachmentRef};
+    use shidao_core::template::FieldKind;
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("central.db");
+    let codes = programme(&db);
+    let relay = Relay::start(env!("CARGO_BIN_EXE_relay").as_ref(), &db);
+    let code = |who: &str| codes.iter().find(|(u, _)| u == who).expect("code").1.clone();
+    let wang = Tablet::enrol(&relay.url, &code("wang"), &dir.path().join("wang.db")).await.expect("enrol");
+    let li = Tablet::enrol(&relay.url, &code("li"), &dir.path().join("li.db")).await.expect("enrol");
+    let chen = Tablet::enrol(&relay.url, &code("chen"), &dir.path().join("chen.db")).await.expect("enrol");
+
+    // 1. Wang photographs the lesson plans he checked and attaches the photo to the visit.
+    let photo: Vec<u8> = (0..2_500_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let hash = wang.store.put_attachment(&photo, "image/jpeg").expect("stored");
+    let mut visit = wang.store.create("inspection-visit", &school("ouhai-a"), &wang.editor).expect("visit");
+    let field = visit.template().fields.iter().find(|f| f.kind() == FieldKind::Attachment).expect("attachment field").clone();
+    let at = match field.parent {
+        shidao_core::template::Parent::Top => shidao_core::FieldRef::top(field.id()),
+        shidao_core::template::Parent::Repeat(gi) => {
+            let group = visit.template().fields[gi].id().to_string();
+            let row = wang.store.edit(&mut visit, |r| r.add_row(&group, None)).expect("row");
+            shidao_core::FieldRef::in_row(field.id(), &row)
+        }
+    };
+    let att = AttachmentRef { hash: hash.clone(), name: "教案检查.jpg".into(), mime: "image/jpeg".into(), size: photo.len() as u64 };
+    wang.store.edit(&mut visit, |r| r.set_answer(&at, Answer::Attachment(att))).expect("attach");
+
+    // 2. Sync uploads the file (in pieces) before the record; a second sync sends nothing again.
+    let s = wang.sync().await.expect("sync");
+    assert_eq!(s.uploaded, 1);
+    assert_eq!(wang.sync().await.expect("again").uploaded, 0);
+
+    // 3. Li, in the same school, gets the record and downloads the photo, intact.
+    li.sync().await.expect("li");
+    let (bytes, mime) = li.http.download_attachment(&li.token, &hash).await.expect("download");
+    assert_eq!((bytes == photo, mime.as_str()), (true, "image/jpeg"));
+
+    // 4. Chen, in another school, cannot.
+    let err = chen.http.download_attachment(&chen.token, &hash).await.expect_err("out of scope");
+    assert!(matches!(err, DriverError::Refused { status: 404, .. }), "{err:?}");
+}

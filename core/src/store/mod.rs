@@ -702,6 +702,21 @@ impl Store {
             .ok_or_else(|| StoreError::AttachmentNotFound(hash.to_string()))
     }
 
+    /// Attachments not yet known to be on the server.
+    pub fn attachments_to_upload(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT hash FROM attachments WHERE NOT EXISTS
+                (SELECT 1 FROM store_meta WHERE key = 'sync.uploaded.' || attachments.hash) ORDER BY created_at, hash",
+        )?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Notes that the server holds an attachment completely.
+    pub fn mark_uploaded(&self, hash: &str) -> Result<()> {
+        self.set_meta(&format!("sync.uploaded.{hash}"), "1")
+    }
+
     /// Copies every readable record out of a damaged store file (one that [`Store::open`] moved
     /// aside) into this store, merging with what is here. The damaged file is left as it is.
     pub fn salvage(&self, damaged: &Path, editor: &Editor) -> Result<SalvageReport> {

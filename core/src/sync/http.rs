@@ -125,6 +125,8 @@ pub struct Summary {
     pub pulled: usize,
     pub refused: Vec<super::Refusal>,
     pub unreadable: Vec<String>,
+    /// Attachments uploaded before the rounds.
+    pub uploaded: usize,
 }
 
 /// An HTTP connection to one server.
@@ -252,6 +254,81 @@ impl HttpSync {
         Ok((decoded, bytes.len() as u64))
     }
 
+    /// Uploads one file, resuming where an earlier upload stopped (`HEAD` says how many bytes
+    /// the server holds); the same file already on the server is not sent again.
+    pub async fn upload_attachment(&self, token: &str, bytes: &[u8], mime: &str, cancel: &Cancel) -> Result<(), DriverError> {
+        const PIECE: usize = 1024 * 1024;
+        let hash = crate::store::content_hash(bytes);
+        let url = format!("{}/v1/attachments/{hash}", self.base);
+        let head = self.client.head(&url).bearer_auth(token).send().await.map_err(|e| DriverError::Network(chain(&e)))?;
+        let mut offset = match head.status().as_u16() {
+            200 if head.headers().get("upload-complete").is_some_and(|v| v.as_bytes() == b"1") => return Ok(()),
+            200 => head
+                .headers()
+                .get("upload-offset")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0),
+            404 => 0,
+            status => return Err(error_from(status, &head.bytes().await.unwrap_or_default())),
+        };
+        while offset < bytes.len() {
+            if cancel.is_cancelled() {
+                return Err(DriverError::Cancelled);
+            }
+            let end = (offset + PIECE).min(bytes.len());
+            let resp = self
+                .client
+                .put(&url)
+                .bearer_auth(token)
+                .header("upload-offset", offset.to_string())
+                .header("upload-length", bytes.len().to_string())
+                .header("content-type", mime)
+                .body(bytes[offset..end].to_vec())
+                .send()
+                .await
+                .map_err(|e| DriverError::Network(chain(&e)))?;
+            let status = resp.status().as_u16();
+            if status != 200 {
+                return Err(error_from(status, &resp.bytes().await.unwrap_or_default()));
+            }
+            offset = end;
+        }
+        Ok(())
+    }
+
+    /// Downloads a file by its hash and checks that the bytes match it.
+    pub async fn download_attachment(&self, token: &str, hash: &str) -> Result<(Vec<u8>, String), DriverError> {
+        let resp = self
+            .client
+            .get(format!("{}/v1/attachments/{hash}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| DriverError::Network(chain(&e)))?;
+        let status = resp.status().as_u16();
+        let mime = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/octet-stream").to_string();
+        let bytes = resp.bytes().await.map_err(|e| DriverError::Network(chain(&e)))?;
+        if status != 200 {
+            return Err(error_from(status, &bytes));
+        }
+        if crate::store::content_hash(&bytes) != hash {
+            return Err(DriverError::Network(format!("attachment {hash} arrived damaged")));
+        }
+        Ok((bytes.to_vec(), mime))
+    }
+
+    /// Uploads every attachment of the store the server does not hold yet.
+    pub async fn upload_attachments<S: StoreAccess>(&self, store: &S, token: &str, cancel: &Cancel) -> Result<usize, DriverError> {
+        let pending = store.with(|s| s.attachments_to_upload()).map_err(SyncError::from)?;
+        for hash in &pending {
+            let (bytes, mime) = store.with(|s| s.attachment(hash)).map_err(SyncError::from)?;
+            self.upload_attachment(token, &bytes, &mime, cancel).await?;
+            store.with(|s| s.mark_uploaded(hash)).map_err(SyncError::from)?;
+        }
+        Ok(pending.len())
+    }
+
     /// Syncs until nothing is left to push or pull, reporting progress after every round.
     pub async fn sync<S: StoreAccess>(
         &self,
@@ -264,6 +341,8 @@ impl HttpSync {
         let mut progress = Progress::default();
         let mut summary = Summary::default();
         let mut reset_before = false;
+        // Files first, so that no record reaches others before the photos it refers to.
+        summary.uploaded = self.upload_attachments(&store, token, cancel).await?;
         loop {
             progress.round += 1;
             let prepared = store.with(|s| self.sync.prepare(s))?;
