@@ -96,7 +96,24 @@ pub fn add_user(
     now: i64,
 ) -> AppResult<()> {
     UserId::new(id).map_err(|e| AppError::BadRequest(e.to_string()))?;
-    let tx = conn.unchecked_transaction()?;
+    // A savepoint, so this also works inside an import's transaction.
+    conn.execute_batch("SAVEPOINT add_user")?;
+    let result = save_user(conn, id, name, role, programme, schools, password_hash, now);
+    conn.execute_batch(if result.is_ok() { "RELEASE add_user" } else { "ROLLBACK TO add_user; RELEASE add_user" })?;
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn save_user(
+    tx: &Connection,
+    id: &str,
+    name: &str,
+    role: Role,
+    programme: Option<&str>,
+    schools: &[String],
+    password_hash: Option<&str>,
+    now: i64,
+) -> AppResult<()> {
     tx.execute(
         "INSERT INTO users (id, name, role, programme_id, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role, programme_id = excluded.programme_id,
@@ -111,7 +128,6 @@ pub fn add_user(
         }
         tx.execute("INSERT INTO assignments (user_id, school_id) VALUES (?1, ?2)", params![id, s])?;
     }
-    tx.commit()?;
     Ok(())
 }
 
@@ -350,4 +366,54 @@ pub fn reference(conn: &Connection, device: &Device, scope: &Scope) -> AppResult
     let mut reference = Reference { version: String::new(), user, schools, tasks, templates };
     reference.version = sha256_hex(&serde_json::to_string(&reference).unwrap_or_default())[..16].to_string();
     Ok(reference)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> Connection {
+        let c = crate::db::open_in_memory().expect("db");
+        add_programme(&c, "ouhai", "瓯海", None).expect("programme");
+        c
+    }
+
+    #[test]
+    fn csv_imports_are_all_or_nothing_and_name_the_line() {
+        let c = conn();
+        let schools = "id,name,category,key_project\nouhai-01,瓯海中学,示范,课程改革\nouhai-02,外国语学校,优质,双语\n";
+        assert_eq!(import_schools_csv(&c, "ouhai", schools).expect("import"), 2);
+        let bad = "id,name,category,key_project\nouhai-03,三中,潜质,\nouhai-04,四中,一流,\n";
+        let e = import_schools_csv(&c, "ouhai", bad).expect_err("bad category");
+        assert!(e.to_string().contains("line 3") && e.to_string().contains("一流"), "{e}");
+        let n: i64 = c.query_row("SELECT COUNT(*) FROM schools", [], |r| r.get(0)).expect("count");
+        assert_eq!(n, 2, "nothing of a bad file is imported");
+
+        let users = "id,name,role,schools\nwang,王老师,inspector,ouhai-01;ouhai-02\nzhou,周督导,supervisor,\n";
+        assert_eq!(import_users_csv(&c, "ouhai", users, 0).expect("users"), 2);
+        let s = scope(&c, "wang", Role::Inspector, Some("ouhai")).expect("scope");
+        assert_eq!(s.schools, ["ouhai-01", "ouhai-02"]);
+        let s = scope(&c, "zhou", Role::Supervisor, Some("ouhai")).expect("scope");
+        assert_eq!(s.schools.len(), 2, "a supervisor sees the whole programme");
+        let e = import_users_csv(&c, "ouhai", "id,name,role,schools\nx,某,janitor,\n", 0).expect_err("role");
+        assert!(e.to_string().contains("unknown role"), "{e}");
+        let e = import_users_csv(&c, "ouhai", "id,name,role,schools\ny,某,inspector,nowhere\n", 0).expect_err("school");
+        assert!(e.to_string().contains("nowhere"), "{e}");
+    }
+
+    #[test]
+    fn codes_work_once_and_tokens_are_kept_hashed() {
+        let c = conn();
+        add_user(&c, "li", "李老师", Role::Expert, Some("ouhai"), &[], None, 0).expect("user");
+        let code = new_enrol_code(&c, "li", 1000).expect("code");
+        assert!(matches!(enrol(&c, &code, "平板", 1000 + CODE_LIFETIME_SECS + 1), Err(AppError::BadCode)), "expired");
+        let (device, token, user) = enrol(&c, &code.to_lowercase(), "平板", 1001).expect("enrol");
+        assert_eq!(user, "li");
+        assert!(matches!(enrol(&c, &code, "平板", 1002), Err(AppError::BadCode)), "used twice");
+        let stored: String = c.query_row("SELECT token_hash FROM devices WHERE id = ?1", [&device], |r| r.get(0)).expect("row");
+        assert_ne!(stored, token);
+        assert_eq!(authenticate(&c, &token, 1003).expect("auth").user, "li");
+        revoke_device(&c, &device, 1004).expect("revoke");
+        assert!(matches!(authenticate(&c, &token, 1005), Err(AppError::Revoked)));
+    }
 }

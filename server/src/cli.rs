@@ -59,7 +59,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command.unwrap_or(Command::Serve { listen: "127.0.0.1:7878".into(), tls_cert: None, tls_key: None }) {
         Command::Admin { command } => {
             let now = state.clock.now();
-            let out = state.with_db(|conn| admin::run(conn, command, now))?;
+            // An administrator at the console may see the cause of an internal error.
+            let out = state.with_db(|conn| admin::run(conn, command, now)).map_err(|e| match e {
+                crate::error::AppError::Internal(cause) => cause,
+                other => other.to_string(),
+            })?;
             println!("{out}");
             Ok(())
         }

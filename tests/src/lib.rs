@@ -71,6 +71,18 @@ impl Relay {
         self.child.id()
     }
 
+    /// Waits up to `limit` for the relay to exit by itself; `Some(success)` once it has.
+    pub fn wait_exit(&mut self, limit: std::time::Duration) -> Option<bool> {
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.success());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Kills the relay with SIGKILL (no chance to finish anything).
     pub fn kill(&mut self) {
         let _ = self.child.kill();

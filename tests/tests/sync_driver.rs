@@ -123,3 +123,47 @@ async fn photos_travel_by_hash_and_only_within_scope() {
     let err = chen.http.download_attachment(&chen.token, &hash).await.expect_err("out of scope");
     assert!(matches!(err, DriverError::Refused { status: 404, .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_stopping_relay_finishes_the_sync_in_flight() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("central.db");
+    let codes = programme(&db);
+    let mut relay = Relay::start(env!("CARGO_BIN_EXE_relay").as_ref(), &db);
+    let wang = Tablet::enrol(&relay.url, &codes[0].1, &dir.path().join("wang.db")).await.expect("enrol");
+    let mut rng = Rng::new(8);
+    for _ in 0..60 {
+        let mut r = wang.store.create("classroom-observation", &school("ouhai-a"), &wang.editor).expect("create");
+        wang.store.edit(&mut r, |r| fill_completely(r, 2, &mut rng)).expect("fill");
+    }
+    // The request is on its way when SIGTERM lands; the relay applies it, answers, then exits.
+    let client = shidao_core::sync::SyncClient { max_push_bytes: usize::MAX, ..Default::default() };
+    let prepared = client.prepare(&wang.store).expect("prepare");
+    assert_eq!(prepared.request.push.len(), 60);
+    let http = reqwest::Client::builder().tls_backend_rustls().build().expect("client");
+    let send = http
+        .post(format!("{}/v1/sync", relay.url))
+        .bearer_auth(&wang.token)
+        .header("content-encoding", "gzip")
+        .header("accept-encoding", "gzip")
+        .body(shidao_core::sync::protocol::encode(&prepared.request))
+        .send();
+    let pid = relay.pid().to_string();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("term");
+    });
+    let resp = send.await.expect("the request in flight is answered");
+    assert_eq!(resp.status(), 200);
+    let body = resp.bytes().await.expect("body");
+    let answer: shidao_core::sync::protocol::SyncResponse = shidao_core::sync::protocol::decode(&body, true).expect("decode");
+    let round = client.absorb(&wang.store, &wang.editor, prepared, answer).expect("absorb");
+    assert_eq!(round.accepted, 60);
+    let status = relay.wait_exit(Duration::from_secs(10));
+    assert_eq!(status, Some(true), "the relay exits cleanly after finishing");
+    // The order in the log proves the request was in flight when the stop began.
+    let log = relay.log();
+    let stop = log.find("shutting down").expect("the relay logged its stop");
+    let done = log.rfind("path=/v1/sync").expect("the sync was logged");
+    assert!(stop < done, "SIGTERM arrived only after the sync finished; the test proved nothing:\n{log}");
+}
