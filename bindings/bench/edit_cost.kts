@@ -1,44 +1,77 @@
-// The Kotlin half of the edit-cost measurement (run by bindings/bench/edit_cost.sh): the same
-// edits as edit_cost.rs, made through the generated Kotlin bindings (JNA), each call timed alone.
-// Also times `FormRecord.id()`, a call that does no work in Rust: the bare cost of one crossing.
+// The Kotlin half of the edit-cost measurement (run by bindings/bench/edit_cost.sh against a
+// library built with the `bench` feature). Each round, on fresh lesson observations:
+//   1. EDITS calls of `setAnswer("period", Integer(1..12))` from Kotlin, each timed alone;
+//   2. the same EDITS edits made in Rust by `benchSetIntegerInRust` (the same `set_answer` the
+//      binding calls, without the crossing), each timed alone in Rust;
+//   3. EDITS calls of `id()`, which does no work in Rust: the bare cost of a crossing and back.
+// Interleaving the three in one process puts them under the same load, so their difference is
+// the cost of the binding even on a busy machine. CPU time of the calling thread per round is
+// reported too (it leaves out time spent waiting for a core).
 
 import uniffi.shidao.*
+import java.lang.management.ManagementFactory
 import java.nio.file.Files
 
-val warmup = 3
-val rounds = 10
-val edits = 1000
+val warmup = 5
+val rounds = 20
+val edits = 500
+val threads = ManagementFactory.getThreadMXBean()
 
-fun summary(ns: LongArray): String {
-    ns.sort()
-    fun pick(q: Double) = ns[((ns.size - 1) * q).toInt()] / 1000.0
-    val mean = ns.average() / 1000.0
-    return "median %7.1f µs  p99 %7.1f µs  mean %7.1f µs".format(pick(0.5), pick(0.99), mean)
+class Series {
+    val ns = LongArray(rounds * edits)
+    val cpu = LongArray(rounds)
+    fun median(): Double = ns.sortedArray()[ns.size / 2] / 1000.0
+    fun line(): String {
+        val s = ns.sortedArray()
+        fun pick(q: Double) = s[((s.size - 1) * q).toInt()] / 1000.0
+        val cpuPerCall = cpu.sortedArray()[cpu.size / 2].toDouble() / edits / 1000.0
+        return "wall median %7.1f µs  p90 %7.1f µs  mean %7.1f µs | thread CPU %6.1f µs/call".format(pick(0.5), pick(0.9), s.average() / 1000.0, cpuPerCall)
+    }
 }
 
 val dir = Files.createTempDirectory("shidao-edit-cost")
 val store = ShidaoStore.openWith(dir.resolve("kotlin.db").toString(), Durability.NORMAL)
 val editor = Editor(user = "insp-01", device = "bench", role = Role.INSPECTOR)
-val editNs = LongArray(rounds * edits)
-val idNs = LongArray(rounds * edits)
-var n = 0
+val kotlin = Series()
+val rust = Series()
+val bare = Series()
 for (round in 0 until warmup + rounds) {
-    val record = store.createRecord("classroom-observation", "ouhai-033", editor)
+    val counted = round >= warmup
+    val at = (round - warmup) * edits
+
+    val a = store.createRecord("classroom-observation", "ouhai-033", editor)
+    var cpu = threads.currentThreadCpuTime
     for (i in 0 until edits) {
-        val value = (i % 12).toLong() + 1
+        val answer = AnswerValue.Integer((i % 12).toLong() + 1)
         val t0 = System.nanoTime()
-        record.setAnswer("period", AnswerValue.Integer(value))
+        a.setAnswer("period", answer)
         val t1 = System.nanoTime()
-        record.id()
-        val t2 = System.nanoTime()
-        if (round >= warmup) {
-            editNs[n] = t1 - t0
-            idNs[n] = t2 - t1
-            n++
-        }
+        if (counted) kotlin.ns[at + i] = t1 - t0
     }
-    record.close()
+    if (counted) kotlin.cpu[round - warmup] = threads.currentThreadCpuTime - cpu
+
+    val b = store.createRecord("classroom-observation", "ouhai-033", editor)
+    cpu = threads.currentThreadCpuTime
+    val inRust = b.benchSetIntegerInRust("period", edits.toUInt())
+    if (counted) {
+        rust.cpu[round - warmup] = threads.currentThreadCpuTime - cpu
+        for (i in 0 until edits) rust.ns[at + i] = inRust[i].toLong()
+    }
+
+    cpu = threads.currentThreadCpuTime
+    for (i in 0 until edits) {
+        val t0 = System.nanoTime()
+        a.id()
+        val t1 = System.nanoTime()
+        if (counted) bare.ns[at + i] = t1 - t0
+    }
+    if (counted) bare.cpu[round - warmup] = threads.currentThreadCpuTime - cpu
+    a.close()
+    b.close()
 }
 store.close()
-println("kotlin bindings set_answer: " + summary(editNs))
-println("kotlin bindings id() (no work): " + summary(idNs))
+println("${rounds * edits} calls each ($rounds rounds of $edits after $warmup warm-up rounds), interleaved in one JVM:")
+println("kotlin  setAnswer            " + kotlin.line())
+println("rust    set_answer (no FFI)  " + rust.line())
+println("kotlin  id() (no work)       " + bare.line())
+println("overhead of the binding per setAnswer: %.1f µs (median Kotlin - median Rust)".format(kotlin.median() - rust.median()))

@@ -3,18 +3,28 @@
 #
 # Usage: bindings/bench/edit_cost.sh
 #
-# Builds the release library and Kotlin bindings (bindings/generate.sh --release), compiles them
-# with kotlinc, runs edit_cost.kts on the JVM (JNA) and the Rust example edit_cost.rs, which
-# makes the same edits straight on the core and through the bindings' Rust API. Needs what
-# scripts/install-test-deps.sh installs. Overhead per call = Kotlin median - Rust core median.
+# 1. Builds the release library with the `bench` feature (a Rust-side timed loop Kotlin can call)
+#    and generates its Kotlin bindings into target/edit-cost/ (not the app's generated/ folder).
+# 2. Runs edit_cost.kts on the JVM through JNA: Kotlin `setAnswer` calls and the same edits timed
+#    inside Rust, interleaved in one process; the difference is the binding's cost per call.
+# 3. Runs the Rust example edit_cost.rs: the edit straight on the core against the bindings' Rust
+#    API (the thin layer's own cost, no FFI).
+# Needs what scripts/install-test-deps.sh installs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/install-test-deps.sh
 
-bindings/generate.sh --release >/dev/null
 out=target/edit-cost
-mkdir -p "$out"
-kotlinc -nowarn -d "$out/shidao.jar" -classpath "$CLASSPATH" generated/kotlin/uniffi/shidao/shidao.kt
-JAVA_OPTS="$JAVA_OPTS -Djna.library.path=$PWD/target/release" \
+mkdir -p "$out/lib"
+cargo build --release -q -p shidao-bindings --features cli,bench --lib --bin uniffi-bindgen
+# Another build without the feature would overwrite target/release/: keep this one aside.
+cp target/release/libshidao_bindings.so "$out/lib/"
+rm -rf "$out/kotlin"
+target/release/uniffi-bindgen generate --no-format --library "$out/lib/libshidao_bindings.so" \
+    --language kotlin --out-dir "$out/kotlin" >/dev/null
+kotlinc -nowarn -d "$out/shidao.jar" -classpath "$CLASSPATH" "$out/kotlin/uniffi/shidao/shidao.kt"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
+JAVA_OPTS="$JAVA_OPTS -Djna.library.path=$PWD/$out/lib" \
     kotlinc -nowarn -classpath "$out/shidao.jar:$CLASSPATH" -script bindings/bench/edit_cost.kts
 cargo run --release -q -p shidao-bindings --example edit-cost
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

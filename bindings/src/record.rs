@@ -214,3 +214,23 @@ impl FormRecord {
         guard(|| self.edit(|r| r.approve(comment.as_deref())))
     }
 }
+
+/// Measurement only (feature `bench`, built by `bench/edit_cost.sh`, never by an app).
+#[cfg(feature = "bench")]
+#[uniffi::export]
+impl FormRecord {
+    /// Makes `n` edits of an integer field in Rust, through the same `set_answer` the binding
+    /// calls (guard, locks, conversion, core, store), values 1..=12 in turn; returns the
+    /// nanoseconds each took. The Kotlin side times its own calls to `set_answer` between these
+    /// loops, so the difference is the cost of crossing the boundary, measured at the same moment.
+    pub fn bench_set_integer_in_rust(&self, field: String, n: u32) -> Result<Vec<u64>> {
+        let mut out = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            let (field, answer) = (field.clone(), AnswerValue::Integer { value: i64::from(i % 12) + 1 });
+            let t = std::time::Instant::now();
+            self.set_answer(field, answer, None)?;
+            out.push(t.elapsed().as_nanos() as u64);
+        }
+        Ok(out)
+    }
+}

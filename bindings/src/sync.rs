@@ -4,18 +4,19 @@
 //! through it (`ShidaoStore.merge_record` takes another tablet's copy offline), so a list or
 //! form screen can refresh.
 //!
-//! Sync with the server (`shidao-server`) is not exported yet: the protocol is being written in
-//! `shidao-core` (`core/src/sync/`), and these bindings only ever wrap it, with no network code of
-//! their own. When it lands, this module gains, each one call into the core:
+//! Sync with the server (`shidao-server`) is not exported yet: these bindings only ever wrap the
+//! core's sync (`shidao_core::sync`: the `SyncClient` state machine and the `HttpSync` driver),
+//! with no network code of their own. Wrapping it adds, each one call into the core:
 //!
-//! - `ShidaoStore.enrol(server_url, one_time_code, editor)`: registers this tablet;
-//! - `ShidaoStore.sync(progress: SyncProgress) -> SyncReport`, an `async` method run on tokio
-//!   (`#[uniffi::export(async_runtime = "tokio")]` and uniffi's `tokio` feature);
-//! - a `SyncHandle` object (or a `CancelToken` passed in) whose `cancel()` stops a running sync,
-//!   since uniffi has no built-in cancellation;
-//! - a foreign `SyncProgress` trait (`on_progress(done, total)`);
-//! - [`ChangeListener`] called for each record a sync merged, and the `Network` and
-//!   `Unauthorized` cases of `ShidaoError` produced by the one conversion in `error.rs`.
+//! - `ShidaoStore.enrol(server_url, one_time_code, device_name)` → `HttpSync::enrol`;
+//! - `ShidaoStore.sync(token, progress: SyncProgress, cancel: SyncCancel) -> SyncReport`, an
+//!   `async` method on tokio (`#[uniffi::export(async_runtime = "tokio")]` and uniffi's `tokio`
+//!   feature) → `HttpSync::sync` over the store's own mutex (the core implements `StoreAccess`
+//!   for `&Mutex<Store>`, which is what `store::Shared` holds);
+//! - a `SyncCancel` object wrapping `shidao_core::sync::http::Cancel` (uniffi has no built-in
+//!   cancellation), and a foreign `SyncProgress` trait fed from `http::Progress`;
+//! - [`ChangeListener`] told about each record a sync merged, and `DriverError` mapped in the one
+//!   conversion in `error.rs`: `Network`/`Address` → `Network`, `Unauthorized` → `Unauthorized`.
 
 /// Told when a record of the store changed, so a screen showing it can refresh. Implemented by
 /// the app (Kotlin `ChangeListener`, Swift `ChangeListener` protocol).
