@@ -27,6 +27,11 @@ enum Command {
         #[arg(long, env = "SHIDAO_TLS_KEY", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
     },
+    /// Start the server with a seeded demo programme (瓯海区, 19 schools) and print how to sign in.
+    Demo {
+        #[arg(long, env = "SHIDAO_LISTEN", default_value = "127.0.0.1:7878")]
+        listen: String,
+    },
     /// Administer programmes, schools, users, tasks and devices.
     Admin {
         #[command(subcommand)]
@@ -55,8 +60,14 @@ pub fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(Command::Demo { listen }) = &cli.command {
+        // The demo keeps its own store unless one is named.
+        let db = if cli.db == std::path::Path::new("shidao.db") { PathBuf::from("shidao-demo.db") } else { cli.db.clone() };
+        return demo(&db, listen);
+    }
     let state = AppState::open(&cli.db)?;
     match cli.command.unwrap_or(Command::Serve { listen: "127.0.0.1:7878".into(), tls_cert: None, tls_key: None }) {
+        Command::Demo { .. } => unreachable!("handled above"),
         Command::Admin { command } => {
             let now = state.clock.now();
             // An administrator at the console may see the cause of an internal error.
@@ -91,4 +102,27 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             })
         }
     }
+}
+
+fn demo(db: &std::path::Path, listen: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let state = AppState::open(db)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let url = format!("http://{addr}");
+        let seeded = state.with_db(crate::demo::seeded)?;
+        let server = tokio::spawn(serve(listener, state.clone(), shutdown_signal()));
+        if !seeded {
+            eprintln!("seeding the demo programme through the sync protocol (about a minute) …");
+            let summary = crate::demo::seed(&state, &url).await?;
+            eprintln!("{summary}");
+        }
+        println!("listening on {url}");
+        println!("shidao demo: open {url}/ and sign in as supervisor `{}` with password `{}` (admin: `{}` / `{}`)",
+            crate::demo::SUPERVISOR.0, crate::demo::SUPERVISOR.1, crate::demo::ADMIN.0, crate::demo::ADMIN.1);
+        println!("demo store: {} (delete it to seed afresh)", db.display());
+        server.await??;
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })
 }

@@ -8,10 +8,12 @@ pub mod accounts;
 pub mod admin;
 pub mod attachments;
 pub mod cli;
+pub mod demo;
 pub mod db;
 pub mod error;
 pub mod http;
 pub mod sync;
+pub mod web;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -32,6 +34,9 @@ use crate::error::{AppError, AppResult};
 #[derive(Clone)]
 pub struct AppState {
     db: Arc<Mutex<Connection>>,
+    db_path: Option<PathBuf>,
+    /// Mark session cookies `Secure` (when serving HTTPS).
+    pub secure_cookies: bool,
     pub attachments_dir: PathBuf,
     pub clock: Clock,
 }
@@ -42,11 +47,13 @@ impl AppState {
         let conn = db::open(db)?;
         let dir = db.parent().map(Path::to_path_buf).unwrap_or_default();
         let stem = db.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "shidao".into());
-        Ok(AppState::with_connection(conn, dir.join(format!("{stem}-attachments"))))
+        let mut state = AppState::with_connection(conn, dir.join(format!("{stem}-attachments")));
+        state.db_path = Some(db.to_path_buf());
+        Ok(state)
     }
 
     pub fn with_connection(conn: Connection, attachments_dir: PathBuf) -> AppState {
-        AppState { db: Arc::new(Mutex::new(conn)), attachments_dir, clock: Clock::system() }
+        AppState { db: Arc::new(Mutex::new(conn)), db_path: None, secure_cookies: false, attachments_dir, clock: Clock::system() }
     }
 
     /// Runs store work on the blocking pool, holding the one connection.
@@ -67,6 +74,19 @@ impl AppState {
         })
         .await
         .map_err(|e| AppError::Internal(format!("worker failed: {e}")))?
+    }
+
+    /// A read-only connection of its own for long reads (exports), or the shared one for an
+    /// in-memory store.
+    pub fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> AppResult<T>) -> AppResult<T> {
+        match &self.db_path {
+            Some(path) => {
+                let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+                conn.busy_timeout(std::time::Duration::from_secs(10))?;
+                f(&conn)
+            }
+            None => self.with_db(f),
+        }
     }
 
     /// Direct access for admin commands and tests.
@@ -98,7 +118,7 @@ async fn request_id(req: Request, next: Next) -> Response {
 
 /// The whole application.
 pub fn app(state: AppState) -> Router {
-    http::routes().with_state(state).layer(axum::middleware::from_fn(request_id))
+    http::routes().merge(web::routes()).with_state(state).layer(axum::middleware::from_fn(request_id))
 }
 
 /// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).

@@ -495,3 +495,19 @@ fn project(conn: &Connection, record: &Record, view: &RecordView) -> rusqlite::R
     }
     Ok(())
 }
+
+/// Applies one record's changes made on the server's own pages (a supervisor's pick or review),
+/// under the same rules and into the same log as a tablet's push.
+pub fn apply_one(conn: &mut Connection, device: &Device, push: &Push, now: i64) -> AppResult<()> {
+    let tx = conn.transaction()?;
+    let scope = accounts::scope(&tx, &device.user, device.role, device.programme.as_deref())?;
+    match apply_push(&tx, device, &scope, push, now) {
+        Ok(Applied::Stored | Applied::Unchanged) => {
+            tx.commit()?;
+            Ok(())
+        }
+        Ok(Applied::ResendAll(why)) => Err(AppError::Conflict(why)),
+        Err(Err(r)) => Err(AppError::Forbidden(format!("{}: {}", r.code, r.reason))),
+        Err(Ok(e)) => Err(e),
+    }
+}

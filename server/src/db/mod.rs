@@ -7,10 +7,10 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 const SCHEMA: &str = include_str!("schema.sql");
 /// `(from, sql)`: the step from version `from` to `from + 1`.
-const UPGRADES: &[(i64, &str)] = &[];
+const UPGRADES: &[(i64, &str)] = &[(1, include_str!("upgrade_1_to_2.sql"))];
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -111,6 +111,43 @@ mod tests {
         assert_eq!(tables, 4);
         let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).expect("mode");
         assert_eq!(mode, "wal");
+    }
+
+    /// Tables with their columns and foreign keys, and indexes, however the SQL was written.
+    fn shape(conn: &Connection) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stmt = conn.prepare("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name").expect("master");
+        let rows: Vec<(String, String, Option<String>)> =
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).expect("rows").collect::<Result<_, _>>().expect("rows");
+        for (ty, name, sql) in rows {
+            if ty == "table" {
+                let mut cols = conn.prepare(&format!("PRAGMA table_xinfo({name})")).expect("cols");
+                let mut c: Vec<String> = cols
+                    .query_map([], |r| Ok(format!("{}:{}:{}:{:?}:{}", r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?, r.get::<_, Option<String>>(4)?, r.get::<_, i64>(5)?)))
+                    .expect("cols")
+                    .collect::<Result<_, _>>()
+                    .expect("cols");
+                c.sort();
+                out.push(format!("table {name} {c:?}"));
+            } else {
+                out.push(format!("{ty} {name} {:?}", sql.map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn first_schema_plus_upgrades_equals_the_current_one() {
+        let fresh = open_in_memory().expect("fresh");
+        let mut old = Connection::open_in_memory().expect("old");
+        old.execute_batch(include_str!("v1.sql")).expect("v1");
+        old.pragma_update(None, "user_version", 1).expect("version");
+        old.execute("INSERT INTO programmes (id, name) VALUES ('p', '项目')", []).expect("row");
+        init(&mut old).map_err(|_| "upgrade failed").expect("upgrade");
+        assert_eq!(version(&old).expect("version"), VERSION);
+        assert_eq!(shape(&old), shape(&fresh));
+        let kept: String = old.query_row("SELECT name FROM programmes", [], |r| r.get(0)).expect("kept");
+        assert_eq!(kept, "项目");
     }
 
     #[test]

@@ -1,4 +1,4 @@
--- The central store (user_version 1). One SQLite file in WAL mode; one writer.
+-- The central store (user_version 2). One SQLite file in WAL mode; one writer.
 
 -- programmes: a district's improvement programme (e.g. 瓯海区初中全面提升行动计划).
 CREATE TABLE programmes (
@@ -170,3 +170,14 @@ CREATE TABLE sync_requests (
     pushed INTEGER NOT NULL,
     accepted INTEGER NOT NULL
 );
+
+-- sessions: signed-in supervisors and admins; the id is kept as its SHA-256; csrf is the token
+-- every form of the session must carry.
+CREATE TABLE sessions (
+    id_hash TEXT PRIMARY KEY NOT NULL,
+    user_id TEXT NOT NULL REFERENCES users (id),
+    csrf TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX sessions_user ON sessions (user_id);

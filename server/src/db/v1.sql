@@ -1,0 +1,172 @@
+-- The first central schema (user_version 1), kept verbatim for the migration proof test.
+
+-- programmes: a district's improvement programme (e.g. 瓯海区初中全面提升行动计划).
+CREATE TABLE programmes (
+    id TEXT PRIMARY KEY NOT NULL,
+    name TEXT NOT NULL,
+    term_start TEXT,
+    term_end TEXT
+);
+
+-- schools: schools in a programme, with their category (示范/优质/潜质) and key project.
+CREATE TABLE schools (
+    id TEXT PRIMARY KEY NOT NULL,
+    programme_id TEXT NOT NULL REFERENCES programmes (id),
+    name TEXT NOT NULL,
+    category TEXT NOT NULL DEFAULT '',
+    key_project TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX schools_programme ON schools (programme_id);
+
+-- users: people with accounts. Reviewers (supervisor, admin) see their whole programme; others
+-- the schools they are assigned to. password_hash serves the web pages.
+CREATE TABLE users (
+    id TEXT PRIMARY KEY NOT NULL,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    programme_id TEXT REFERENCES programmes (id),
+    password_hash TEXT,
+    active INTEGER NOT NULL DEFAULT 1,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX users_programme ON users (programme_id);
+
+-- assignments: the schools a user works in.
+CREATE TABLE assignments (
+    user_id TEXT NOT NULL REFERENCES users (id),
+    school_id TEXT NOT NULL REFERENCES schools (id),
+    PRIMARY KEY (user_id, school_id)
+);
+CREATE INDEX assignments_school ON assignments (school_id);
+
+-- tasks: programme or school tasks with a numeric target and a time line.
+CREATE TABLE tasks (
+    id TEXT PRIMARY KEY NOT NULL,
+    programme_id TEXT NOT NULL REFERENCES programmes (id),
+    school_id TEXT REFERENCES schools (id),
+    title TEXT NOT NULL,
+    target REAL NOT NULL,
+    unit TEXT NOT NULL,
+    start_date TEXT NOT NULL,
+    due_date TEXT NOT NULL
+);
+CREATE INDEX tasks_programme ON tasks (programme_id);
+CREATE INDEX tasks_school ON tasks (school_id);
+
+-- enrol_codes: one-time codes (SHA-256) with which a device enrols for a user.
+CREATE TABLE enrol_codes (
+    code_hash TEXT PRIMARY KEY NOT NULL,
+    user_id TEXT NOT NULL REFERENCES users (id),
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER
+);
+CREATE INDEX enrol_codes_user ON enrol_codes (user_id);
+
+-- devices: enrolled tablets; the token is kept as its SHA-256; a revoked device is refused.
+CREATE TABLE devices (
+    id TEXT PRIMARY KEY NOT NULL,
+    user_id TEXT NOT NULL REFERENCES users (id),
+    name TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER,
+    last_seen INTEGER
+);
+CREATE INDEX devices_user ON devices (user_id);
+
+-- actors: the Automerge actor ids a device writes with; an actor belongs to one device for good.
+CREATE TABLE actors (
+    actor TEXT PRIMARY KEY NOT NULL,
+    device_id TEXT NOT NULL REFERENCES devices (id)
+);
+CREATE INDEX actors_device ON actors (device_id);
+
+-- records: every record's compacted document (rewritten on each accepted push) and what it is
+-- about; last_seq is its latest entry in the change log.
+CREATE TABLE records (
+    id TEXT PRIMARY KEY NOT NULL,
+    template_id TEXT NOT NULL,
+    template_version INTEGER NOT NULL,
+    school_id TEXT NOT NULL REFERENCES schools (id),
+    created_by TEXT NOT NULL,
+    status TEXT NOT NULL,
+    record_date TEXT,
+    doc BLOB NOT NULL,
+    heads TEXT NOT NULL,
+    last_seq INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX records_school ON records (school_id, template_id);
+CREATE INDEX records_template ON records (template_id, status);
+CREATE INDEX records_status ON records (status);
+
+-- changes: the log of every accepted push: its change bytes, who pushed them from which device
+-- and when. Pull cursors follow seq; nothing is ever deleted from it.
+CREATE TABLE changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    record_id TEXT NOT NULL REFERENCES records (id),
+    school_id TEXT NOT NULL,
+    bytes BLOB NOT NULL,
+    change_count INTEGER NOT NULL,
+    user_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    received_at INTEGER NOT NULL
+);
+CREATE INDEX changes_record ON changes (record_id);
+CREATE INDEX changes_school_seq ON changes (school_id, seq);
+
+-- answers: the current answers of every record (author and time per field), kept up to date in
+-- the same transaction as each push, for reports that must not load documents.
+CREATE TABLE answers (
+    record_id TEXT NOT NULL REFERENCES records (id),
+    field TEXT NOT NULL,
+    row_id TEXT NOT NULL DEFAULT '',
+    value TEXT NOT NULL,
+    display TEXT NOT NULL,
+    number REAL,
+    author TEXT,
+    device TEXT,
+    at INTEGER,
+    conflicts INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (record_id, field, row_id)
+);
+
+-- computed: computed fields and scores of every record, kept like answers.
+CREATE TABLE computed (
+    record_id TEXT NOT NULL REFERENCES records (id),
+    name TEXT NOT NULL,
+    row_id TEXT NOT NULL DEFAULT '',
+    number REAL,
+    text TEXT NOT NULL,
+    band TEXT,
+    PRIMARY KEY (record_id, name, row_id)
+);
+
+-- record_files: attachments records refer to (who may download what).
+CREATE TABLE record_files (
+    record_id TEXT NOT NULL REFERENCES records (id),
+    hash TEXT NOT NULL,
+    PRIMARY KEY (hash, record_id)
+);
+CREATE INDEX record_files_record ON record_files (record_id);
+
+-- attachments: files by SHA-256; bytes live in files beside the database; complete once the
+-- received bytes match the hash.
+CREATE TABLE attachments (
+    hash TEXT PRIMARY KEY NOT NULL,
+    size INTEGER NOT NULL,
+    received INTEGER NOT NULL DEFAULT 0,
+    complete INTEGER NOT NULL DEFAULT 0,
+    mime TEXT NOT NULL,
+    uploaded_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+
+-- sync_requests: request ids seen, for diagnostics and replay detection.
+CREATE TABLE sync_requests (
+    request_id TEXT PRIMARY KEY NOT NULL,
+    device_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    pushed INTEGER NOT NULL,
+    accepted INTEGER NOT NULL
+);

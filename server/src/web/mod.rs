@@ -1,0 +1,138 @@
+//! The supervisors' pages: sign-in, the programme dashboard, school reports, records with review,
+//! and exports. Server-rendered HTML in Chinese (English on request), no script but a print
+//! button; they work on a laptop and on a tablet.
+
+pub mod auth;
+mod export;
+mod page;
+mod records;
+mod reports;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::Deserialize;
+
+use self::auth::{cookie_header, WebUser, SESSION_COOKIE};
+use self::page::{esc, layout, Lang};
+use crate::error::{AppError, AppResult};
+use crate::AppState;
+
+pub use reports::report_html;
+
+const LOGIN_COOKIE: &str = "shidao_login";
+
+fn login_page(lang: Lang, token: &str, error: Option<&str>) -> Html<String> {
+    layout(
+        lang,
+        lang.t("登录", "Sign in"),
+        None,
+        &format!(
+            r#"<h1>{}</h1>{}<form method="post" action="/login"><input type="hidden" name="csrf" value="{}">
+<p><label>{}<br><input type="text" name="user" id="user" autocomplete="username"></label></p>
+<p><label>{}<br><input type="password" name="password" id="password" autocomplete="current-password"></label></p>
+<p><button type="submit" id="sign-in">{}</button></p></form><p class="muted">{}</p>"#,
+            lang.t("督导登录", "Supervisor sign-in"),
+            error.map(|e| format!("<p class=\"flag\">{}</p>", esc(e))).unwrap_or_default(),
+            esc(token),
+            lang.t("用户名", "User name"),
+            lang.t("密码", "Password"),
+            lang.t("登录", "Sign in"),
+            lang.t("平板上的视导员、专家和校长使用应用填写表单。", "Inspectors, experts and principals fill forms in the tablet app."),
+        ),
+    )
+}
+
+fn set_cookie(resp: &mut Response, value: String) {
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        resp.headers_mut().append("set-cookie", v);
+    }
+}
+
+/// `GET /login`: the form, with a token in a cookie and the form (login CSRF, double submit).
+async fn login_form(State(state): State<AppState>, lang: Lang) -> Response {
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    let mut resp = login_page(lang, &token, None).into_response();
+    set_cookie(&mut resp, cookie_header(LOGIN_COOKIE, &token, 600, state.secure_cookies));
+    resp
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    csrf: String,
+    user: String,
+    password: String,
+}
+
+async fn login(State(state): State<AppState>, lang: Lang, headers: HeaderMap, Form(form): Form<LoginForm>) -> AppResult<Response> {
+    let expected = auth::cookie_from(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if expected.is_empty() || expected != form.csrf {
+        return Err(AppError::Forbidden("登录表单已过期，请刷新 / the sign-in form expired; reload it (CSRF)".into()));
+    }
+    let now = state.clock.now();
+    let LoginForm { user, password, .. } = form;
+    match state.blocking(move |c| auth::sign_in(c, &user, &password, now)).await {
+        Ok(session) => {
+            let mut resp = Redirect::to("/").into_response();
+            set_cookie(&mut resp, cookie_header(SESSION_COOKIE, &session, 12 * 3600, state.secure_cookies));
+            set_cookie(&mut resp, cookie_header(LOGIN_COOKIE, "", 0, state.secure_cookies));
+            Ok(resp)
+        }
+        Err(AppError::Forbidden(reason)) => {
+            let token = uuid::Uuid::new_v4().simple().to_string();
+            let mut resp = (axum::http::StatusCode::FORBIDDEN, login_page(lang, &token, Some(&reason))).into_response();
+            set_cookie(&mut resp, cookie_header(LOGIN_COOKIE, &token, 600, state.secure_cookies));
+            Ok(resp)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(State(state): State<AppState>, user: WebUser, headers: HeaderMap, Form(form): Form<CsrfForm>) -> AppResult<Response> {
+    user.check_csrf(&form.csrf)?;
+    if let Some(session) = auth::cookie_from(&headers, SESSION_COOKIE) {
+        state.blocking(move |c| auth::sign_out(c, &session)).await?;
+    }
+    let mut resp = Redirect::to("/login").into_response();
+    set_cookie(&mut resp, cookie_header(SESSION_COOKIE, "", 0, state.secure_cookies));
+    Ok(resp)
+}
+
+/// `GET /lang/{zh|en}`: switches the interface language and goes back.
+async fn set_lang(Path(code): Path<String>, headers: HeaderMap) -> Response {
+    let back = headers
+        .get("referer")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| r.find("://").and_then(|i| r[i + 3..].find('/').map(|j| r[i + 3 + j..].to_string())))
+        .filter(|p| p.starts_with('/') && !p.starts_with("//"))
+        .unwrap_or_else(|| "/".into());
+    let mut resp = Redirect::to(&back).into_response();
+    let value = if code == "en" { "en" } else { "zh" };
+    set_cookie(&mut resp, format!("shidao_lang={value}; Path=/; Max-Age=31536000; SameSite=Lax"));
+    resp
+}
+
+/// Every page route.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(reports::dashboard))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", post(logout))
+        .route("/lang/{code}", get(set_lang))
+        .route("/schools/{id}", get(reports::school_report))
+        .route("/records", get(records::list))
+        .route("/records/{id}", get(records::view))
+        .route("/records/{id}/history", get(records::history))
+        .route("/records/{id}/resolve", post(records::resolve))
+        .route("/records/{id}/review", post(records::review))
+        .route("/exports", get(export::index))
+        .route("/export/{file}", get(export::csv))
+        .route("/api/records", get(export::api))
+}

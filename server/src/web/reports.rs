@@ -1,0 +1,544 @@
+//! The programme dashboard and the school report (一校一报告), computed from the projection
+//! (answers, computed values, scores) without loading documents. Every figure links to the
+//! records behind it.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::response::Html;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Deserialize;
+
+use super::auth::WebUser;
+use super::page::{esc, layout, line_chart, num, url, Lang};
+use crate::error::{AppError, AppResult};
+use crate::AppState;
+
+/// The term a report covers.
+#[derive(Debug, Clone)]
+pub struct Term {
+    pub programme: String,
+    pub name: String,
+    pub start: String,
+    pub end: String,
+}
+
+pub fn term(conn: &Connection, user: &WebUser, today: &str) -> AppResult<Term> {
+    let row: Option<(String, String, Option<String>, Option<String>)> = conn
+        .query_row(
+            "SELECT id, name, term_start, term_end FROM programmes WHERE ?1 IS NULL OR id = ?1 ORDER BY id LIMIT 1",
+            [&user.programme],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let (programme, name, start, end) = row.ok_or_else(|| AppError::NotFound("no programme yet".into()))?;
+    let year = &today[..4];
+    Ok(Term {
+        programme,
+        name,
+        start: start.unwrap_or_else(|| format!("{year}-01-01")),
+        end: end.unwrap_or_else(|| format!("{year}-12-31")),
+    })
+}
+
+/// Counts per school from one grouped query.
+fn per_school(conn: &Connection, sql: &str, args: &[&dyn rusqlite::ToSql]) -> AppResult<HashMap<String, f64>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(args, |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<f64>>(1)?.unwrap_or(0.0))))?;
+    Ok(rows.collect::<rusqlite::Result<HashMap<_, _>>>()?)
+}
+
+const PRINCIPAL_QUOTA: f64 = 30.0;
+const EXPERTS_PER_SCHOOL: f64 = 3.0;
+
+pub struct TaskRow {
+    pub title: String,
+    pub target: f64,
+    pub unit: String,
+    pub achieved: f64,
+    pub completion: f64,
+    pub elapsed: f64,
+    pub status: &'static str,
+}
+
+/// Programme tasks (or one school's) against their targets, from task-progress records.
+pub fn tasks(conn: &Connection, programme: &str, school: Option<&str>, today: &str) -> AppResult<Vec<TaskRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT t.id, t.title, t.target, t.unit, t.start_date, t.due_date,
+            (SELECT SUM(c.number) FROM answers a JOIN records r ON r.id = a.record_id
+               JOIN computed c ON c.record_id = a.record_id AND c.name = 'achieved'
+             WHERE r.template_id = 'task-progress' AND a.field = 'task_ref'
+               AND json_extract(a.value, '$.value') = t.id AND (?2 IS NULL OR r.school_id = ?2))
+         FROM tasks t WHERE t.programme_id = ?1 AND (t.school_id IS NULL OR ?2 IS NULL OR t.school_id = ?2) ORDER BY t.id",
+    )?;
+    let today_n = shidao_core::expr::parse_date(today).unwrap_or(0);
+    let rows = stmt.query_map(params![programme, school], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, f64>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, String>(5)?, r.get::<_, Option<f64>>(6)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, title, target, unit, start, due, achieved) = row?;
+        let (s, d) = (shidao_core::expr::parse_date(&start).unwrap_or(0), shidao_core::expr::parse_date(&due).unwrap_or(1));
+        let elapsed = (((today_n - s) as f64) / ((d - s).max(1) as f64)).clamp(0.0, 1.0) * 100.0;
+        let achieved = achieved.unwrap_or(0.0);
+        let completion = (achieved / target * 100.0).min(999.0);
+        let status = if completion >= elapsed { "green" } else if completion >= elapsed - 15.0 { "amber" } else { "red" };
+        let _ = id;
+        out.push(TaskRow { title, target, unit, achieved, completion, elapsed, status });
+    }
+    Ok(out)
+}
+
+fn badge(lang: Lang, status: &str) -> String {
+    let label = match status {
+        "green" => lang.t("正常", "on track"),
+        "amber" => lang.t("预警", "at risk"),
+        _ => lang.t("滞后", "behind"),
+    };
+    format!(r#"<span class="badge {status}">{label}</span>"#)
+}
+
+fn tasks_table(lang: Lang, rows: &[TaskRow], school: Option<&str>) -> String {
+    let mut h = format!(
+        "<table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        lang.t("任务", "Task"),
+        lang.t("目标", "Target"),
+        lang.t("已完成", "Achieved"),
+        lang.t("完成率", "Completion"),
+        lang.t("时间进度", "Time elapsed"),
+        lang.t("状态", "Status")
+    );
+    for t in rows {
+        let link = format!("/records?template=task-progress{}", school.map(|s| format!("&school={}", url(s))).unwrap_or_default());
+        h.push_str(&format!(
+            r#"<tr><td>{}</td><td class="n">{} {}</td><td class="n"><a href="{}">{}</a></td><td class="n">{}%</td><td class="n">{}%</td><td>{}</td></tr>"#,
+            esc(&t.title),
+            num(Some(t.target)),
+            esc(&t.unit),
+            esc(&link),
+            num(Some(t.achieved)),
+            num(Some(t.completion)),
+            num(Some(t.elapsed)),
+            badge(lang, t.status)
+        ));
+    }
+    h.push_str("</table>");
+    h
+}
+
+/// `GET /`: schools by category with their figures and the programme's compliance flags.
+pub async fn dashboard(State(state): State<AppState>, user: WebUser, lang: Lang) -> AppResult<Html<String>> {
+    let today = state.clock.today();
+    let u = user.clone();
+    let body = state
+        .blocking(move |conn| {
+            let term = term(conn, &u, &today)?;
+            let month_start = format!("{}-01", &today[..7]);
+            let (ts, te) = (term.start.as_str(), term.end.as_str());
+            let records = per_school(conn, "SELECT school_id, COUNT(*) FROM records WHERE record_date BETWEEN ?1 AND ?2 GROUP BY school_id", &[&ts, &te])?;
+            let principal = per_school(
+                conn,
+                "SELECT r.school_id, COUNT(*) FROM records r JOIN users u ON u.id = r.created_by
+                 WHERE r.template_id = 'classroom-observation' AND u.role = 'principal' AND r.record_date BETWEEN ?1 AND ?2 GROUP BY r.school_id",
+                &[&ts, &te],
+            )?;
+            let experts = per_school(
+                conn,
+                "SELECT r.school_id, COUNT(DISTINCT r.created_by) FROM records r JOIN users u ON u.id = r.created_by
+                 WHERE r.template_id = 'guidance-log' AND u.role = 'expert' AND r.record_date >= ?1 GROUP BY r.school_id",
+                &[&month_start],
+            )?;
+            let overdue = per_school(
+                conn,
+                "SELECT r.school_id, COUNT(*) FROM answers d JOIN records r ON r.id = d.record_id
+                 LEFT JOIN answers st ON st.record_id = d.record_id AND st.row_id = d.row_id AND st.field = 'rect_status'
+                 WHERE r.template_id = 'inspection-visit' AND d.field = 'rect_deadline' AND json_extract(d.value, '$.value') < ?1
+                   AND COALESCE(json_extract(st.value, '$.value'), 'open') NOT IN ('done', 'verified')
+                 GROUP BY r.school_id",
+                &[&today],
+            )?;
+            let mean_score = per_school(
+                conn,
+                "SELECT r.school_id, AVG(c.number) FROM computed c JOIN records r ON r.id = c.record_id
+                 WHERE r.template_id = 'classroom-observation' AND c.name = 'total' AND r.record_date BETWEEN ?1 AND ?2 GROUP BY r.school_id",
+                &[&ts, &te],
+            )?;
+            let to_review = per_school(conn, "SELECT school_id, COUNT(*) FROM records WHERE status = 'submitted' GROUP BY school_id", &[])?;
+            let returned = per_school(conn, "SELECT school_id, COUNT(*) FROM records WHERE status = 'returned' GROUP BY school_id", &[])?;
+
+            let mut h = format!(
+                "<h1>{} · {}</h1><p class=\"muted\">{} {} – {} · {} {}</p>",
+                esc(&term.name),
+                lang.t("总览", "Dashboard"),
+                lang.t("本学期", "Term"),
+                esc(ts),
+                esc(te),
+                lang.t("今天", "today"),
+                esc(&today)
+            );
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, name, category, key_project FROM schools WHERE programme_id = ?1
+                 ORDER BY CASE category WHEN '示范' THEN 0 WHEN '优质' THEN 1 WHEN '潜质' THEN 2 ELSE 3 END, id",
+            )?;
+            let schools: Vec<(String, String, String, String)> = stmt
+                .query_map([&term.programme], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let flags_total = schools
+                .iter()
+                .filter(|(id, ..)| {
+                    principal.get(id).copied().unwrap_or(0.0) < PRINCIPAL_QUOTA
+                        || experts.get(id).copied().unwrap_or(0.0) < EXPERTS_PER_SCHOOL
+                        || overdue.get(id).copied().unwrap_or(0.0) > 0.0
+                })
+                .count();
+            h.push_str(&format!(
+                r#"<div class="cards"><div class="card"><b>{}</b>{}</div><div class="card"><b>{}</b>{}</div><div class="card"><b><a href="/records?status=submitted">{}</a></b>{}</div><div class="card"><b class="flag">{}</b>{}</div></div>"#,
+                schools.len(),
+                lang.t("所学校", "schools"),
+                records.values().sum::<f64>(),
+                lang.t("条本学期记录", "records this term"),
+                to_review.values().sum::<f64>(),
+                lang.t("条待审核", "awaiting review"),
+                flags_total,
+                lang.t("所学校有预警", "schools flagged"),
+            ));
+            let mut category = String::new();
+            for (id, name, cat, project) in &schools {
+                if *cat != category {
+                    if !category.is_empty() {
+                        h.push_str("</table>");
+                    }
+                    category = cat.clone();
+                    let cat_label = match cat.as_str() {
+                        "示范" => lang.t("示范校", "Model schools"),
+                        "优质" => lang.t("优质校", "Quality schools"),
+                        "潜质" => lang.t("潜质校", "Potential schools"),
+                        _ => lang.t("其他", "Other"),
+                    };
+                    h.push_str(&format!(
+                        "<h2>{cat_label}</h2><table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+                        lang.t("学校", "School"),
+                        lang.t("重点项目", "Key project"),
+                        lang.t("本学期记录", "Records"),
+                        lang.t("听课平均分", "Mean lesson score"),
+                        lang.t("校长听课（≥30）", "Principal lessons (≥30)"),
+                        lang.t("本月在岗专家（≥3）", "Active experts this month (≥3)"),
+                        lang.t("逾期未整改", "Overdue rectifications"),
+                        lang.t("待审核 / 已退回", "To review / returned"),
+                    ));
+                }
+                let p = principal.get(id).copied().unwrap_or(0.0);
+                let e = experts.get(id).copied().unwrap_or(0.0);
+                let o = overdue.get(id).copied().unwrap_or(0.0);
+                let sid = url(id);
+                h.push_str(&format!(
+                    r#"<tr><td><a href="/schools/{sid}">{}</a></td><td>{}</td><td class="n"><a href="/records?school={sid}">{}</a></td><td class="n">{}</td>
+<td class="n {}"><a href="/records?school={sid}&template=classroom-observation&role=principal">{}</a></td><td class="n {}"><a href="/records?school={sid}&template=guidance-log">{}</a></td>
+<td class="n {}"><a href="/records?school={sid}&template=inspection-visit">{}</a></td><td class="n"><a href="/records?school={sid}&status=submitted">{}</a> / <a href="/records?school={sid}&status=returned">{}</a></td></tr>"#,
+                    esc(name),
+                    esc(project),
+                    records.get(id).copied().unwrap_or(0.0),
+                    num(mean_score.get(id).copied()),
+                    if p < PRINCIPAL_QUOTA { "flag" } else { "ok" },
+                    p,
+                    if e < EXPERTS_PER_SCHOOL { "flag" } else { "ok" },
+                    e,
+                    if o > 0.0 { "flag" } else { "ok" },
+                    o,
+                    to_review.get(id).copied().unwrap_or(0.0),
+                    returned.get(id).copied().unwrap_or(0.0),
+                ));
+            }
+            if !category.is_empty() {
+                h.push_str("</table>");
+            }
+            h.push_str(&format!("<h2>{}</h2>", lang.t("项目任务进展", "Programme tasks")));
+            h.push_str(&tasks_table(lang, &tasks(conn, &term.programme, None, &today)?, None));
+            Ok(h)
+        })
+        .await?;
+    Ok(layout(lang, lang.t("总览", "Dashboard"), Some(&user), &body))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReportQuery {
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+/// Mean of a computed value or score over a school's records of a template in the term.
+fn mean_of(conn: &Connection, school: &str, template: &str, name: &str, from: &str, to: &str) -> AppResult<(Option<f64>, i64)> {
+    Ok(conn.query_row(
+        "SELECT AVG(c.number), COUNT(c.number) FROM computed c JOIN records r ON r.id = c.record_id
+         WHERE r.school_id = ?1 AND r.template_id = ?2 AND c.name = ?3 AND c.row_id = '' AND r.record_date BETWEEN ?4 AND ?5",
+        params![school, template, name, from, to],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?)
+}
+
+fn sum_answer(conn: &Connection, school: &str, template: &str, field: &str, from: &str, to: &str) -> AppResult<Option<f64>> {
+    Ok(conn.query_row(
+        "SELECT SUM(a.number) FROM answers a JOIN records r ON r.id = a.record_id
+         WHERE r.school_id = ?1 AND r.template_id = ?2 AND a.field = ?3 AND r.record_date BETWEEN ?4 AND ?5",
+        params![school, template, field, from, to],
+        |r| r.get(0),
+    )?)
+}
+
+/// The six development areas, with their evaluation score names and the evidence they draw on.
+const AREAS: [(&str, &str, &str, &str); 6] = [
+    ("cadre", "干部培养", "Leadership development", "score_cadre"),
+    ("teacher", "教师发展", "Teacher development", "score_teacher"),
+    ("student", "学生成长", "Student growth", "score_student"),
+    ("resource", "资源配置", "Resources", "score_resource"),
+    ("curriculum", "课程教学", "Curriculum and teaching", "score_curriculum"),
+    ("feature", "特色建设", "Distinctive programmes", "score_feature"),
+];
+
+/// `GET /schools/{id}`: the school report for a term.
+pub async fn school_report(
+    State(state): State<AppState>,
+    user: WebUser,
+    lang: Lang,
+    Path(school): Path<String>,
+    Query(q): Query<ReportQuery>,
+) -> AppResult<Html<String>> {
+    let today = state.clock.today();
+    let u = user.clone();
+    let (title, body) = state.blocking(move |conn| report_html(conn, &u, lang, &school, &q, &today)).await?;
+    Ok(layout(lang, &title, Some(&user), &body))
+}
+
+pub fn report_html(conn: &Connection, user: &WebUser, lang: Lang, school: &str, q: &ReportQuery, today: &str) -> AppResult<(String, String)> {
+    let term = term(conn, user, today)?;
+    let from = q.from.clone().filter(|d| shidao_core::expr::parse_date(d).is_some()).unwrap_or(term.start.clone());
+    let to = q.to.clone().filter(|d| shidao_core::expr::parse_date(d).is_some()).unwrap_or(term.end.clone());
+    let (name, category, project): (String, String, String) = conn
+        .query_row("SELECT name, category, key_project FROM schools WHERE id = ?1", [school], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?
+        .ok_or_else(|| AppError::NotFound(format!("school {school} does not exist")))?;
+    let sid = url(school);
+    let title = format!("{name} · {}", lang.t("一校一报告", "School report"));
+    let link = |template: &str, extra: &str| format!("/records?school={sid}&template={template}{extra}");
+    let mut h = format!(
+        r#"<h1>{}</h1><p>{} · {} <b>{}</b> · {} {}</p><form class="noprint" method="get">{} <input type="text" name="from" value="{}" style="width:8rem"> – <input type="text" name="to" value="{}" style="width:8rem"> <button type="submit">{}</button> <button type="button" class="secondary" onclick="window.print()">{}</button></form>"#,
+        esc(&title),
+        esc(&term.name),
+        lang.t("类别", "Category"),
+        esc(&category),
+        lang.t("重点项目：", "Key project: "),
+        esc(&project),
+        lang.t("时段", "Period"),
+        esc(&from),
+        esc(&to),
+        lang.t("更新", "Update"),
+        lang.t("打印 / PDF", "Print / PDF"),
+    );
+
+    // Lesson observations: the figures every chapter of teaching refers to.
+    let obs: (i64, Option<f64>) = conn.query_row(
+        "SELECT COUNT(*), AVG(c.number) FROM records r LEFT JOIN computed c ON c.record_id = r.id AND c.name = 'total'
+         WHERE r.school_id = ?1 AND r.template_id = 'classroom-observation' AND r.record_date BETWEEN ?2 AND ?3",
+        params![school, from, to],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let licc: Vec<(String, Option<f64>)> = ["licc_student_learning", "licc_teacher_teaching", "licc_curriculum", "licc_culture"]
+        .iter()
+        .map(|n| mean_of(conn, school, "classroom-observation", n, &from, &to).map(|(v, _)| ((*n).to_string(), v)))
+        .collect::<AppResult<_>>()?;
+    let (tol, _) = mean_of(conn, school, "classroom-observation", "time_on_learning", &from, &to)?;
+    let (agree, agree_n) = mean_of(conn, school, "classroom-observation", "agree_exact", &from, &to)?;
+    let (agree1, _) = mean_of(conn, school, "classroom-observation", "agree_within1", &from, &to)?;
+    let principal: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM records r JOIN users u ON u.id = r.created_by WHERE r.school_id = ?1 AND r.template_id = 'classroom-observation'
+         AND u.role = 'principal' AND r.record_date BETWEEN ?2 AND ?3",
+        params![school, from, to],
+        |r| r.get(0),
+    )?;
+    // Visits: module ratings and open rectifications.
+    let visits: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM records WHERE school_id = ?1 AND template_id = 'inspection-visit' AND record_date BETWEEN ?2 AND ?3",
+        params![school, from, to],
+        |r| r.get(0),
+    )?;
+    let modules = ["lessons_rating", "docs_rating", "walk_rating", "talks_rating", "quest_rating", "test_rating"];
+    let module_names = [("课堂教学", "Lessons"), ("资料检查", "Documents"), ("校园巡视", "Site walk"), ("座谈访谈", "Talks"), ("问卷调查", "Questionnaires"), ("学业抽测", "Spot tests")];
+    let mut module_means = Vec::new();
+    for m in modules {
+        let v: Option<f64> = conn.query_row(
+            "SELECT AVG(a.number) FROM answers a JOIN records r ON r.id = a.record_id WHERE r.school_id = ?1 AND r.template_id = 'inspection-visit'
+             AND a.field = ?2 AND r.record_date BETWEEN ?3 AND ?4",
+            params![school, m, from, to],
+            |r| r.get(0),
+        )?;
+        module_means.push(v);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT r.id, it.display, COALESCE(o.display, ''), COALESCE(json_extract(d.value, '$.value'), ''), COALESCE(st.display, '')
+         FROM answers it JOIN records r ON r.id = it.record_id
+         LEFT JOIN answers o ON o.record_id = it.record_id AND o.row_id = it.row_id AND o.field = 'rect_owner'
+         LEFT JOIN answers d ON d.record_id = it.record_id AND d.row_id = it.row_id AND d.field = 'rect_deadline'
+         LEFT JOIN answers st ON st.record_id = it.record_id AND st.row_id = it.row_id AND st.field = 'rect_status'
+         WHERE r.school_id = ?1 AND r.template_id = 'inspection-visit' AND it.field = 'rect_item'
+           AND COALESCE(json_extract(st.value, '$.value'), 'open') NOT IN ('done', 'verified')
+         ORDER BY 4",
+    )?;
+    let rects: Vec<(String, String, String, String, String)> =
+        stmt.query_map([school], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?.collect::<rusqlite::Result<_>>()?;
+    // Experts: hours and the share of agreed actions done.
+    let hours = sum_answer(conn, school, "guidance-log", "hours", &from, &to)?;
+    let logs: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM records WHERE school_id = ?1 AND template_id = 'guidance-log' AND record_date BETWEEN ?2 AND ?3",
+        params![school, from, to],
+        |r| r.get(0),
+    )?;
+    let (done_share, _) = mean_of(conn, school, "guidance-log", "prev_done_share", &from, &to)?;
+    let experts: i64 = conn.query_row(
+        "SELECT COUNT(DISTINCT r.created_by) FROM records r WHERE r.school_id = ?1 AND r.template_id = 'guidance-log' AND r.record_date BETWEEN ?2 AND ?3",
+        params![school, from, to],
+        |r| r.get(0),
+    )?;
+    // Evaluations: the first (baseline) and the latest, per area.
+    let eval_scores = |order: &str| -> AppResult<Option<(String, String, HashMap<String, f64>)>> {
+        let row: Option<(String, String)> = conn
+            .query_row(
+                &format!("SELECT id, COALESCE(record_date, '') FROM records WHERE school_id = ?1 AND template_id = 'supervision-evaluation' ORDER BY record_date {order}, id LIMIT 1"),
+                [school],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((id, date)) = row else { return Ok(None) };
+        let mut stmt = conn.prepare_cached("SELECT name, number FROM computed WHERE record_id = ?1 AND number IS NOT NULL AND row_id = ''")?;
+        let m = stmt.query_map([&id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?.collect::<rusqlite::Result<HashMap<_, _>>>()?;
+        Ok(Some((id, date, m)))
+    };
+    let first = eval_scores("ASC")?;
+    let latest = eval_scores("DESC")?;
+
+    // Chapters: the six development areas.
+    for (i, (area, zh, en, score)) in AREAS.iter().enumerate() {
+        h.push_str(&format!("<h2>{}、{}</h2>", ["一", "二", "三", "四", "五", "六"][i], lang.t(zh, en)));
+        let base = first.as_ref().and_then(|(_, _, m)| m.get(*score).copied());
+        let now = latest.as_ref().and_then(|(_, _, m)| m.get(*score).copied());
+        let eval_link = latest.as_ref().map(|(id, ..)| format!("/records/{}", url(id))).unwrap_or_else(|| link("supervision-evaluation", ""));
+        h.push_str(&format!(
+            r#"<p>{} <a href="{}">{}</a> → <a href="{}">{}</a> · {} <b>{}</b></p>"#,
+            lang.t("发展评估得分（初次 → 最近）：", "Evaluation score (first → latest): "),
+            esc(&first.as_ref().map(|(id, ..)| format!("/records/{}", url(id))).unwrap_or_default()),
+            num(base),
+            esc(&eval_link),
+            num(now),
+            lang.t("增值", "value added"),
+            match (base, now) {
+                (Some(b), Some(n)) if latest.as_ref().map(|l| &l.0) != first.as_ref().map(|f| &f.0) => num(Some(n - b)),
+                _ => "—".into(),
+            }
+        ));
+        match *area {
+            "cadre" => h.push_str(&format!(
+                r#"<p>{} <a class="{}" href="{}">{}</a> {}</p>"#,
+                lang.t("校长本期听评课", "Lessons the principal observed:"),
+                if (principal as f64) < PRINCIPAL_QUOTA { "flag" } else { "ok" },
+                esc(&link("classroom-observation", "&role=principal")),
+                principal,
+                lang.t("节（要求 ≥30 节/学期）", "(required: ≥30 a term)")
+            )),
+            "teacher" => h.push_str(&format!(
+                r#"<table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr><tr><td class="n"><a href="{l}">{}</a></td><td class="n {}">{}</td><td class="n"><a href="{l}">{}</a></td><td class="n">{}%</td></tr></table>"#,
+                lang.t("蹲点指导记录", "Guidance logs"),
+                lang.t("参与专家（≥3）", "Experts (≥3)"),
+                lang.t("指导时长（小时）", "Expert hours"),
+                lang.t("上次约定事项完成率", "Agreed actions done"),
+                logs,
+                if (experts as f64) < EXPERTS_PER_SCHOOL { "flag" } else { "ok" },
+                experts,
+                num(hours),
+                num(done_share),
+                l = esc(&link("guidance-log", "")),
+            )),
+            "curriculum" => {
+                h.push_str(&format!(
+                    r#"<table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr><tr><td class="n"><a href="{l}">{}</a></td><td class="n">{}</td>"#,
+                    lang.t("听课节数", "Lessons observed"),
+                    lang.t("平均总分", "Mean total"),
+                    lang.t("学生学习", "Student learning"),
+                    lang.t("教师教学", "Teacher teaching"),
+                    lang.t("课程性质", "Curriculum"),
+                    lang.t("课堂文化", "Classroom culture"),
+                    lang.t("学习时间占比", "Time on learning"),
+                    lang.t("双人评分一致率（完全 / ±1）", "Rater agreement (exact / ±1)"),
+                    obs.0,
+                    num(obs.1),
+                    l = esc(&link("classroom-observation", "")),
+                ));
+                for (_, v) in &licc {
+                    h.push_str(&format!(r#"<td class="n">{}</td>"#, num(*v)));
+                }
+                h.push_str(&format!(
+                    r#"<td class="n">{}%</td><td class="n">{}% / {}% <span class="muted">(n={agree_n})</span></td></tr></table>"#,
+                    num(tol),
+                    num(agree),
+                    num(agree1)
+                ));
+                // Mean lesson score by month, as a chart.
+                let mut stmt = conn.prepare_cached(
+                    "SELECT substr(r.record_date, 1, 7), AVG(c.number) FROM records r JOIN computed c ON c.record_id = r.id AND c.name = 'total'
+                     WHERE r.school_id = ?1 AND r.template_id = 'classroom-observation' AND r.record_date BETWEEN ?2 AND ?3 GROUP BY 1 ORDER BY 1",
+                )?;
+                let points: Vec<(String, f64, String)> = stmt
+                    .query_map(params![school, from, to], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+                    .into_iter()
+                    .map(|(m, v)| {
+                        let l = link("classroom-observation", &format!("&from={m}-01&to={m}-31"));
+                        (m, v, l)
+                    })
+                    .collect();
+                h.push_str(&line_chart(&points, 100.0, lang.t("听课平均总分（按月）", "Mean lesson score by month")));
+                // Visits.
+                h.push_str(&format!(
+                    r#"<h3>{} (<a href="{}">{}</a>)</h3><table><tr>"#,
+                    lang.t("教学视导", "Inspection visits"),
+                    esc(&link("inspection-visit", "")),
+                    visits
+                ));
+                for (zh_m, en_m) in module_names {
+                    h.push_str(&format!("<th>{}</th>", lang.t(zh_m, en_m)));
+                }
+                h.push_str("</tr><tr>");
+                for v in &module_means {
+                    let grade = v.map(|x| ["D", "C", "B", "A"][((x.round() as usize).clamp(1, 4)) - 1].to_string());
+                    h.push_str(&format!(r#"<td class="n">{} {}</td>"#, grade.unwrap_or_else(|| "—".into()), num(*v)));
+                }
+                h.push_str("</tr></table>");
+                h.push_str(&format!(
+                    "<h3>{}</h3><table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+                    lang.t("未完成的整改事项", "Open rectifications"),
+                    lang.t("事项", "Item"),
+                    lang.t("责任人", "Owner"),
+                    lang.t("期限", "Deadline"),
+                    lang.t("状态", "Status")
+                ));
+                for (rid, item, owner, deadline, status) in &rects {
+                    let late = !deadline.is_empty() && deadline.as_str() < today;
+                    h.push_str(&format!(
+                        r#"<tr><td><a href="/records/{}">{}</a></td><td>{}</td><td class="{}">{}</td><td>{}</td></tr>"#,
+                        url(rid),
+                        esc(item),
+                        esc(owner),
+                        if late { "flag" } else { "" },
+                        esc(deadline),
+                        esc(status)
+                    ));
+                }
+                h.push_str("</table>");
+            }
+            _ => {}
+        }
+    }
+    h.push_str(&format!("<h2>{}</h2>", lang.t("任务进展", "Tasks against targets")));
+    h.push_str(&tasks_table(lang, &tasks(conn, &term.programme, Some(school), today)?, Some(school)));
+    Ok((title, h))
+}
