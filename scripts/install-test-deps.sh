@@ -3,7 +3,7 @@
 # test harness reads. Idempotent: when everything is present it only checks (well under a second).
 #
 #   - python3                      runs the Python test scripts (`python3` on PATH)
-#   - a JDK (java 11+)             runs the Kotlin compiler       Debian: openjdk-17-jdk-headless
+#   - a Java runtime (11+)         runs the Kotlin compiler       Debian: default-jre-headless
 #   - kotlinc 2.x                  compiles the Kotlin bindings and runs the .kts scripts
 #                                  (`kotlinc` on PATH)            npm: kotlin-compiler, linked into
 #                                                                 /usr/local/bin/kotlinc
@@ -37,9 +37,7 @@ _shidao_deps() {
 
     # --- what is there -------------------------------------------------------------------
     command -v python3 >/dev/null 2>&1 || apt_pkgs+=(python3)
-    if ! command -v java >/dev/null 2>&1 || ! command -v javac >/dev/null 2>&1; then
-        apt_pkgs+=(openjdk-17-jdk-headless)
-    fi
+    command -v java >/dev/null 2>&1 || apt_pkgs+=(default-jre-headless)
     if [ ! -f "$jna_jar" ]; then apt_pkgs+=(libjna-java); fi
     local f jni=0
     for f in /usr/lib/*/jni/libjnidispatch* /usr/lib/jni/libjnidispatch*; do [ -e "$f" ] && jni=1; done
@@ -91,11 +89,13 @@ _shidao_deps() {
         fi
     fi
 
-    # --- check again, so nothing is assumed ----------------------------------------------
-    command -v python3 >/dev/null 2>&1 || missing+=("python3 is not on PATH")
-    command -v java >/dev/null 2>&1 || missing+=("java (a JDK, 11 or newer) is not on PATH")
-    command -v kotlinc >/dev/null 2>&1 || missing+=("kotlinc is not on PATH")
-    [ -f "$jna_jar" ] || missing+=("$jna_jar is missing (Debian package libjna-java)")
+    # --- check again, so nothing is assumed (when no reason was given yet) ----------------
+    if [ ${#missing[@]} -eq 0 ]; then
+        command -v python3 >/dev/null 2>&1 || missing+=("python3 is not on PATH")
+        command -v java >/dev/null 2>&1 || missing+=("java (a Java runtime, 11 or newer) is not on PATH")
+        command -v kotlinc >/dev/null 2>&1 || missing+=("kotlinc is not on PATH (installed as /usr/local/bin/kotlinc: is that on PATH?)")
+        [ -f "$jna_jar" ] || missing+=("$jna_jar is missing (Debian package libjna-java)")
+    fi
 
     if [ ${#missing[@]} -gt 0 ]; then
         echo "install-test-deps: the Kotlin and Python tests of the bindings cannot run; missing:" >&2

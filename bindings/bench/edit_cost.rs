@@ -6,7 +6,7 @@
 //!
 //! Procedure, the same on both sides: a store file with `Durability::Normal` (so the figures are
 //! not the disk's fsync), then ROUNDS rounds of: create a lesson observation, set `period` EDITS
-//! times (values 1..=12 in turn), each call timed alone (wall clock), and each round's CPU time
+//! times (values 1..=12 in turn; core and bindings rounds alternate), each call timed alone (wall clock), and each round's CPU time
 //! of the calling thread read before and after (Linux: /proc/thread-self/schedstat; the JVM's
 //! ThreadMXBean reads the same clock). The first WARMUP rounds are not counted. On a machine
 //! shared with other work the CPU time per call is the steadier figure: it leaves out the time
@@ -20,9 +20,9 @@ use shidao_bindings::{AnswerValue, Durability, Editor, Role, ShidaoStore};
 use shidao_core::store::{Store, StoreOptions};
 use shidao_core::{Answer, DeviceId, FieldRef, SchoolId, UserId};
 
-const WARMUP: usize = 3;
-const ROUNDS: usize = 10;
-const EDITS: usize = 1_000;
+const WARMUP: usize = 5;
+const ROUNDS: usize = 20;
+const EDITS: usize = 500;
 
 /// Median, 99th percentile and mean of per-call times, in µs.
 fn summary(mut ns: Vec<u64>) -> (f64, f64, f64) {
@@ -49,62 +49,60 @@ fn cpu_per_call(mut rounds: Vec<u64>) -> f64 {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
 
-    // Straight on the core.
-    let store = Store::open_with(
+    // Straight on the core, and through the bindings' Rust API: rounds alternate, so both
+    // sides see the same load.
+    let core_store = Store::open_with(
         dir.path().join("core.db"),
         StoreOptions { durability: shidao_core::store::Durability::Normal, ..Default::default() },
     )?;
-    let editor = shidao_core::Editor {
+    let core_editor = shidao_core::Editor {
         user: UserId::new("insp-01")?,
         device: DeviceId::new("bench")?,
         role: shidao_core::Role::Inspector,
     };
     let school = SchoolId::new("ouhai-033")?;
     let period = FieldRef::top("period");
-    let mut core_ns = Vec::new();
-    let mut core_cpu = Vec::new();
+    let api_store = ShidaoStore::open_with(dir.path().join("bindings.db").display().to_string(), Durability::Normal)?;
+    let api_editor = Editor { user: "insp-01".into(), device: "bench".into(), role: Role::Inspector };
+
+    let (mut core_ns, mut core_cpu, mut api_ns, mut api_cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..WARMUP + ROUNDS {
-        let mut record = store.create("classroom-observation", &school, &editor)?;
+        let counted = round >= WARMUP;
+
+        let mut record = core_store.create("classroom-observation", &school, &core_editor)?;
         let cpu = thread_cpu_ns();
         for i in 0..EDITS {
             let value = (i % 12) as i64 + 1;
             let t = Instant::now();
-            store.edit(&mut record, |r| r.set_answer(&period, Answer::Integer(value)))?;
+            core_store.edit(&mut record, |r| r.set_answer(&period, Answer::Integer(value)))?;
             let ns = t.elapsed().as_nanos() as u64;
-            if round >= WARMUP {
+            if counted {
                 core_ns.push(ns);
             }
         }
-        if round >= WARMUP {
+        if counted {
             core_cpu.push(thread_cpu_ns() - cpu);
         }
-    }
 
-    // Through the bindings' Rust API.
-    let store = ShidaoStore::open_with(dir.path().join("bindings.db").display().to_string(), Durability::Normal)?;
-    let editor = Editor { user: "insp-01".into(), device: "bench".into(), role: Role::Inspector };
-    let mut api_ns = Vec::new();
-    let mut api_cpu = Vec::new();
-    for round in 0..WARMUP + ROUNDS {
-        let record = store.create_record("classroom-observation".into(), "ouhai-033".into(), editor.clone())?;
+        let record = api_store.create_record("classroom-observation".into(), "ouhai-033".into(), api_editor.clone())?;
         let cpu = thread_cpu_ns();
         for i in 0..EDITS {
-            let value = (i % 12) as i64 + 1;
+            let (field, answer) = ("period".to_string(), AnswerValue::Integer { value: (i % 12) as i64 + 1 });
             let t = Instant::now();
-            record.set_answer("period".into(), AnswerValue::Integer { value }, None)?;
+            record.set_answer(field, answer, None)?;
             let ns = t.elapsed().as_nanos() as u64;
-            if round >= WARMUP {
+            if counted {
                 api_ns.push(ns);
             }
         }
-        if round >= WARMUP {
+        if counted {
             api_cpu.push(thread_cpu_ns() - cpu);
         }
     }
 
     let (c50, c99, cmean) = summary(core_ns);
     let (a50, a99, amean) = summary(api_ns);
-    println!("edits per side: {} ({ROUNDS} rounds of {EDITS} after {WARMUP} warm-up rounds)", ROUNDS * EDITS);
+    println!("{} edits each ({ROUNDS} rounds of {EDITS} after {WARMUP} warm-up rounds), alternating, in Rust:", ROUNDS * EDITS);
     let (ccpu, acpu) = (cpu_per_call(core_cpu), cpu_per_call(api_cpu));
     println!("rust core      set_answer: wall median {c50:7.1} µs  p99 {c99:7.1} µs  mean {cmean:7.1} µs | thread CPU {ccpu:6.1} µs/call");
     println!("rust bindings  set_answer: wall median {a50:7.1} µs  p99 {a99:7.1} µs  mean {amean:7.1} µs | thread CPU {acpu:6.1} µs/call");
