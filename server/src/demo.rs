@@ -147,6 +147,11 @@ fn day(offset_from_term_start: i64) -> String {
 
 /// Seeds the demo through a relay listening at `url` on the store `conn` points to.
 pub async fn seed(state: &crate::AppState, url: &str) -> AppResult<String> {
+    seed_scaled(state, url, 1.0).await
+}
+
+/// Seeds with the principals' lessons scaled by `scale` (tests use a small demo).
+pub async fn seed_scaled(state: &crate::AppState, url: &str, scale: f64) -> AppResult<String> {
     let now = state.clock.now();
     let today = state.clock.today();
     let today_n = shidao_core::expr::parse_date(&today).unwrap_or(0);
@@ -165,7 +170,7 @@ pub async fn seed(state: &crate::AppState, url: &str) -> AppResult<String> {
         let n = i + 1;
         // Principals' lesson observations: some reach the quota of 30 this term, some do not.
         let head = t(&format!("head-{n:02}"))?;
-        let lessons = [34, 31, 12, 30, 22, 36, 8, 27, 33, 15, 30, 19, 25, 32, 6, 14, 30, 21, 11][i % 19];
+        let lessons = ([34, 31, 12, 30, 22, 36, 8, 27, 33, 15, 30, 19, 25, 32, 6, 14, 30, 21, 11][i % 19] as f64 * scale).round() as usize;
         for k in 0..lessons {
             let mut r = head.create("classroom-observation", school, Some(&day((k as i64 * 3) % days_in)), &mut rng)?;
             head.set(&mut r, "purpose", Answer::Choice("principal".into()))?;
@@ -176,7 +181,8 @@ pub async fn seed(state: &crate::AppState, url: &str) -> AppResult<String> {
         for e in 1..=experts {
             let exp = t(&format!("exp-{n:02}-{e}"))?;
             let this_month = if n % 6 == 0 && e == 3 { 0 } else { 2 };
-            for k in 0..(this_month + 2) {
+            let earlier = if scale < 1.0 { 0 } else { 2 };
+            for k in 0..(this_month + earlier) {
                 let date = if k < this_month { day(days_in - 3 - k as i64 * 7) } else { day(10 + k as i64 * 20) };
                 exp.create("guidance-log", school, Some(&date), &mut rng)?;
                 stats.1 += 1;
@@ -213,10 +219,11 @@ pub async fn seed(state: &crate::AppState, url: &str) -> AppResult<String> {
     for (i, school) in schools.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
         let lead = t("insp-1")?;
         let mut visit = lead.create("inspection-visit", school, Some(&day(days_in - 8 - i as i64)), &mut rng)?;
-        lead.set(&mut visit, "visit_focus", Answer::Text("课堂教学与作业管理".into()))?;
         lead.sync(&http).await?;
         let second = t("insp-2")?;
         second.sync(&http).await?;
+        // Both now write offline, neither seeing the other's edits.
+        lead.set(&mut visit, "visit_focus", Answer::Text("课堂教学与作业管理".into()))?;
         let mut copy = second.store.load(visit.id(), &second.editor).map_err(|e| AppError::Internal(e.to_string()))?;
         let findings = copy.template().top_fields().find(|f| f.kind() == FieldKind::LongText).map(|f| f.id().to_string());
         if let Some(f) = findings {
