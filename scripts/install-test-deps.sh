@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Installs what the bindings' foreign-language tests need, and sets up the environment uniffi's
-# test harness reads. Idempotent: when everything is present it only checks (well under a second).
+# Installs what the tests need beyond Rust, and sets up the environment uniffi's test harness
+# reads. Idempotent: when everything is present it only checks (well under a second).
 #
+#   - chromium, chromedriver       the browser tests of the review pages   Debian: chromium,
+#                                                                          chromium-driver
+#   - openssl                      makes the certificate of the HTTPS test Debian: openssl
 #   - python3                      runs the Python test scripts (`python3` on PATH)
 #   - a Java runtime (11+)         runs the Kotlin compiler       Debian: default-jre-headless
 #   - kotlinc 2.x                  compiles the Kotlin bindings and runs the .kts scripts
@@ -37,6 +40,9 @@ _shidao_deps() {
 
     # --- what is there -------------------------------------------------------------------
     command -v python3 >/dev/null 2>&1 || apt_pkgs+=(python3)
+    command -v chromium >/dev/null 2>&1 || apt_pkgs+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || apt_pkgs+=(chromium-driver)
+    command -v openssl >/dev/null 2>&1 || apt_pkgs+=(openssl)
     command -v java >/dev/null 2>&1 || apt_pkgs+=(default-jre-headless)
     if [ ! -f "$jna_jar" ]; then apt_pkgs+=(libjna-java); fi
     local f jni=0
@@ -92,13 +98,16 @@ _shidao_deps() {
     # --- check again, so nothing is assumed (when no reason was given yet) ----------------
     if [ ${#missing[@]} -eq 0 ]; then
         command -v python3 >/dev/null 2>&1 || missing+=("python3 is not on PATH")
+        command -v chromium >/dev/null 2>&1 || missing+=("chromium is not on PATH (Debian package chromium)")
+        command -v chromedriver >/dev/null 2>&1 || missing+=("chromedriver is not on PATH (Debian package chromium-driver)")
+        command -v openssl >/dev/null 2>&1 || missing+=("openssl is not on PATH (Debian package openssl)")
         command -v java >/dev/null 2>&1 || missing+=("java (a Java runtime, 11 or newer) is not on PATH")
         command -v kotlinc >/dev/null 2>&1 || missing+=("kotlinc is not on PATH (installed as /usr/local/bin/kotlinc: is that on PATH?)")
         [ -f "$jna_jar" ] || missing+=("$jna_jar is missing (Debian package libjna-java)")
     fi
 
     if [ ${#missing[@]} -gt 0 ]; then
-        echo "install-test-deps: the Kotlin and Python tests of the bindings cannot run; missing:" >&2
+        echo "install-test-deps: some tests (bindings in Kotlin and Python, browser, HTTPS) cannot run; missing:" >&2
         local m
         for m in "${missing[@]}"; do echo "  - $m" >&2; done
         return 1

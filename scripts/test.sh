@@ -3,5 +3,5 @@
 # Usage: scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/install-test-deps.sh # kotlinc, JNA, python3 for the bindings' Kotlin/Python tests; exports CLASSPATH, JAVA_OPTS
+. scripts/install-test-deps.sh # kotlinc, JNA, python3, chromium, chromedriver, openssl; exports CLASSPATH, JAVA_OPTS
 cargo test --workspace --locked "$@"

@@ -1,0 +1,179 @@
+//! The review pages in a real browser: headless Chromium driven through chromedriver (WebDriver).
+//! A supervisor signs in, opens the dashboard and a school report, resolves a conflict, returns a
+//! record with a comment; the author's tablet syncs and shows the comment.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (scripts/install-test-deps.sh installs them).
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{json, Value};
+use shidao_core::store::Store;
+use shidao_core::sync::http::{Cancel, HttpSync};
+use shidao_core::template::Role;
+use shidao_core::{DeviceId, Editor, RecordId, Status, UserId};
+use shidao_server::{accounts, demo, serve, AppState};
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+struct Driver {
+    child: Child,
+    http: reqwest::Client,
+    base: String,
+    session: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    async fn start(profile: &std::path::Path) -> Driver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver must be installed (Debian package chromium-driver; scripts/install-test-deps.sh)");
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if http.get(format!("{base}/status")).send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                     "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--window-size=1280,1600", format!("--user-data-dir={}", profile.display())]
+        }}}});
+        let resp: Value = http.post(format!("{base}/session")).json(&caps).send().await.expect("session").json().await.expect("json");
+        let session = resp["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {resp}")).to_string();
+        Driver { child, http, base, session }
+    }
+
+    async fn cmd(&self, method: &str, path: &str, body: Value) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let req = match method {
+            "GET" => self.http.get(url),
+            _ => self.http.post(url).json(&body),
+        };
+        let v: Value = req.send().await.expect("webdriver").json().await.expect("json");
+        if v["value"].get("error").is_some() {
+            panic!("webdriver {path}: {}", v["value"]);
+        }
+        v["value"].clone()
+    }
+
+    async fn go(&self, url: &str) {
+        self.cmd("POST", "/url", json!({"url": url})).await;
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let v = self.cmd("POST", "/element", json!({"using": "css selector", "value": css})).await;
+        v[ELEMENT].as_str().expect("element").to_string()
+    }
+
+    async fn type_in(&self, css: &str, text: &str) {
+        let e = self.find(css).await;
+        self.cmd("POST", &format!("/element/{e}/value"), json!({"text": text})).await;
+    }
+
+    async fn click(&self, css: &str) {
+        let e = self.find(css).await;
+        self.cmd("POST", &format!("/element/{e}/click"), json!({})).await;
+    }
+
+    async fn source(&self) -> String {
+        self.cmd("GET", "/source", json!({})).await.as_str().unwrap_or_default().to_string()
+    }
+
+    async fn screenshot(&self, path: &std::path::Path) {
+        let b64 = self.cmd("GET", "/screenshot", json!({})).await;
+        let png = base64::engine::general_purpose::STANDARD.decode(b64.as_str().unwrap_or_default()).expect("png");
+        std::fs::write(path, png).expect("write screenshot");
+    }
+}
+
+#[tokio::test]
+async fn supervisor_works_in_chromium() {
+    let dir = tempfile::tempdir().expect("dir");
+    let state = AppState::open(&dir.path().join("central.db")).expect("store");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(serve(listener, state.clone(), std::future::pending()));
+    demo::seed_scaled(&state, &base, 0.2).await.expect("demo");
+    let browser = Driver::start(&dir.path().join("profile")).await;
+    let shots = std::env::var_os("SHIDAO_SCREENSHOTS").map(std::path::PathBuf::from);
+
+    // 1. Sign in.
+    browser.go(&format!("{base}/")).await;
+    assert!(browser.source().await.contains("督导登录"), "sent to sign-in");
+    browser.type_in("#user", demo::SUPERVISOR.0).await;
+    browser.type_in("#password", demo::SUPERVISOR.1).await;
+    browser.click("#sign-in").await;
+
+    // 2. The dashboard, then a school report.
+    let dash = browser.source().await;
+    assert!(dash.contains("瓯海区初中全面提升行动") && dash.contains("项目任务进展"), "dashboard after sign-in");
+    if let Some(d) = &shots {
+        browser.screenshot(&d.join("dashboard.png")).await;
+    }
+    browser.click("a[href='/schools/ouhai-01']").await;
+    let report = browser.source().await;
+    assert!(report.contains("一校一报告") && report.contains("一、干部培养") && report.contains("<svg"), "school report");
+    if let Some(d) = &shots {
+        browser.screenshot(&d.join("report.png")).await;
+    }
+
+    // 3. A record with a conflict: pick a value; the conflict is gone.
+    let record: String = state.with_db(|c| {
+        c.query_row("SELECT record_id FROM answers WHERE conflicts > 1 AND field = 'visit_focus' LIMIT 1", [], |r| r.get(0))
+            .expect("a conflict in the demo")
+    });
+    browser.go(&format!("{base}/records/{record}")).await;
+    assert!(browser.source().await.contains("采用此值"));
+    if let Some(d) = &shots {
+        browser.screenshot(&d.join("conflict.png")).await;
+    }
+    browser.click("button.pick").await;
+    let after = browser.source().await;
+    assert!(!after.contains("采用此值"), "the conflict is resolved");
+    let conflicts: i64 = state.with_db(|c| {
+        c.query_row("SELECT conflicts FROM answers WHERE record_id = ?1 AND field = 'visit_focus'", [&record], |r| r.get(0)).expect("answer")
+    });
+    assert_eq!(conflicts, 0);
+
+    // 4. Return a submitted record with a comment.
+    let (submitted, author): (String, String) = state.with_db(|c| {
+        c.query_row(
+            "SELECT r.id, r.created_by FROM records r JOIN users u ON u.id = r.created_by WHERE r.status = 'submitted' AND u.role = 'expert' LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("a submitted record")
+    });
+    browser.go(&format!("{base}/records/{submitted}")).await;
+    let comment = "请补充本次指导的约定事项和完成时限。";
+    browser.type_in("#return-comment", comment).await;
+    browser.click("#return").await;
+    assert!(browser.source().await.contains(comment), "the comment shows in the review log");
+
+    // 5. The author's tablet syncs and sees the returned record with the comment.
+    let code = state.with_db(|c| accounts::new_enrol_code(c, &author, shidao_core::Clock::system().now())).expect("code");
+    let http = HttpSync::new(&base, None).expect("client");
+    let enrolled = http.enrol(&code, "专家平板").await.expect("enrol");
+    let me = Editor { user: UserId::new(&author).expect("id"), device: DeviceId::new(&enrolled.device).expect("id"), role: Role::Expert };
+    let tablet = Store::open_in_memory().expect("store");
+    http.sync(&tablet, &enrolled.token, &me, &Cancel::new(), |_| {}).await.expect("sync");
+    let got = tablet.load(&RecordId::new(&submitted).expect("id"), &me).expect("record on the tablet");
+    assert_eq!(got.status(), Status::Returned);
+    assert_eq!(got.return_comment().as_deref(), Some(comment));
+}
