@@ -172,6 +172,10 @@ async fn supervisor_reviews_in_the_browser() {
     let (status, csv, _) = b.get("/export/classroom-observation.csv").await;
     assert_eq!(status, 200);
     assert!(csv.starts_with('\u{feff}') && csv.lines().count() > 10, "{}", &csv[..200.min(csv.len())]);
+    let resp = b.http.get(format!("{base}/export/guidance-log.xlsx")).header("cookie", b.cookie_header()).send().await.expect("xlsx");
+    assert_eq!(resp.status(), 200);
+    let xlsx = resp.bytes().await.expect("body");
+    assert!(xlsx.starts_with(b"PK\x03\x04") && xlsx.len() > 4000, "an XLSX (zip) file: {} bytes", xlsx.len());
     let (status, json, _) = b.get("/api/records?template=guidance-log&limit=5").await;
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_str(&json).expect("json");

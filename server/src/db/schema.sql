@@ -99,6 +99,7 @@ CREATE TABLE records (
 CREATE INDEX records_school ON records (school_id, template_id);
 CREATE INDEX records_template ON records (template_id, status);
 CREATE INDEX records_status ON records (status);
+CREATE INDEX records_date ON records (record_date);
 
 -- changes: the log of every accepted push: its change bytes, who pushed them from which device
 -- and when. Pull cursors follow seq; nothing is ever deleted from it.
@@ -130,6 +131,7 @@ CREATE TABLE answers (
     conflicts INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (record_id, field, row_id)
 );
+CREATE INDEX answers_field ON answers (field, record_id);
 
 -- computed: computed fields and scores of every record, kept like answers.
 CREATE TABLE computed (
@@ -141,6 +143,7 @@ CREATE TABLE computed (
     band TEXT,
     PRIMARY KEY (record_id, name, row_id)
 );
+CREATE INDEX computed_name ON computed (name, record_id);
 
 -- record_files: attachments records refer to (who may download what).
 CREATE TABLE record_files (

@@ -1,4 +1,4 @@
--- user_version 1 → 2: sign-in sessions of the web pages.
+-- user_version 1 → 2: sign-in sessions of the web pages, and indexes the reports read by.
 
 -- sessions: signed-in supervisors and admins; the id is kept as its SHA-256; csrf is the token
 -- every form of the session must carry.
@@ -10,3 +10,8 @@ CREATE TABLE sessions (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX sessions_user ON sessions (user_id);
+
+-- Reports look answers and computed values up by field across records, and records by date.
+CREATE INDEX answers_field ON answers (field, record_id);
+CREATE INDEX computed_name ON computed (name, record_id);
+CREATE INDEX records_date ON records (record_date);

@@ -133,6 +133,6 @@ pub fn routes() -> Router<AppState> {
         .route("/records/{id}/resolve", post(records::resolve))
         .route("/records/{id}/review", post(records::review))
         .route("/exports", get(export::index))
-        .route("/export/{file}", get(export::csv))
+        .route("/export/{file}", get(export::download))
         .route("/api/records", get(export::api))
 }
