@@ -59,6 +59,14 @@ pub enum AdminCommand {
         #[arg(long, value_delimiter = ',')]
         schools: Vec<String>,
     },
+    /// Set the password a supervisor or admin signs in to the web pages with (stored as an
+    /// Argon2id hash). Reads it from the environment variable SHIDAO_PASSWORD.
+    SetPassword {
+        #[arg(long)]
+        user: String,
+        #[arg(long, env = "SHIDAO_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
     /// Import users from a CSV file with the header `id,name,role,schools` (schools joined by `;`).
     ImportUsers {
         #[arg(long)]
@@ -122,6 +130,14 @@ pub fn run(conn: &Connection, cmd: AdminCommand, now: i64) -> AppResult<String> 
             let role = Role::parse(&role).ok_or_else(|| AppError::BadRequest(format!("unknown role `{role}`")))?;
             accounts::add_user(conn, &id, &name, role, programme.as_deref(), &schools, None, now)?;
             format!("user {id} ({name}, {}) saved with {} school(s)", role.as_str(), schools.len())
+        }
+        AdminCommand::SetPassword { user, password } => {
+            let hash = crate::web::auth::hash_password(&password)?;
+            let n = conn.execute("UPDATE users SET password_hash = ?2 WHERE id = ?1", rusqlite::params![user, hash])?;
+            if n == 0 {
+                return Err(AppError::NotFound(format!("user {user} does not exist")));
+            }
+            format!("password of {user} set")
         }
         AdminCommand::ImportUsers { programme, file } => {
             let n = accounts::import_users_csv(conn, &programme, &read(&file)?, now)?;

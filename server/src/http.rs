@@ -157,7 +157,7 @@ async fn record_get(State(state): State<AppState>, Authed(device): Authed, Path(
         .blocking(move |conn| {
             let scope = accounts::scope(conn, &device.user, device.role, device.programme.as_deref())?;
             let row: Option<(String, Vec<u8>)> = conn
-                .query_row("SELECT school_id, doc FROM records WHERE id = ?1", [&id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_row("SELECT r.school_id, d.doc FROM records r JOIN documents d ON d.record_id = r.id WHERE r.id = ?1", [&id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
             match row {
                 Some((school, doc)) if scope.contains(&school) => Ok(doc),

@@ -171,7 +171,7 @@ fn apply_push(
     let sql = |e: rusqlite::Error| Ok(AppError::from(e));
     let id = RecordId::new(push.record.clone()).map_err(|e| Err(refuse("bad_record_id", e.to_string())))?;
     let existing: Option<(Vec<u8>, String, String)> = conn
-        .prepare_cached("SELECT doc, school_id, status FROM records WHERE id = ?1")
+        .prepare_cached("SELECT d.doc, r.school_id, r.status FROM records r JOIN documents d ON d.record_id = r.id WHERE r.id = ?1")
         .and_then(|mut s| s.query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
         .map_err(sql)?;
 
@@ -271,9 +271,9 @@ fn apply_push(
     let view = record.read();
     let heads = serde_json::to_string(&doc.get_heads().iter().map(|h| h.to_string()).collect::<Vec<_>>()).unwrap_or_default();
     conn.prepare_cached(
-        "INSERT INTO records (id, template_id, template_version, school_id, created_by, status, record_date, doc, heads, last_seq, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10)
-         ON CONFLICT (id) DO UPDATE SET status = excluded.status, record_date = excluded.record_date, doc = excluded.doc,
+        "INSERT INTO records (id, template_id, template_version, school_id, created_by, status, record_date, heads, last_seq, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9)
+         ON CONFLICT (id) DO UPDATE SET status = excluded.status, record_date = excluded.record_date,
             heads = excluded.heads, updated_at = excluded.updated_at",
     )
     .and_then(|mut s| {
@@ -285,12 +285,14 @@ fn apply_push(
             view.created_by,
             view.status.as_str(),
             record.date(),
-            doc.save(),
             heads,
             now
         ])
     })
     .map_err(sql)?;
+    conn.prepare_cached("INSERT INTO documents (record_id, doc) VALUES (?1, ?2) ON CONFLICT (record_id) DO UPDATE SET doc = excluded.doc")
+        .and_then(|mut s| s.execute(params![id.as_str(), doc.save()]))
+        .map_err(sql)?;
     // A new record's log entry is its compacted document (the same changes, smaller).
     let bytes = if before.is_empty() { doc.save() } else { doc.save_after(&before) };
     conn.prepare_cached(
@@ -441,7 +443,7 @@ fn check_rules(
 
 /// Rewrites the projection of one record: answers with author and time, computed values, scores,
 /// and the files it refers to.
-fn project(conn: &Connection, record: &Record, view: &RecordView) -> rusqlite::Result<()> {
+pub fn project(conn: &Connection, record: &Record, view: &RecordView) -> rusqlite::Result<()> {
     let id = record.id().as_str();
     conn.prepare_cached("DELETE FROM answers WHERE record_id = ?1")?.execute([id])?;
     conn.prepare_cached("DELETE FROM computed WHERE record_id = ?1")?.execute([id])?;
@@ -493,6 +495,10 @@ fn project(conn: &Connection, record: &Record, view: &RecordView) -> rusqlite::R
         let text = s.value.map(shidao_core::expr::fmt_num).unwrap_or_default();
         computed.execute(params![id, s.id, "", s.value, text, s.band.as_ref().map(|b| b.zh.clone())])?;
     }
+    conn.prepare_cached(
+        "UPDATE records SET score = ?2, author_role = (SELECT role FROM users WHERE users.id = records.created_by) WHERE id = ?1",
+    )?
+    .execute(params![id, view.scores.first().and_then(|s| s.value)])?;
     Ok(())
 }
 

@@ -25,7 +25,7 @@ fn text_of(r: &shidao_core::Record, field: &str) -> String {
 /// The central store's copy of a record.
 fn central(db: &std::path::Path, id: &RecordId) -> Option<shidao_core::Record> {
     let conn = rusqlite::Connection::open(db).expect("open");
-    let bytes: Vec<u8> = conn.query_row("SELECT doc FROM records WHERE id = ?1", [id.as_str()], |r| r.get(0)).ok()?;
+    let bytes: Vec<u8> = conn.query_row("SELECT doc FROM documents WHERE record_id = ?1", [id.as_str()], |r| r.get(0)).ok()?;
     let doc = automerge::Automerge::load(&bytes).expect("central doc loads");
     Some(shidao_core::Record::from_doc(doc, shidao_server::sync::template_of, shidao_server::sync::reader(), Clock::system()).expect("record"))
 }

@@ -81,8 +81,9 @@ CREATE TABLE actors (
 );
 CREATE INDEX actors_device ON actors (device_id);
 
--- records: every record's compacted document (rewritten on each accepted push) and what it is
--- about; last_seq is its latest entry in the change log.
+-- records: what every record is about; last_seq is its latest entry in the change log.
+-- author_role and score (the template's first score, e.g. a lesson's total) are kept for the
+-- dashboard. The documents themselves live in `documents`, so these rows stay small.
 CREATE TABLE records (
     id TEXT PRIMARY KEY NOT NULL,
     template_id TEXT NOT NULL,
@@ -91,15 +92,24 @@ CREATE TABLE records (
     created_by TEXT NOT NULL,
     status TEXT NOT NULL,
     record_date TEXT,
-    doc BLOB NOT NULL,
     heads TEXT NOT NULL,
     last_seq INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
+    updated_at INTEGER NOT NULL,
+    author_role TEXT,
+    score REAL
 );
 CREATE INDEX records_school ON records (school_id, template_id);
 CREATE INDEX records_template ON records (template_id, status);
 CREATE INDEX records_status ON records (status);
 CREATE INDEX records_date ON records (record_date);
+CREATE INDEX records_school_date ON records (school_id, template_id, record_date, author_role, created_by, score);
+CREATE INDEX records_status_school ON records (status, school_id);
+
+-- documents: every record's compacted Automerge document, rewritten on each accepted push.
+CREATE TABLE documents (
+    record_id TEXT PRIMARY KEY NOT NULL REFERENCES records (id),
+    doc BLOB NOT NULL
+);
 
 -- changes: the log of every accepted push: its change bytes, who pushed them from which device
 -- and when. Pull cursors follow seq; nothing is ever deleted from it.

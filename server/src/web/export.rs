@@ -127,6 +127,38 @@ fn for_each_row(
     Ok(())
 }
 
+/// Writes the XLSX export of a template to `out` in constant memory (rows go through temporary
+/// files); returns the number of records.
+pub fn export_xlsx(conn: &rusqlite::Connection, template: &shidao_core::Template, lang: Lang, codes: bool, authors: bool, programme: Option<&str>, school: Option<&str>, out: impl std::io::Write + Send) -> AppResult<u32> {
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let xerr = |e: rust_xlsxwriter::XlsxError| AppError::Internal(format!("xlsx: {e}"));
+    let sheet = book.add_worksheet_with_constant_memory().map_err(xerr)?;
+    sheet.set_name(template.def.title.zh.chars().take(31).collect::<String>()).map_err(xerr)?;
+    let mut r = 0u32;
+    let mut failed = None;
+    for_each_row(conn, template, lang, codes, authors, programme, school, |cells| {
+        for (c, v) in cells.iter().enumerate() {
+            // Answers that are numbers become number cells; codes like "007" stay text.
+            let number = v.parse::<f64>().ok().filter(|n| c >= 5 && n.is_finite() && (v == "0" || v.starts_with("0.") || !v.starts_with('0')));
+            let written = match number {
+                Some(n) => sheet.write_number(r, c as u16, n),
+                None => sheet.write_string(r, c as u16, v.as_str()),
+            };
+            if let Err(e) = written {
+                failed = Some(e);
+                return false;
+            }
+        }
+        r += 1;
+        true
+    })?;
+    if let Some(e) = failed {
+        return Err(xerr(e));
+    }
+    book.save_to_writer(out).map_err(xerr)?;
+    Ok(r.saturating_sub(1))
+}
+
 /// A writer that sends what it is given down a channel (the response body).
 struct ChannelWriter(tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>);
 
@@ -158,33 +190,7 @@ pub async fn download(State(state): State<AppState>, user: WebUser, lang: Lang, 
         // A connection of its own: a long export does not hold up syncs.
         let result: AppResult<()> = state2.with_reader(|conn| {
             if xlsx {
-                let mut book = rust_xlsxwriter::Workbook::new();
-                let xerr = |e: rust_xlsxwriter::XlsxError| AppError::Internal(format!("xlsx: {e}"));
-                // Rows go to temporary files as they are written: memory stays flat.
-                let sheet = book.add_worksheet_with_constant_memory().map_err(xerr)?;
-                sheet.set_name(&template.def.title.zh.chars().take(31).collect::<String>()).map_err(xerr)?;
-                let mut r = 0u32;
-                let mut failed = None;
-                for_each_row(conn, &template, lang, codes, authors, programme.as_deref(), school.as_deref(), |cells| {
-                    for (c, v) in cells.iter().enumerate() {
-                        // Answers that are numbers become number cells; codes like "007" stay text.
-                        let number = v.parse::<f64>().ok().filter(|n| c >= 5 && n.is_finite() && (v == "0" || v.starts_with("0.") || !v.starts_with('0')));
-                        let written = match number {
-                            Some(n) => sheet.write_number(r, c as u16, n),
-                            None => sheet.write_string(r, c as u16, v.as_str()),
-                        };
-                        if let Err(e) = written {
-                            failed = Some(e);
-                            return false;
-                        }
-                    }
-                    r += 1;
-                    true
-                })?;
-                if let Some(e) = failed {
-                    return Err(xerr(e));
-                }
-                book.save_to_writer(ChannelWriter(tx.clone())).map_err(xerr)
+                export_xlsx(conn, &template, lang, codes, authors, programme.as_deref(), school.as_deref(), ChannelWriter(tx.clone())).map(|_| ())
             } else {
                 let line = |cells: Vec<String>| cells.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(",") + "\r\n";
                 // A byte-order mark, so spreadsheet programs read the Chinese as UTF-8.

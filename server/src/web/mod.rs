@@ -4,7 +4,7 @@
 
 pub mod auth;
 mod export;
-mod page;
+pub mod page;
 mod records;
 mod reports;
 
@@ -16,11 +16,14 @@ use axum::{Form, Router};
 use serde::Deserialize;
 
 use self::auth::{cookie_header, WebUser, SESSION_COOKIE};
-use self::page::{esc, layout, Lang};
+pub use self::page::Lang;
+use self::page::{esc, layout};
 use crate::error::{AppError, AppResult};
 use crate::AppState;
 
-pub use reports::report_html;
+pub use export::export_xlsx;
+
+pub use reports::{dashboard_html, report_html, ReportQuery};
 
 const LOGIN_COOKIE: &str = "shidao_login";
 

@@ -102,7 +102,7 @@ pub async fn list(State(state): State<AppState>, user: WebUser, lang: Lang, Quer
 fn load(conn: &Connection, user: &WebUser, id: &str, now: i64) -> AppResult<(Record, String, String)> {
     let row: Option<(Vec<u8>, String, String)> = conn
         .query_row(
-            "SELECT r.doc, s.name, s.programme_id FROM records r JOIN schools s ON s.id = r.school_id WHERE r.id = ?1",
+            "SELECT d.doc, s.name, s.programme_id FROM records r JOIN documents d ON d.record_id = r.id JOIN schools s ON s.id = r.school_id WHERE r.id = ?1",
             [id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )

@@ -63,12 +63,25 @@ pub struct TaskRow {
 
 /// Programme tasks (or one school's) against their targets, from task-progress records.
 pub fn tasks(conn: &Connection, programme: &str, school: Option<&str>, today: &str) -> AppResult<Vec<TaskRow>> {
+    // What each task has achieved: one pass over the task references, summed per task.
+    let mut achieved: HashMap<String, f64> = HashMap::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT json_extract(a.value, '$.value'), SUM(c.number) FROM answers a
+               JOIN records r ON r.id = a.record_id
+               JOIN computed c ON c.record_id = a.record_id AND c.name = 'achieved' AND c.row_id = ''
+             WHERE a.field = 'task_ref' AND r.template_id = 'task-progress' AND (?1 IS NULL OR r.school_id = ?1)
+             GROUP BY 1",
+        )?;
+        let rows = stmt.query_map(params![school], |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, Option<f64>>(1)?)))?;
+        for row in rows {
+            if let (Some(task), Some(sum)) = row? {
+                achieved.insert(task, sum);
+            }
+        }
+    }
     let mut stmt = conn.prepare_cached(
-        "SELECT t.id, t.title, t.target, t.unit, t.start_date, t.due_date,
-            (SELECT SUM(c.number) FROM answers a JOIN records r ON r.id = a.record_id
-               JOIN computed c ON c.record_id = a.record_id AND c.name = 'achieved'
-             WHERE r.template_id = 'task-progress' AND a.field = 'task_ref'
-               AND json_extract(a.value, '$.value') = t.id AND (?2 IS NULL OR r.school_id = ?2))
+        "SELECT t.id, t.title, t.target, t.unit, t.start_date, t.due_date, NULL
          FROM tasks t WHERE t.programme_id = ?1 AND (t.school_id IS NULL OR ?2 IS NULL OR t.school_id = ?2) ORDER BY t.id",
     )?;
     let today_n = shidao_core::expr::parse_date(today).unwrap_or(0);
@@ -77,10 +90,10 @@ pub fn tasks(conn: &Connection, programme: &str, school: Option<&str>, today: &s
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (id, title, target, unit, start, due, achieved) = row?;
+        let (id, title, target, unit, start, due, achieved_col) = row?;
         let (s, d) = (shidao_core::expr::parse_date(&start).unwrap_or(0), shidao_core::expr::parse_date(&due).unwrap_or(1));
         let elapsed = (((today_n - s) as f64) / ((d - s).max(1) as f64)).clamp(0.0, 1.0) * 100.0;
-        let achieved = achieved.unwrap_or(0.0);
+        let achieved = achieved.get(&id).copied().or(achieved_col).unwrap_or(0.0);
         let completion = (achieved / target * 100.0).min(999.0);
         let status = if completion >= elapsed { "green" } else if completion >= elapsed - 15.0 { "amber" } else { "red" };
         let _ = id;
@@ -130,134 +143,136 @@ fn tasks_table(lang: Lang, rows: &[TaskRow], school: Option<&str>) -> String {
 pub async fn dashboard(State(state): State<AppState>, user: WebUser, lang: Lang) -> AppResult<Html<String>> {
     let today = state.clock.today();
     let u = user.clone();
-    let body = state
-        .blocking(move |conn| {
-            let term = term(conn, &u, &today)?;
-            let month_start = format!("{}-01", &today[..7]);
-            let (ts, te) = (term.start.as_str(), term.end.as_str());
-            let records = per_school(conn, "SELECT school_id, COUNT(*) FROM records WHERE record_date BETWEEN ?1 AND ?2 GROUP BY school_id", &[&ts, &te])?;
-            let principal = per_school(
-                conn,
-                "SELECT r.school_id, COUNT(*) FROM records r JOIN users u ON u.id = r.created_by
-                 WHERE r.template_id = 'classroom-observation' AND u.role = 'principal' AND r.record_date BETWEEN ?1 AND ?2 GROUP BY r.school_id",
-                &[&ts, &te],
-            )?;
-            let experts = per_school(
-                conn,
-                "SELECT r.school_id, COUNT(DISTINCT r.created_by) FROM records r JOIN users u ON u.id = r.created_by
-                 WHERE r.template_id = 'guidance-log' AND u.role = 'expert' AND r.record_date >= ?1 GROUP BY r.school_id",
-                &[&month_start],
-            )?;
-            let overdue = per_school(
-                conn,
-                "SELECT r.school_id, COUNT(*) FROM answers d JOIN records r ON r.id = d.record_id
-                 LEFT JOIN answers st ON st.record_id = d.record_id AND st.row_id = d.row_id AND st.field = 'rect_status'
-                 WHERE r.template_id = 'inspection-visit' AND d.field = 'rect_deadline' AND json_extract(d.value, '$.value') < ?1
-                   AND COALESCE(json_extract(st.value, '$.value'), 'open') NOT IN ('done', 'verified')
-                 GROUP BY r.school_id",
-                &[&today],
-            )?;
-            let mean_score = per_school(
-                conn,
-                "SELECT r.school_id, AVG(c.number) FROM computed c JOIN records r ON r.id = c.record_id
-                 WHERE r.template_id = 'classroom-observation' AND c.name = 'total' AND r.record_date BETWEEN ?1 AND ?2 GROUP BY r.school_id",
-                &[&ts, &te],
-            )?;
-            let to_review = per_school(conn, "SELECT school_id, COUNT(*) FROM records WHERE status = 'submitted' GROUP BY school_id", &[])?;
-            let returned = per_school(conn, "SELECT school_id, COUNT(*) FROM records WHERE status = 'returned' GROUP BY school_id", &[])?;
+    let body = state.blocking(move |conn| dashboard_html(conn, &u, lang, &today)).await?;
+    Ok(layout(lang, lang.t("总览", "Dashboard"), Some(&user), &body))
+}
 
-            let mut h = format!(
-                "<h1>{} · {}</h1><p class=\"muted\">{} {} – {} · {} {}</p>",
-                esc(&term.name),
-                lang.t("总览", "Dashboard"),
-                lang.t("本学期", "Term"),
-                esc(ts),
-                esc(te),
-                lang.t("今天", "today"),
-                esc(&today)
-            );
-            let mut stmt = conn.prepare_cached(
-                "SELECT id, name, category, key_project FROM schools WHERE programme_id = ?1
-                 ORDER BY CASE category WHEN '示范' THEN 0 WHEN '优质' THEN 1 WHEN '潜质' THEN 2 ELSE 3 END, id",
-            )?;
-            let schools: Vec<(String, String, String, String)> = stmt
-                .query_map([&term.programme], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-                .collect::<rusqlite::Result<_>>()?;
-            let flags_total = schools
-                .iter()
-                .filter(|(id, ..)| {
-                    principal.get(id).copied().unwrap_or(0.0) < PRINCIPAL_QUOTA
-                        || experts.get(id).copied().unwrap_or(0.0) < EXPERTS_PER_SCHOOL
-                        || overdue.get(id).copied().unwrap_or(0.0) > 0.0
-                })
-                .count();
-            h.push_str(&format!(
-                r#"<div class="cards"><div class="card"><b>{}</b>{}</div><div class="card"><b>{}</b>{}</div><div class="card"><b><a href="/records?status=submitted">{}</a></b>{}</div><div class="card"><b class="flag">{}</b>{}</div></div>"#,
-                schools.len(),
-                lang.t("所学校", "schools"),
-                records.values().sum::<f64>(),
-                lang.t("条本学期记录", "records this term"),
-                to_review.values().sum::<f64>(),
-                lang.t("条待审核", "awaiting review"),
-                flags_total,
-                lang.t("所学校有预警", "schools flagged"),
-            ));
-            let mut category = String::new();
-            for (id, name, cat, project) in &schools {
-                if *cat != category {
-                    if !category.is_empty() {
-                        h.push_str("</table>");
-                    }
-                    category = cat.clone();
-                    let cat_label = match cat.as_str() {
-                        "示范" => lang.t("示范校", "Model schools"),
-                        "优质" => lang.t("优质校", "Quality schools"),
-                        "潜质" => lang.t("潜质校", "Potential schools"),
-                        _ => lang.t("其他", "Other"),
-                    };
-                    h.push_str(&format!(
-                        "<h2>{cat_label}</h2><table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
-                        lang.t("学校", "School"),
-                        lang.t("重点项目", "Key project"),
-                        lang.t("本学期记录", "Records"),
-                        lang.t("听课平均分", "Mean lesson score"),
-                        lang.t("校长听课（≥30）", "Principal lessons (≥30)"),
-                        lang.t("本月在岗专家（≥3）", "Active experts this month (≥3)"),
-                        lang.t("逾期未整改", "Overdue rectifications"),
-                        lang.t("待审核 / 已退回", "To review / returned"),
-                    ));
-                }
-                let p = principal.get(id).copied().unwrap_or(0.0);
-                let e = experts.get(id).copied().unwrap_or(0.0);
-                let o = overdue.get(id).copied().unwrap_or(0.0);
-                let sid = url(id);
-                h.push_str(&format!(
-                    r#"<tr><td><a href="/schools/{sid}">{}</a></td><td>{}</td><td class="n"><a href="/records?school={sid}">{}</a></td><td class="n">{}</td>
-<td class="n {}"><a href="/records?school={sid}&template=classroom-observation&role=principal">{}</a></td><td class="n {}"><a href="/records?school={sid}&template=guidance-log">{}</a></td>
-<td class="n {}"><a href="/records?school={sid}&template=inspection-visit">{}</a></td><td class="n"><a href="/records?school={sid}&status=submitted">{}</a> / <a href="/records?school={sid}&status=returned">{}</a></td></tr>"#,
-                    esc(name),
-                    esc(project),
-                    records.get(id).copied().unwrap_or(0.0),
-                    num(mean_score.get(id).copied()),
-                    if p < PRINCIPAL_QUOTA { "flag" } else { "ok" },
-                    p,
-                    if e < EXPERTS_PER_SCHOOL { "flag" } else { "ok" },
-                    e,
-                    if o > 0.0 { "flag" } else { "ok" },
-                    o,
-                    to_review.get(id).copied().unwrap_or(0.0),
-                    returned.get(id).copied().unwrap_or(0.0),
-                ));
-            }
+/// The dashboard's content.
+pub fn dashboard_html(conn: &Connection, u: &WebUser, lang: Lang, today: &str) -> AppResult<String> {
+    let term = term(conn, u, today)?;
+    let month_start = format!("{}-01", &today[..7]);
+    let (ts, te) = (term.start.as_str(), term.end.as_str());
+    let records = per_school(conn, "SELECT school_id, COUNT(*) FROM records WHERE record_date BETWEEN ?1 AND ?2 GROUP BY school_id", &[&ts, &te])?;
+    let principal = per_school(
+        conn,
+        "SELECT r.school_id, COUNT(*) FROM records r JOIN users u ON u.id = r.created_by
+         WHERE r.template_id = 'classroom-observation' AND u.role = 'principal' AND r.record_date BETWEEN ?1 AND ?2 GROUP BY r.school_id",
+        &[&ts, &te],
+    )?;
+    let experts = per_school(
+        conn,
+        "SELECT r.school_id, COUNT(DISTINCT r.created_by) FROM records r JOIN users u ON u.id = r.created_by
+         WHERE r.template_id = 'guidance-log' AND u.role = 'expert' AND r.record_date >= ?1 GROUP BY r.school_id",
+        &[&month_start],
+    )?;
+    let overdue = per_school(
+        conn,
+        // From the deadlines (few) to their records; CROSS JOIN keeps that order.
+        "SELECT r.school_id, COUNT(*) FROM answers d CROSS JOIN records r ON r.id = d.record_id
+         LEFT JOIN answers st ON st.record_id = d.record_id AND st.row_id = d.row_id AND st.field = 'rect_status'
+         WHERE d.field = 'rect_deadline' AND r.template_id = 'inspection-visit' AND json_extract(d.value, '$.value') < ?1
+           AND COALESCE(json_extract(st.value, '$.value'), 'open') NOT IN ('done', 'verified')
+         GROUP BY r.school_id",
+        &[&today.to_string()],
+    )?;
+    let mean_score = per_school(
+        conn,
+        "SELECT r.school_id, AVG(c.number) FROM computed c JOIN records r ON r.id = c.record_id
+         WHERE r.template_id = 'classroom-observation' AND c.name = 'total' AND r.record_date BETWEEN ?1 AND ?2 GROUP BY r.school_id",
+        &[&ts, &te],
+    )?;
+    let to_review = per_school(conn, "SELECT school_id, COUNT(*) FROM records WHERE status = 'submitted' GROUP BY school_id", &[])?;
+    let returned = per_school(conn, "SELECT school_id, COUNT(*) FROM records WHERE status = 'returned' GROUP BY school_id", &[])?;
+
+    let mut h = format!(
+        "<h1>{} · {}</h1><p class=\"muted\">{} {} – {} · {} {}</p>",
+        esc(&term.name),
+        lang.t("总览", "Dashboard"),
+        lang.t("本学期", "Term"),
+        esc(ts),
+        esc(te),
+        lang.t("今天", "today"),
+        esc(&today)
+    );
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, name, category, key_project FROM schools WHERE programme_id = ?1
+         ORDER BY CASE category WHEN '示范' THEN 0 WHEN '优质' THEN 1 WHEN '潜质' THEN 2 ELSE 3 END, id",
+    )?;
+    let schools: Vec<(String, String, String, String)> = stmt
+        .query_map([&term.programme], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let flags_total = schools
+        .iter()
+        .filter(|(id, ..)| {
+            principal.get(id).copied().unwrap_or(0.0) < PRINCIPAL_QUOTA
+                || experts.get(id).copied().unwrap_or(0.0) < EXPERTS_PER_SCHOOL
+                || overdue.get(id).copied().unwrap_or(0.0) > 0.0
+        })
+        .count();
+    h.push_str(&format!(
+        r#"<div class="cards"><div class="card"><b>{}</b>{}</div><div class="card"><b>{}</b>{}</div><div class="card"><b><a href="/records?status=submitted">{}</a></b>{}</div><div class="card"><b class="flag">{}</b>{}</div></div>"#,
+        schools.len(),
+        lang.t("所学校", "schools"),
+        records.values().sum::<f64>(),
+        lang.t("条本学期记录", "records this term"),
+        to_review.values().sum::<f64>(),
+        lang.t("条待审核", "awaiting review"),
+        flags_total,
+        lang.t("所学校有预警", "schools flagged"),
+    ));
+    let mut category = String::new();
+    for (id, name, cat, project) in &schools {
+        if *cat != category {
             if !category.is_empty() {
                 h.push_str("</table>");
             }
-            h.push_str(&format!("<h2>{}</h2>", lang.t("项目任务进展", "Programme tasks")));
-            h.push_str(&tasks_table(lang, &tasks(conn, &term.programme, None, &today)?, None));
-            Ok(h)
-        })
-        .await?;
-    Ok(layout(lang, lang.t("总览", "Dashboard"), Some(&user), &body))
+            category = cat.clone();
+            let cat_label = match cat.as_str() {
+                "示范" => lang.t("示范校", "Model schools"),
+                "优质" => lang.t("优质校", "Quality schools"),
+                "潜质" => lang.t("潜质校", "Potential schools"),
+                _ => lang.t("其他", "Other"),
+            };
+            h.push_str(&format!(
+                "<h2>{cat_label}</h2><table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+                lang.t("学校", "School"),
+                lang.t("重点项目", "Key project"),
+                lang.t("本学期记录", "Records"),
+                lang.t("听课平均分", "Mean lesson score"),
+                lang.t("校长听课（≥30）", "Principal lessons (≥30)"),
+                lang.t("本月在岗专家（≥3）", "Active experts this month (≥3)"),
+                lang.t("逾期未整改", "Overdue rectifications"),
+                lang.t("待审核 / 已退回", "To review / returned"),
+            ));
+        }
+        let p = principal.get(id).copied().unwrap_or(0.0);
+        let e = experts.get(id).copied().unwrap_or(0.0);
+        let o = overdue.get(id).copied().unwrap_or(0.0);
+        let sid = url(id);
+        h.push_str(&format!(
+            r#"<tr><td><a href="/schools/{sid}">{}</a></td><td>{}</td><td class="n"><a href="/records?school={sid}">{}</a></td><td class="n">{}</td>
+<td class="n {}"><a href="/records?school={sid}&template=classroom-observation&role=principal">{}</a></td><td class="n {}"><a href="/records?school={sid}&template=guidance-log">{}</a></td>
+<td class="n {}"><a href="/records?school={sid}&template=inspection-visit">{}</a></td><td class="n"><a href="/records?school={sid}&status=submitted">{}</a> / <a href="/records?school={sid}&status=returned">{}</a></td></tr>"#,
+            esc(name),
+            esc(project),
+            records.get(id).copied().unwrap_or(0.0),
+            num(mean_score.get(id).copied()),
+            if p < PRINCIPAL_QUOTA { "flag" } else { "ok" },
+            p,
+            if e < EXPERTS_PER_SCHOOL { "flag" } else { "ok" },
+            e,
+            if o > 0.0 { "flag" } else { "ok" },
+            o,
+            to_review.get(id).copied().unwrap_or(0.0),
+            returned.get(id).copied().unwrap_or(0.0),
+        ));
+    }
+    if !category.is_empty() {
+        h.push_str("</table>");
+    }
+    h.push_str(&format!("<h2>{}</h2>", lang.t("项目任务进展", "Programme tasks")));
+    h.push_str(&tasks_table(lang, &tasks(conn, &term.programme, None, today)?, None));
+    Ok(h)
 }
 
 #[derive(Debug, Deserialize)]
