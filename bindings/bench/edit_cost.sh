@@ -22,6 +22,10 @@ cp target/release/libshidao_bindings.so "$out/lib/"
 rm -rf "$out/kotlin"
 target/release/uniffi-bindgen generate --no-format --library "$out/lib/libshidao_bindings.so" \
     --language kotlin --out-dir "$out/kotlin" >/dev/null
+# The generated Kotlin of the async calls (sync, enrol) needs kotlinx-coroutines, which ships
+# with kotlinc.
+coroutines="$(dirname "$(dirname "$(readlink -f "$(command -v kotlinc)")")")/lib/kotlinx-coroutines-core-jvm.jar"
+CLASSPATH="$CLASSPATH:$coroutines"
 kotlinc -nowarn -d "$out/shidao.jar" -classpath "$CLASSPATH" "$out/kotlin/uniffi/shidao/shidao.kt"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 JAVA_OPTS="$JAVA_OPTS -Djna.library.path=$PWD/$out/lib" \

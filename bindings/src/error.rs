@@ -1,13 +1,19 @@
 //! The one error type apps see, the one conversion from core errors, and the guard that keeps
 //! panics on the Rust side of the boundary.
 //!
-//! What must stay true: every exported function and method runs its body inside [`guard`], so a
-//! Rust panic becomes [`ShidaoError::Other`] instead of unwinding into Kotlin or Swift (uniffi
-//! would report it as an `InternalException`, which apps do not expect).
+//! What must stay true: every exported function and method runs its body inside [`guard`] (an
+//! `async` one inside [`guard_async`]), so a Rust panic becomes [`ShidaoError::Other`] instead of
+//! unwinding into Kotlin or Swift (uniffi would report it as an `InternalException`, which apps
+//! do not expect).
 
+use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use shidao_core::store::StoreError;
+use shidao_core::sync::http::DriverError;
+use shidao_core::sync::SyncError;
 use shidao_core::{InvalidId, RecordError};
 
 /// What went wrong, in the few cases an app can act on.
@@ -15,12 +21,20 @@ use shidao_core::{InvalidId, RecordError};
 /// Kotlin sees it as `ShidaoException`, Swift as `ShidaoError`, Python as `ShidaoError`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
 pub enum ShidaoError {
-    /// The server could not be reached or the connection broke (sync only).
+    /// The server could not be reached, the connection broke, the server failed (5xx), or its
+    /// address is not a valid `http(s)://` URL (`reason` says which). Sync and enrolment only;
+    /// the store is as before the call: try again later.
     #[error("network: {reason}")]
     Network { reason: String },
-    /// The server refused this device: not enrolled, enrolment revoked, bad code (sync only).
-    #[error("unauthorized: {reason}")]
-    Unauthorized { reason: String },
+    /// The server refused this device: `code` is the server's (`revoked`: the device was revoked,
+    /// enrol it again; `bad_code`: an unknown, used or expired enrolment code; `unauthorized`: a
+    /// token the server does not know) or `not_enrolled` (this store was never enrolled).
+    #[error("unauthorized ({code}): {reason}")]
+    Unauthorized { code: String, reason: String },
+    /// The sync was stopped through its `SyncCancel`; what earlier rounds stored stays stored,
+    /// and the next sync goes on from there.
+    #[error("sync was cancelled")]
+    Cancelled,
     /// A record, template, row or attachment that is not in this store.
     #[error("not found: {what}")]
     NotFound { what: String },
@@ -88,11 +102,61 @@ impl From<InvalidId> for ShidaoError {
     }
 }
 
+/// Sync and enrolment errors: what the app does differs by variant (retry later, enrol again,
+/// nothing after a cancel).
+impl From<DriverError> for ShidaoError {
+    fn from(e: DriverError) -> Self {
+        let reason = e.to_string();
+        match e {
+            DriverError::Network(_) | DriverError::Address(_) | DriverError::Server { .. } => ShidaoError::Network { reason },
+            DriverError::Unauthorized { code, reason } => ShidaoError::Unauthorized { code, reason },
+            DriverError::Refused { status: 403, .. } => ShidaoError::NotAllowed { reason },
+            DriverError::Refused { .. } => ShidaoError::Other { reason },
+            DriverError::Cancelled => ShidaoError::Cancelled,
+            DriverError::Sync(s) => s.into(),
+        }
+    }
+}
+
+impl From<SyncError> for ShidaoError {
+    fn from(e: SyncError) -> Self {
+        match e {
+            SyncError::Store(s) => s.into(),
+            SyncError::Protocol(_) => ShidaoError::Other { reason: e.to_string() },
+        }
+    }
+}
+
 /// Runs the body of an exported call; a panic inside becomes [`ShidaoError::Other`].
 pub(crate) fn guard<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(result) => result,
         Err(payload) => Err(ShidaoError::Other { reason: format!("internal error: {}", panic_message(payload.as_ref())) }),
+    }
+}
+
+/// [`guard`] for the body of an exported `async` call: a panic while it is polled becomes
+/// [`ShidaoError::Other`].
+pub(crate) async fn guard_async<T>(f: impl Future<Output = Result<T>>) -> Result<T> {
+    match CatchUnwind(Box::pin(f)).await {
+        Ok(result) => result,
+        Err(payload) => Err(ShidaoError::Other { reason: format!("internal error: {}", panic_message(payload.as_ref())) }),
+    }
+}
+
+/// Polls a future inside `catch_unwind` (boxed, so no pin projection and no `unsafe`).
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.get_mut().0.as_mut();
+        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(payload)),
+        }
     }
 }
 
@@ -115,5 +179,16 @@ mod tests {
         let r: Result<()> = guard(|| panic!("boom {}", 42));
         assert_eq!(r, Err(ShidaoError::Other { reason: "internal error: boom 42".into() }));
         assert_eq!(guard(|| Ok(7)), Ok(7));
+    }
+
+    #[test]
+    fn a_panic_in_an_async_call_becomes_other() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let r: Result<()> = rt.block_on(guard_async(async {
+            tokio::task::yield_now().await;
+            panic!("async boom")
+        }));
+        assert_eq!(r, Err(ShidaoError::Other { reason: "internal error: async boom".into() }));
+        assert_eq!(rt.block_on(guard_async(async { Ok(7) })), Ok(7));
     }
 }

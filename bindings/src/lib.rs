@@ -8,6 +8,9 @@
 //!   files, merging copies of records, the change listener.
 //! - [`FormRecord`]: one open record: reading (answers, authors, conflicts, validation, computed
 //!   values, scores, review) and every edit, each stored before the call returns.
+//! - Sync with `shidao-server` (`sync.rs`): `ShidaoStore.enrol`, the `async` `ShidaoStore.sync`
+//!   with [`SyncProgress`] and [`SyncCancel`], and the [`ChangeListener`] told about every record
+//!   a sync merged.
 //! - [`ShidaoError`]: the few errors an app can act on.
 //!
 //! What must stay true: no panic crosses the boundary (every call runs inside `error::guard`),
@@ -25,5 +28,5 @@ mod types;
 pub use error::ShidaoError;
 pub use record::FormRecord;
 pub use store::ShidaoStore;
-pub use sync::ChangeListener;
+pub use sync::{ChangeListener, Enrolment, SyncCancel, SyncProgress, SyncRefusal, SyncReport, SyncStatus};
 pub use types::*;

@@ -6,6 +6,7 @@
 //! mutex; the store is still sound (an interrupted SQLite transaction rolls back when dropped), so
 //! the poison is cleared and later calls go on.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use shidao_core::store::{Store, StoreOptions};
@@ -22,6 +23,8 @@ use crate::types::{
 pub(crate) struct Shared {
     store: Mutex<Store>,
     listener: Mutex<Option<Arc<dyn ChangeListener>>>,
+    /// A sync of this store is running (one at a time; see `sync.rs`).
+    pub(crate) syncing: AtomicBool,
 }
 
 impl Shared {
@@ -49,7 +52,7 @@ impl Shared {
 /// storage. Open it once and share it; every method may be called from any thread.
 #[derive(uniffi::Object)]
 pub struct ShidaoStore {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for ShidaoStore {
@@ -60,7 +63,9 @@ impl std::fmt::Debug for ShidaoStore {
 
 impl ShidaoStore {
     fn wrap(store: Store) -> Arc<Self> {
-        Arc::new(ShidaoStore { shared: Arc::new(Shared { store: Mutex::new(store), listener: Mutex::new(None) }) })
+        Arc::new(ShidaoStore {
+            shared: Arc::new(Shared { store: Mutex::new(store), listener: Mutex::new(None), syncing: AtomicBool::new(false) }),
+        })
     }
 }
 
@@ -176,8 +181,8 @@ impl ShidaoStore {
     }
 
     /// Sets (or, with `None`, removes) the listener told about every change to a record of this
-    /// store: edits through any `FormRecord` of it, records created or merged. Sync will tell it
-    /// too when it merges someone else's edit.
+    /// store: edits through any `FormRecord` of it, records created or merged, and every record
+    /// a sync pulled from the server (someone else's edit).
     pub fn set_change_listener(&self, listener: Option<Arc<dyn ChangeListener>>) -> Result<()> {
         guard(|| {
             *self.shared.listener.lock().unwrap_or_else(|p| p.into_inner()) = listener;

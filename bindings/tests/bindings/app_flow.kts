@@ -1,10 +1,14 @@
-// The path the Android app takes, offline, through the generated Kotlin bindings: open a store,
-// list the forms, fill a lesson observation with every kind of field, get refused a bad value,
-// read the score, take in another tablet's copy, submit. Run by `cargo test -p shidao-bindings`
-// (uniffi's foreign-language harness; see tests/foreign.rs).
+// The path the Android app takes through the generated Kotlin bindings: open a store, list the
+// forms, fill a lesson observation with every kind of field, get refused a bad value, read the
+// score, take in another tablet's copy, submit; then sync with a real shidao-server on loopback:
+// enrol two tablets, see the other tablet's edit merged and the listener told, fetch a photo,
+// cancel a hung sync, get clear errors for bad addresses and a revoked tablet.
+// Run by `cargo test -p shidao-bindings` (uniffi's foreign-language harness; tests/foreign.rs
+// starts the server and passes its address and enrolment codes as SHIDAO_TEST_* variables).
 
 import uniffi.shidao.*
 import java.nio.file.Files
+import kotlinx.coroutines.*
 
 fun expect(ok: Boolean, what: () -> String) {
     if (!ok) throw AssertionError(what())
@@ -26,6 +30,16 @@ class Seen : ChangeListener {
         ids.add(recordId)
     }
 }
+
+class Steps : SyncProgress {
+    val steps: MutableList<SyncStatus> = java.util.Collections.synchronizedList(mutableListOf<SyncStatus>())
+    override fun onProgress(status: SyncStatus) {
+        steps.add(status)
+    }
+}
+
+fun env(name: String): String =
+    System.getenv(name) ?: throw AssertionError("$name is not set: run this script through `cargo test -p shidao-bindings` (tests/foreign.rs starts the server)")
 
 // 1. An inspector's tablet opens its store in the app's private folder.
 val dir = Files.createTempDirectory("shidao-kt")
@@ -206,4 +220,103 @@ storeB.close()
 visit.close()
 rec.close()
 store.close()
+
+// 12. Sync. Wang's tablet enrols with the district's server using the one-time code the admin
+//     gave him; the identity (and its token, which the app never sees) stays in the store.
+val server = env("SHIDAO_TEST_SERVER")
+val wangStore = ShidaoStore.open(dir.resolve("wang.db").toString())
+expect(wangStore.enrolment() == null) { "a new store is not enrolled" }
+val notEnrolled = refused<ShidaoException.Unauthorized> { runBlocking { wangStore.sync() } }
+expect(notEnrolled.code == "not_enrolled") { "$notEnrolled" }
+val wang = runBlocking { wangStore.enrol(server, env("SHIDAO_TEST_CODE_WANG"), "王老师的平板") }
+expect(wang.editor.user == "wang" && wang.editor.role == Role.INSPECTOR && wang.name == "王老师") { "$wang" }
+expect(wang.editor.device.isNotEmpty() && wang.serverUrl == server && wang.deviceName == "王老师的平板") { "$wang" }
+expect(wangStore.enrolment() == wang) { "the enrolment is kept: ${wangStore.enrolment()}" }
+val reused = refused<ShidaoException.Unauthorized> {
+    runBlocking { ShidaoStore.openInMemory().enrol(server, env("SHIDAO_TEST_CODE_WANG"), "第二台") }
+}
+expect(reused.code == "bad_code") { "a code works once: $reused" }
+
+// 13. Bad server addresses give a clear Network error (and do not use up Li's code).
+val liStore = ShidaoStore.open(dir.resolve("li.db").toString())
+val notUrl = refused<ShidaoException.Network> { runBlocking { liStore.enrol("shidao.example.cn", env("SHIDAO_TEST_CODE_LI"), "李老师的平板") } }
+expect(notUrl.reason.contains("bad server address")) { notUrl.reason }
+val nobody = refused<ShidaoException.Network> { runBlocking { liStore.enrol(env("SHIDAO_TEST_UNREACHABLE"), env("SHIDAO_TEST_CODE_LI"), "李老师的平板") } }
+expect(nobody.reason.contains("cannot reach the server")) { nobody.reason }
+refused<ShidaoException.Network> { wangStore.setServerUrl("ftp://shidao.example.cn") }
+
+// 14. Wang observes a lesson and photographs the site walk, then syncs: progress after each
+//     round, the photo uploaded first.
+val lesson = wangStore.createRecord("classroom-observation", "ouhai-a", wang.editor)
+lesson.setAnswer("topic", AnswerValue.Text("勾股定理"))
+lesson.setAnswer("class_name", AnswerValue.Text("八(2)班"))
+val walk = wangStore.createRecord("inspection-visit", "ouhai-a", wang.editor)
+val photoHash = (walk.attachFile("walk_photo", photo, "image/jpeg", "walk.jpg") as AnswerValue.Attachment).hash
+val steps = Steps()
+val first = runBlocking { wangStore.sync(steps) }
+expect(first.pushed == 2uL && first.pulled == 0uL && first.uploaded == 1uL && first.refused.isEmpty()) { "$first" }
+val lastStep = steps.steps.last()
+expect(lastStep.done && lastStep.pushed == 2uL && lastStep.bytesSent > 0uL && steps.steps.size.toUInt() == first.rounds) { "${steps.steps}" }
+
+// 15. Li enrols her tablet and syncs: both records arrive and her listener is told; the photo
+//     comes from the server when she opens it.
+val liSeen = Seen()
+liStore.setChangeListener(liSeen)
+val li = runBlocking { liStore.enrol(server, env("SHIDAO_TEST_CODE_LI"), "李老师的平板") }
+val got = runBlocking { liStore.sync() }
+val both = listOf(lesson.id(), walk.id()).sorted()
+expect(got.pulled == 2uL && got.changed == both) { "$got" }
+expect(liSeen.ids.sorted() == both) { "Li's listener: ${liSeen.ids}" }
+refused<ShidaoException.NotFound> { liStore.attachment(photoHash) }
+expect(runBlocking { liStore.fetchAttachment(photoHash) }.bytes.contentEquals(photo)) { "photo fetched" }
+expect(liStore.attachment(photoHash).mime == "image/jpeg") { "and kept" }
+
+// 16. Offline, Li names the teacher and both change the class; Li syncs, then Wang: Li's edit
+//     is merged on Wang's tablet, his listener is told, and the class keeps both values with
+//     their authors.
+val lessonLi = liStore.openRecord(lesson.id(), li.editor)
+lessonLi.setAnswer("teacher_name", AnswerValue.Text("陈老师"))
+lessonLi.setAnswer("class_name", AnswerValue.Text("八(3)班"))
+lesson.setAnswer("class_name", AnswerValue.Text("八(2)班（实验）"))
+expect(runBlocking { liStore.sync() }.pushed == 1uL) { "Li's edit is on the server" }
+val wangSeen = Seen()
+wangStore.setChangeListener(wangSeen)
+val merged = runBlocking { wangStore.sync() }
+expect(merged.pushed == 1uL && merged.pulled == 1uL && merged.changed == listOf(lesson.id())) { "$merged" }
+expect(wangSeen.ids == listOf(lesson.id())) { "Wang's listener: ${wangSeen.ids}" }
+lesson.reload()
+val teacher = lesson.answer("teacher_name", "zh")
+expect(teacher.answer == AnswerValue.Text("陈老师") && teacher.by?.user == "li") { "$teacher" }
+val className = lesson.answer("class_name", "zh")
+expect(className.conflicts.mapNotNull { it.by?.user }.toSet() == setOf("wang", "li")) { "both kept: $className" }
+
+// 17. A sync waiting on a server that never answers stops at once when cancelled.
+wangStore.setServerUrl(env("SHIDAO_TEST_HANG"))
+val cancel = SyncCancel()
+val outcome = runBlocking {
+    val running = async(Dispatchers.IO) { runCatching { wangStore.sync(cancel = cancel) } }
+    delay(500)
+    expect(running.isActive) { "the sync waits on the silent server" }
+    val asked = System.nanoTime()
+    cancel.cancel()
+    val result = withTimeout(5_000) { running.await() }
+    println("cancel took effect in ${(System.nanoTime() - asked) / 1_000_000} ms")
+    result
+}
+expect(outcome.exceptionOrNull() is ShidaoException.Cancelled) { "$outcome" }
+expect(cancel.isCancelled()) { "stays cancelled" }
+wangStore.setServerUrl(server)
+
+// 18. Li's tablet is revoked by the admin: her next sync is refused with the reason; Wang's
+//     goes on.
+java.net.URI("${env("SHIDAO_TEST_CONTROL")}/revoke/${li.editor.device}").toURL().readText()
+val revoked = refused<ShidaoException.Unauthorized> { runBlocking { liStore.sync() } }
+expect(revoked.code == "revoked" && revoked.reason.contains("revoked")) { "$revoked" }
+expect(runBlocking { wangStore.sync() }.refused.isEmpty()) { "Wang still syncs" }
+
+lessonLi.close()
+lesson.close()
+walk.close()
+liStore.close()
+wangStore.close()
 println("kotlin app flow: ok")

@@ -1,14 +1,20 @@
-# The path a tablet app takes, offline, through the generated Python bindings (the same library
-# and API the Kotlin and Swift apps get): open a store, list the forms, fill a lesson observation
-# with every kind of field, get refused a bad value, read the score, submit. Run by
-# `cargo test -p shidao-bindings` (uniffi's foreign-language harness; see tests/foreign.rs).
+# The path a tablet app takes through the generated Python bindings (the same library and API
+# the Kotlin and Swift apps get): open a store, list the forms, fill a lesson observation with
+# every kind of field, get refused a bad value, read the score, submit; then sync with a real
+# shidao-server on loopback: enrol two tablets, see the other tablet's edit merged and the
+# listener told, fetch a photo, cancel a hung sync, get clear errors for bad addresses and a
+# revoked tablet. Run by `cargo test -p shidao-bindings` (uniffi's foreign-language harness;
+# tests/foreign.rs starts the server and passes its address and codes as SHIDAO_TEST_* variables).
 
-import tempfile
+import asyncio
 import os
+import tempfile
+import time
+import urllib.request
 
 from shidao import (
     AnswerValue, ChangeListener, Editor, FieldKind, RecordFilter, RecordStatus, Role,
-    ShidaoError, ShidaoStore,
+    ShidaoError, ShidaoStore, SyncCancel, SyncProgress,
 )
 
 
@@ -106,4 +112,110 @@ refused(ShidaoError.NotAllowed, lambda: rec.submit())
 e = refused(ShidaoError.Other, lambda: store.debug_panic("python test"))
 assert "internal error" in e.reason, e.reason
 assert store.count_records() == 1
+
+
+# 8. Sync. Two inspectors of one school, as the server's admin set them up, each with a one-time
+#    code. Wang's tablet enrols; the identity (and its token, never shown) stays in the store.
+def env(name):
+    value = os.environ.get(name)
+    if value is None:
+        raise AssertionError(f"{name} is not set: run this script through `cargo test -p shidao-bindings`")
+    return value
+
+
+class Steps(SyncProgress):
+    def __init__(self):
+        self.steps = []
+
+    def on_progress(self, status):
+        self.steps.append(status)
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+server = env("SHIDAO_TEST_SERVER")
+wang_store = ShidaoStore.open(os.path.join(tmp, "wang.db"))
+assert wang_store.enrolment() is None
+e = refused(ShidaoError.Unauthorized, lambda: run(wang_store.sync()))
+assert e.code == "not_enrolled", e
+wang = run(wang_store.enrol(server, env("SHIDAO_TEST_CODE_WANG"), "王老师的平板"))
+assert (wang.editor.user, wang.editor.role, wang.name, wang.server_url) == ("wang", Role.INSPECTOR, "王老师", server), wang
+assert wang_store.enrolment() == wang
+e = refused(ShidaoError.Unauthorized, lambda: run(ShidaoStore.open_in_memory().enrol(server, env("SHIDAO_TEST_CODE_WANG"), "x")))
+assert e.code == "bad_code", e
+
+# 9. Bad addresses: a clear Network error, and Li's code is not used up.
+li_store = ShidaoStore.open(os.path.join(tmp, "li.db"))
+e = refused(ShidaoError.Network, lambda: run(li_store.enrol("shidao.example.cn", env("SHIDAO_TEST_CODE_LI"), "x")))
+assert "bad server address" in e.reason, e.reason
+e = refused(ShidaoError.Network, lambda: run(li_store.enrol(env("SHIDAO_TEST_UNREACHABLE"), env("SHIDAO_TEST_CODE_LI"), "x")))
+assert "cannot reach the server" in e.reason, e.reason
+
+# 10. Wang fills a lesson observation and a visit with a photo, and syncs with progress.
+lesson = wang_store.create_record("classroom-observation", "ouhai-a", wang.editor)
+lesson.set_answer("topic", AnswerValue.TEXT("勾股定理"))
+lesson.set_answer("class_name", AnswerValue.TEXT("八(2)班"))
+walk = wang_store.create_record("inspection-visit", "ouhai-a", wang.editor)
+photo = b"\xff\xd8python photo"
+photo_hash = walk.attach_file("walk_photo", photo, "image/jpeg", "walk.jpg").hash
+steps = Steps()
+first = run(wang_store.sync(steps))
+assert (first.pushed, first.pulled, first.uploaded, first.refused) == (2, 0, 1, []), first
+assert steps.steps[-1].done and steps.steps[-1].pushed == 2 and len(steps.steps) == first.rounds, steps.steps
+
+# 11. Li's tablet enrols and syncs: both records arrive, the listener is told, the photo is fetched.
+li_seen = Seen()
+li_store.set_change_listener(li_seen)
+li = run(li_store.enrol(server, env("SHIDAO_TEST_CODE_LI"), "李老师的平板"))
+got = run(li_store.sync())
+both = sorted([lesson.id(), walk.id()])
+assert got.pulled == 2 and got.changed == both, got
+assert sorted(li_seen.ids) == both, li_seen.ids
+refused(ShidaoError.NotFound, lambda: li_store.attachment(photo_hash))
+assert run(li_store.fetch_attachment(photo_hash)).bytes == photo
+
+# 12. Both edit offline; Li syncs, then Wang: her edit is merged, his listener told, the field
+#     both changed keeps both values with their authors.
+lesson_li = li_store.open_record(lesson.id(), li.editor)
+lesson_li.set_answer("teacher_name", AnswerValue.TEXT("陈老师"))
+lesson_li.set_answer("class_name", AnswerValue.TEXT("八(3)班"))
+lesson.set_answer("class_name", AnswerValue.TEXT("八(2)班（实验）"))
+assert run(li_store.sync()).pushed == 1
+wang_seen = Seen()
+wang_store.set_change_listener(wang_seen)
+merged = run(wang_store.sync())
+assert (merged.pushed, merged.pulled, merged.changed) == (1, 1, [lesson.id()]), merged
+assert wang_seen.ids == [lesson.id()], wang_seen.ids
+lesson.reload()
+teacher = lesson.answer("teacher_name", "zh")
+assert teacher.answer == AnswerValue.TEXT("陈老师") and teacher.by.user == "li", teacher
+assert {c.by.user for c in lesson.answer("class_name", "zh").conflicts} == {"wang", "li"}
+
+
+# 13. A sync waiting on a server that never answers stops at once when cancelled.
+async def cancel_a_hung_sync():
+    cancel = SyncCancel()
+    task = asyncio.ensure_future(wang_store.sync(cancel=cancel))
+    await asyncio.sleep(0.5)
+    assert not task.done(), "the sync waits on the silent server"
+    asked = time.monotonic()
+    cancel.cancel()
+    try:
+        await asyncio.wait_for(task, 5)
+    except ShidaoError.Cancelled:
+        return time.monotonic() - asked
+    raise AssertionError("the sync was not cancelled")
+
+
+wang_store.set_server_url(env("SHIDAO_TEST_HANG"))
+print(f"cancel took effect in {run(cancel_a_hung_sync()) * 1000:.0f} ms")
+wang_store.set_server_url(server)
+
+# 14. Li's tablet is revoked: her next sync is refused with the reason; Wang's goes on.
+urllib.request.urlopen(f"{env('SHIDAO_TEST_CONTROL')}/revoke/{li.editor.device}").read()
+e = refused(ShidaoError.Unauthorized, lambda: run(li_store.sync()))
+assert e.code == "revoked" and "revoked" in e.reason, e
+assert run(wang_store.sync()).refused == []
 print("python app flow: ok")

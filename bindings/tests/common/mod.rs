@@ -1,0 +1,127 @@
+//! A real `shidao-server` on loopback for the sync tests, run inside the test process: the relay
+//! (`shidao_server::serve` on a tokio runtime of its own) over a central store in a temp dir,
+//! with a programme, a school, two inspectors and one enrolment code each; plus the helpers the
+//! foreign scripts need to make each step deterministic:
+//!
+//! - `control_url`: `GET {control_url}/revoke/{device}` revokes a device with
+//!   `shidao_server::accounts::revoke_device` (what an admin does), so a script revokes a tablet
+//!   between two of its own steps;
+//! - `hang_url`: a server that accepts connections and never answers, so a sync waits on the
+//!   network until it is cancelled;
+//! - `unreachable_url`: a loopback port nobody listens on.
+
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+
+use shidao_core::{Clock, Role};
+use shidao_server::{accounts, AppState};
+
+pub struct Loopback {
+    pub url: String,
+    pub control_url: String,
+    pub hang_url: String,
+    pub unreachable_url: String,
+    /// One-time enrolment codes of the two inspectors of school `ouhai-a`.
+    pub code_wang: String,
+    pub code_li: String,
+    pub state: AppState,
+    pub rt: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+impl Loopback {
+    pub fn start() -> Loopback {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let state = AppState::open(&dir.path().join("central.db")).expect("central store");
+        let now = Clock::system().now();
+        let (code_wang, code_li) = state.with_db(|conn| {
+            accounts::add_programme(conn, "ouhai", "瓯海区初中全面提升行动", Some(("2026-09-01", "2027-01-31"))).expect("programme");
+            accounts::add_school(conn, "ouhai", "ouhai-a", "瓯海区实验中学", "示范", "智慧课堂").expect("school");
+            let school = ["ouhai-a".to_string()];
+            accounts::add_user(conn, "wang", "王老师", Role::Inspector, Some("ouhai"), &school, None, now).expect("wang");
+            accounts::add_user(conn, "li", "李老师", Role::Inspector, Some("ouhai"), &school, None, now).expect("li");
+            (accounts::new_enrol_code(conn, "wang", now).expect("code"), accounts::new_enrol_code(conn, "li", now).expect("code"))
+        });
+
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind relay");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        rt.spawn(shidao_server::serve(listener, state.clone(), std::future::pending()));
+
+        let control = TcpListener::bind("127.0.0.1:0").expect("bind control");
+        let control_url = format!("http://{}", control.local_addr().expect("addr"));
+        let admin = state.clone();
+        std::thread::spawn(move || {
+            for stream in control.incoming().flatten() {
+                answer_control(stream, &admin);
+            }
+        });
+
+        let hang = TcpListener::bind("127.0.0.1:0").expect("bind hang");
+        let hang_url = format!("http://{}", hang.local_addr().expect("addr"));
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in hang.incoming().flatten() {
+                held.push(stream); // never read, never answered, never closed
+            }
+        });
+
+        let unreachable_url = {
+            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+            format!("http://{}", l.local_addr().expect("addr"))
+        };
+
+        Loopback { url, control_url, hang_url, unreachable_url, code_wang, code_li, state, rt, _dir: dir }
+    }
+
+    /// The environment a foreign script reads.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("SHIDAO_TEST_SERVER", self.url.clone()),
+            ("SHIDAO_TEST_CODE_WANG", self.code_wang.clone()),
+            ("SHIDAO_TEST_CODE_LI", self.code_li.clone()),
+            ("SHIDAO_TEST_CONTROL", self.control_url.clone()),
+            ("SHIDAO_TEST_HANG", self.hang_url.clone()),
+            ("SHIDAO_TEST_UNREACHABLE", self.unreachable_url.clone()),
+        ]
+    }
+
+    pub fn revoke(&self, device: &str) {
+        self.state.with_db(|conn| accounts::revoke_device(conn, device, Clock::system().now())).expect("revoke");
+    }
+}
+
+/// One request to the control endpoint: `GET /revoke/{device}`.
+fn answer_control(stream: TcpStream, state: &AppState) {
+    let Ok(read_half) = stream.try_clone() else { return };
+    let mut reader = BufReader::new(read_half);
+    let mut request = String::new();
+    if reader.read_line(&mut request).is_err() {
+        return;
+    }
+    loop {
+        let mut header = String::new();
+        match reader.read_line(&mut header) {
+            Ok(0) | Err(_) => break,
+            Ok(_) if header == "\r\n" || header == "\n" => break,
+            Ok(_) => {}
+        }
+    }
+    let path = request.split_whitespace().nth(1).unwrap_or_default();
+    let (status, body) = match path.strip_prefix("/revoke/") {
+        Some(device) => match state.with_db(|conn| accounts::revoke_device(conn, device, Clock::system().now())) {
+            Ok(()) => ("200 OK", format!("revoked {device}")),
+            Err(e) => ("404 Not Found", e.to_string()),
+        },
+        None => ("404 Not Found", format!("no such control path {path}")),
+    };
+    let mut stream = stream;
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.flush();
+}

@@ -1,0 +1,144 @@
+//! Sync through the bindings' Rust API against a real relay on loopback (the same calls the
+//! Kotlin and Python scripts make in tests/bindings/app_flow.*): enrol, sync with progress,
+//! another tablet's edit merged with the listener told, an attachment fetched, a hung sync
+//! cancelled (and a second sync refused meanwhile), bad addresses, a revoked tablet.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use shidao_bindings::{AnswerValue, ChangeListener, ShidaoError, ShidaoStore, SyncCancel, SyncProgress, SyncStatus};
+
+#[derive(Default)]
+struct Seen(Mutex<Vec<String>>);
+
+impl ChangeListener for Seen {
+    fn on_record_changed(&self, record_id: String) {
+        self.0.lock().expect("lock").push(record_id);
+    }
+}
+
+impl Seen {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().expect("lock"))
+    }
+}
+
+#[derive(Default)]
+struct Steps(Mutex<Vec<SyncStatus>>);
+
+impl SyncProgress for Steps {
+    fn on_progress(&self, status: SyncStatus) {
+        self.0.lock().expect("lock").push(status);
+    }
+}
+
+#[test]
+fn two_tablets_sync_through_the_relay() {
+    let server = common::Loopback::start();
+    let rt = &server.rt;
+    let dir = tempfile::tempdir().expect("dir");
+    let open = |name: &str| ShidaoStore::open(dir.path().join(name).display().to_string()).expect("store");
+
+    // Enrol: the identity comes back and stays in the store; a code works once; a store that was
+    // never enrolled cannot sync.
+    let wang_store = open("wang.db");
+    assert_eq!(wang_store.enrolment().expect("read"), None);
+    let err = rt.block_on(wang_store.sync(None, None)).expect_err("not enrolled");
+    assert!(matches!(&err, ShidaoError::Unauthorized { code, .. } if code == "not_enrolled"), "{err:?}");
+    let wang = rt.block_on(wang_store.enrol(format!("{}/", server.url), server.code_wang.clone(), "王老师的平板".into())).expect("enrol");
+    assert_eq!((wang.editor.user.as_str(), wang.name.as_str(), wang.server_url.as_str()), ("wang", "王老师", server.url.as_str()));
+    assert_eq!(wang_store.enrolment().expect("read"), Some(wang.clone()));
+    let err = rt.block_on(open("x.db").enrol(server.url.clone(), server.code_wang.clone(), "x".into())).expect_err("used code");
+    assert!(matches!(&err, ShidaoError::Unauthorized { code, .. } if code == "bad_code"), "{err:?}");
+
+    // Bad addresses: not a URL, nobody listening. The code is not used up by either.
+    let li_store = open("li.db");
+    let err = rt.block_on(li_store.enrol("shidao.example.cn".into(), server.code_li.clone(), "x".into())).expect_err("bad address");
+    assert!(matches!(&err, ShidaoError::Network { reason } if reason.contains("bad server address")), "{err:?}");
+    let err = rt.block_on(li_store.enrol(server.unreachable_url.clone(), server.code_li.clone(), "x".into())).expect_err("unreachable");
+    assert!(matches!(&err, ShidaoError::Network { reason } if reason.contains("cannot reach")), "{err:?}");
+    assert!(matches!(wang_store.set_server_url("ftp://x".into()), Err(ShidaoError::Network { .. })));
+
+    // Wang fills a lesson observation and a visit with a photo, and syncs.
+    let obs = wang_store.create_record("classroom-observation".into(), "ouhai-a".into(), wang.editor.clone()).expect("create");
+    obs.set_answer("topic".into(), AnswerValue::Text { value: "勾股定理".into() }, None).expect("topic");
+    obs.set_answer("class_name".into(), AnswerValue::Text { value: "八(2)班".into() }, None).expect("class");
+    let visit = wang_store.create_record("inspection-visit".into(), "ouhai-a".into(), wang.editor.clone()).expect("visit");
+    let photo = vec![0xFF, 0xD8, 7, 7, 7];
+    let AnswerValue::Attachment { hash, .. } =
+        visit.attach_file("walk_photo".into(), photo.clone(), "image/jpeg".into(), "walk.jpg".into(), None).expect("photo")
+    else {
+        panic!("attachment answer")
+    };
+    let steps = Arc::new(Steps::default());
+    let started = Instant::now();
+    let first = rt.block_on(wang_store.sync(Some(steps.clone()), None)).expect("first sync");
+    println!("first sync (2 records, 1 file): {:?}", started.elapsed());
+    assert_eq!((first.pushed, first.pulled, first.uploaded), (2, 0, 1), "{first:?}");
+    let last = steps.0.lock().expect("lock").last().cloned().expect("progress told");
+    assert!(last.done && last.pushed == 2 && last.bytes_sent > 0, "{last:?}");
+
+    // Li enrols her tablet and syncs: both records arrive, her listener is told, the photo comes
+    // on demand.
+    let li_seen = Arc::new(Seen::default());
+    li_store.set_change_listener(Some(li_seen.clone())).expect("listener");
+    let li = rt.block_on(li_store.enrol(server.url.clone(), server.code_li.clone(), "李老师的平板".into())).expect("enrol li");
+    let got = rt.block_on(li_store.sync(None, None)).expect("li sync");
+    let mut both = vec![obs.id(), visit.id()];
+    both.sort();
+    assert_eq!((got.pulled, got.changed.clone()), (2, both.clone()), "{got:?}");
+    let mut told = li_seen.take();
+    told.sort();
+    assert_eq!(told, both);
+    assert!(matches!(li_store.attachment(hash.clone()), Err(ShidaoError::NotFound { .. })));
+    assert_eq!(rt.block_on(li_store.fetch_attachment(hash.clone())).expect("fetch").bytes, photo);
+    assert_eq!(li_store.attachment(hash).expect("kept").bytes, photo);
+
+    // Both edit offline, one field each and one field both; Li syncs, then Wang: Li's edit is
+    // merged on Wang's tablet, his listener is told, and the field both set keeps both values.
+    let obs_li = li_store.open_record(obs.id(), li.editor.clone()).expect("open");
+    obs_li.set_answer("teacher_name".into(), AnswerValue::Text { value: "陈老师".into() }, None).expect("teacher");
+    obs_li.set_answer("class_name".into(), AnswerValue::Text { value: "八(3)班".into() }, None).expect("class");
+    obs.set_answer("class_name".into(), AnswerValue::Text { value: "八(2)班（实验）".into() }, None).expect("class");
+    assert_eq!(rt.block_on(li_store.sync(None, None)).expect("li pushes").pushed, 1);
+    let wang_seen = Arc::new(Seen::default());
+    wang_store.set_change_listener(Some(wang_seen.clone())).expect("listener");
+    let merged = rt.block_on(wang_store.sync(None, None)).expect("wang merges");
+    assert_eq!((merged.pushed, merged.pulled, merged.changed.clone()), (1, 1, vec![obs.id()]), "{merged:?}");
+    assert_eq!(wang_seen.take(), vec![obs.id()]);
+    obs.reload().expect("reload");
+    let teacher = obs.answer("teacher_name".into(), "zh".into(), None).expect("teacher");
+    assert_eq!(teacher.by.map(|b| b.user), Some("li".to_string()));
+    let class = obs.answer("class_name".into(), "zh".into(), None).expect("class");
+    let mut authors: Vec<_> = class.conflicts.iter().filter_map(|c| c.by.as_ref().map(|b| b.user.clone())).collect();
+    authors.sort();
+    assert_eq!(authors, ["li", "wang"], "{class:?}");
+
+    // A sync waiting on a server that never answers stops at once when cancelled.
+    wang_store.set_server_url(server.hang_url.clone()).expect("move");
+    let cancel = SyncCancel::new();
+    let task = {
+        let store = wang_store.clone();
+        let cancel = cancel.clone();
+        rt.spawn(async move { store.sync(None, Some(cancel)).await })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!task.is_finished(), "the sync waits on the silent server");
+    let err = rt.block_on(wang_store.sync(None, None)).expect_err("one sync at a time");
+    assert!(matches!(&err, ShidaoError::NotAllowed { reason } if reason.contains("already running")), "{err:?}");
+    let asked = Instant::now();
+    cancel.cancel();
+    let outcome = rt.block_on(task).expect("task");
+    println!("cancel took effect in {:?}", asked.elapsed());
+    assert_eq!(outcome, Err(ShidaoError::Cancelled));
+    assert!(asked.elapsed() < Duration::from_secs(5));
+    wang_store.set_server_url(server.url.clone()).expect("back");
+
+    // Li's tablet is revoked: her next sync is refused with the reason; Wang's goes on.
+    server.revoke(&li.editor.device);
+    let err = rt.block_on(li_store.sync(None, None)).expect_err("revoked");
+    assert!(matches!(&err, ShidaoError::Unauthorized { code, reason } if code == "revoked" && reason.contains("revoked")), "{err:?}");
+    rt.block_on(wang_store.sync(None, None)).expect("wang still syncs");
+}
