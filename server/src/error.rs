@@ -23,6 +23,10 @@ pub enum AppError {
     Conflict(String),
     #[error("body larger than {limit} bytes")]
     TooLarge { limit: usize },
+    /// The disk under the central store or the attachments is full: nothing of the request was
+    /// kept, and the same request succeeds once there is room again.
+    #[error("the server's disk is full; nothing of this request was stored; try again later")]
+    StorageFull(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -38,13 +42,28 @@ impl AppError {
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             AppError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            AppError::StorageFull(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_full"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// A file-system error while `doing` something: a full disk (or a file-size limit) is
+    /// [`AppError::StorageFull`], anything else internal.
+    pub fn io(doing: impl std::fmt::Display, e: std::io::Error) -> AppError {
+        match e.kind() {
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::FileTooLarge | std::io::ErrorKind::QuotaExceeded => {
+                AppError::StorageFull(format!("{doing}: {e}"))
+            }
+            _ => AppError::Internal(format!("{doing}: {e}")),
         }
     }
 }
 
 impl From<rusqlite::Error> for AppError {
     fn from(e: rusqlite::Error) -> Self {
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            return AppError::StorageFull(format!("storage: {e}"));
+        }
         AppError::Internal(format!("storage: {e}"))
     }
 }
@@ -52,8 +71,10 @@ impl From<rusqlite::Error> for AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if let AppError::Internal(cause) = &self {
-            tracing::error!(%cause, "request failed");
+        match &self {
+            AppError::Internal(cause) => tracing::error!(%cause, "request failed"),
+            AppError::StorageFull(cause) => tracing::error!(%cause, "disk full: request refused"),
+            _ => {}
         }
         let body = ErrorBody { code: code.to_string(), reason: self.to_string() };
         (status, axum::Json(body)).into_response()

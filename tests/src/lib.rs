@@ -1,11 +1,15 @@
 //! Shared pieces of the end-to-end tests and benchmarks: people, schools, a real relay process
-//! on loopback, and tablets (a device store plus the HTTP sync driver).
+//! on loopback, and tablets (a device store plus the HTTP sync driver); for fault injection, a
+//! TCP proxy that cuts, delays and duplicates, and the checker of what must hold afterwards.
+
+pub mod invariants;
+pub mod proxy;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use shidao_core::store::Store;
+use shidao_core::store::{Store, StoreOptions};
 use shidao_core::sync::http::{Cancel, DriverError, HttpSync, RetryPolicy, Summary};
 use shidao_core::{DeviceId, Editor, Role, SchoolId, UserId};
 
@@ -40,7 +44,12 @@ impl Relay {
 
     /// Starts the relay with extra `serve` arguments (e.g. a TLS certificate and key).
     pub fn start_with(bin: &Path, db: &Path, extra: &[&str]) -> Relay {
-        let log = db.with_extension("log");
+        Relay::start_logging(bin, db, extra, &db.with_extension("log"))
+    }
+
+    /// Starts the relay writing its log to `log` (e.g. off a disk that is meant to fill up).
+    pub fn start_logging(bin: &Path, db: &Path, extra: &[&str], log: &Path) -> Relay {
+        let log = log.to_path_buf();
         let err = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
         let mut child = Command::new(bin)
             .args(["--db", &db.display().to_string(), "serve", "--listen", "127.0.0.1:0"])
@@ -93,7 +102,7 @@ impl Relay {
     pub fn restart(&mut self) {
         self.kill();
         let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
-        *self = Relay::start_with(&self.bin, &self.db, &extra);
+        *self = Relay::start_logging(&self.bin, &self.db, &extra, &self.log);
     }
 
     pub fn log(&self) -> String {
@@ -125,12 +134,23 @@ impl Tablet {
 
     /// Enrols trusting an extra certificate (a test server's own).
     pub async fn enrol_trusting(url: &str, code: &str, path: &Path, cert_pem: Option<&[u8]>) -> Result<Tablet, DriverError> {
+        Tablet::enrol_full(url, code, path, cert_pem, StoreOptions::default()).await
+    }
+
+    /// Enrols with store options of its own (e.g. a clock hours off).
+    pub async fn enrol_full(
+        url: &str,
+        code: &str,
+        path: &Path,
+        cert_pem: Option<&[u8]>,
+        opts: StoreOptions,
+    ) -> Result<Tablet, DriverError> {
         let mut http = HttpSync::new(url, cert_pem)?;
         http.policy = RetryPolicy { attempts: 1, ..RetryPolicy::default() };
         let e = http.enrol(code, "测试平板").await?;
         let role = Role::parse(&e.role).expect("role");
         let editor = Editor { user: UserId::new(e.user).expect("user"), device: DeviceId::new(e.device).expect("device"), role };
-        let store = Store::open(path).expect("store");
+        let store = Store::open_with(path, opts).expect("store");
         Ok(Tablet { store, editor, token: e.token, http, path: path.to_path_buf() })
     }
 
