@@ -60,7 +60,7 @@ pub fn append(
     if mime.len() > 100 || !mime.contains('/') {
         return Err(AppError::BadRequest("content-type of an attachment must be a MIME type".into()));
     }
-    std::fs::create_dir_all(dir).map_err(|e| AppError::Internal(format!("attachment folder: {e}")))?;
+    std::fs::create_dir_all(dir).map_err(|e| AppError::io("attachment folder", e))?;
     let (done_path, part_path) = paths(dir, hash);
     let tx = conn.unchecked_transaction()?;
     let held = match status(&tx, hash)? {
@@ -85,7 +85,7 @@ pub fn append(
     if held + piece.len() as u64 > length {
         return Err(AppError::BadRequest(format!("piece runs past the declared length {length}")));
     }
-    let io = |e: std::io::Error| AppError::Internal(format!("attachment {hash}: {e}"));
+    let io = |e: std::io::Error| AppError::io(format!("attachment {hash}"), e);
     let mut file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&part_path).map_err(io)?;
     file.seek(SeekFrom::Start(held)).map_err(io)?;
     file.write_all(piece).map_err(io)?;
