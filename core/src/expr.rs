@@ -307,7 +307,14 @@ struct Parser {
     src: String,
     toks: Vec<(usize, Tok)>,
     pos: usize,
+    /// How deeply the expression nests here (brackets, calls, minus signs).
+    depth: usize,
 }
+
+/// Limits that keep parsing, evaluating and dropping an expression off the edge of the stack:
+/// the templates' longest expressions are far below them.
+const MAX_TOKENS: usize = 2_000;
+const MAX_DEPTH: usize = 64;
 
 impl Parser {
     fn err(&self, problem: impl Into<String>) -> ParseError {
@@ -351,11 +358,18 @@ impl Parser {
     }
 
     fn unary(&mut self) -> Result<Expr, ParseError> {
-        if self.peek() == Some(&Tok::Op("-")) {
-            self.pos += 1;
-            return Ok(Expr::Neg(Box::new(self.unary()?)));
+        if self.depth >= MAX_DEPTH {
+            return Err(self.err(format!("the expression nests deeper than {MAX_DEPTH} levels")));
         }
-        self.primary()
+        self.depth += 1;
+        let e = if self.peek() == Some(&Tok::Op("-")) {
+            self.pos += 1;
+            self.unary().map(|e| Expr::Neg(Box::new(e)))
+        } else {
+            self.primary()
+        };
+        self.depth -= 1;
+        e
     }
 
     fn primary(&mut self) -> Result<Expr, ParseError> {
@@ -444,7 +458,14 @@ impl Expr {
     pub fn parse(src: &str) -> Result<Expr, ParseError> {
         let lexer = Lexer { src, chars: src.char_indices().collect(), pos: 0 };
         let toks = lexer.tokens()?;
-        let mut p = Parser { src: src.to_string(), toks, pos: 0 };
+        if toks.len() > MAX_TOKENS {
+            return Err(ParseError {
+                source_text: src.chars().take(80).collect(),
+                problem: format!("the expression is longer than {MAX_TOKENS} tokens"),
+                at: 0,
+            });
+        }
+        let mut p = Parser { src: src.to_string(), toks, pos: 0, depth: 0 };
         let e = p.bin_level(0)?;
         if p.pos != p.toks.len() {
             return Err(p.err("unexpected text after the expression"));
@@ -668,6 +689,18 @@ pub fn format_date(days: i64) -> String {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn deep_or_long_expressions_are_refused_not_a_stack_overflow() {
+        // Found by the expression fuzz check: a thousand brackets overflowed the parser's stack.
+        let deep = format!("{}1{}", "(".repeat(500), ")".repeat(500));
+        assert!(Expr::parse(&deep).unwrap_err().problem.contains("nests deeper"));
+        assert!(Expr::parse(&format!("{}1", "-".repeat(1_500))).unwrap_err().problem.contains("nests deeper"));
+        let long = vec!["1"; 3_000].join(" + ");
+        assert!(Expr::parse(&long).unwrap_err().problem.contains("longer than"));
+        let fine = format!("{}1{}", "(".repeat(60), ")".repeat(60));
+        assert!(Expr::parse(&fine).is_ok());
+    }
 
     struct Map(HashMap<&'static str, EValue>, EValue);
     impl Env for Map {
