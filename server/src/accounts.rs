@@ -239,7 +239,9 @@ pub fn enrol(conn: &Connection, code: &str, device_name: &str, now: i64) -> AppR
     let tx = conn.unchecked_transaction()?;
     let user: Option<String> = tx
         .query_row(
-            "SELECT user_id FROM enrol_codes WHERE code_hash = ?1 AND used_at IS NULL AND expires_at > ?2",
+            // A code issued before its user was disabled enrols nothing.
+            "SELECT c.user_id FROM enrol_codes c JOIN users u ON u.id = c.user_id
+             WHERE c.code_hash = ?1 AND c.used_at IS NULL AND c.expires_at > ?2 AND u.active = 1",
             params![sha256_hex(&code), now],
             |r| r.get(0),
         )

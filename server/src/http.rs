@@ -18,6 +18,9 @@ use crate::{attachments, sync, AppState};
 /// Largest piece of an attachment in one request.
 const MAX_PIECE: usize = 4 * 1024 * 1024;
 
+/// Largest enrolment request (a code and a device name).
+const MAX_ENROL: usize = 64 * 1024;
+
 /// The device behind the request's bearer token.
 pub struct Authed(pub Device);
 
@@ -29,6 +32,21 @@ impl FromRequestParts<AppState> for Authed {
         let token = header.strip_prefix("Bearer ").ok_or(AppError::Unauthorized)?.trim().to_string();
         let now = state.clock.now();
         state.blocking(move |conn| accounts::authenticate(conn, &token, now)).await.map(Authed)
+    }
+}
+
+/// The route's one path parameter (a record id, an attachment hash). One that does not decode
+/// (invalid UTF-8 such as `%FF`) is a JSON 400 like every other error, not axum's plain text.
+struct PathParam(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(p)| PathParam(p))
+            .map_err(|e| AppError::BadRequest(format!("malformed path: {e}")))
     }
 }
 
@@ -47,7 +65,7 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn enrol(State(state): State<AppState>, raw: Result<Bytes, BytesRejection>) -> AppResult<Json<EnrolResponse>> {
-    let raw = body(raw, 64 * 1024)?;
+    let raw = body(raw, MAX_ENROL)?;
     let req: EnrolRequest =
         serde_json::from_slice(&raw).map_err(|e| AppError::BadRequest(format!("not an enrolment request: {e}")))?;
     let now = state.clock.now();
@@ -103,7 +121,7 @@ fn header_u64(headers: &HeaderMap, name: &str) -> AppResult<u64> {
         .ok_or_else(|| AppError::BadRequest(format!("header `{name}` must be a number")))
 }
 
-async fn attachment_head(State(state): State<AppState>, Authed(_): Authed, Path(hash): Path<String>) -> AppResult<Response> {
+async fn attachment_head(State(state): State<AppState>, Authed(_): Authed, PathParam(hash): PathParam) -> AppResult<Response> {
     let status = state.blocking(move |conn| attachments::status(conn, &hash)).await?;
     let Some((received, size, complete)) = status else {
         return Ok(StatusCode::NOT_FOUND.into_response());
@@ -118,7 +136,7 @@ async fn attachment_head(State(state): State<AppState>, Authed(_): Authed, Path(
 async fn attachment_put(
     State(state): State<AppState>,
     Authed(device): Authed,
-    Path(hash): Path<String>,
+    PathParam(hash): PathParam,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> AppResult<Response> {
@@ -136,7 +154,7 @@ async fn attachment_put(
     Ok(r)
 }
 
-async fn attachment_get(State(state): State<AppState>, Authed(device): Authed, Path(hash): Path<String>) -> AppResult<Response> {
+async fn attachment_get(State(state): State<AppState>, Authed(device): Authed, PathParam(hash): PathParam) -> AppResult<Response> {
     let dir = state.attachments_dir.clone();
     let (bytes, mime) = state
         .blocking(move |conn| {
@@ -152,7 +170,7 @@ async fn attachment_get(State(state): State<AppState>, Authed(device): Authed, P
 }
 
 /// The whole of one record (every change), for a device that needs to start it afresh.
-async fn record_get(State(state): State<AppState>, Authed(device): Authed, Path(id): Path<String>) -> AppResult<Response> {
+async fn record_get(State(state): State<AppState>, Authed(device): Authed, PathParam(id): PathParam) -> AppResult<Response> {
     let bytes = state
         .blocking(move |conn| {
             let scope = accounts::scope(conn, &device.user, device.role, device.programme.as_deref())?;
@@ -175,7 +193,7 @@ async fn record_get(State(state): State<AppState>, Authed(device): Authed, Path(
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/v1/enrol", post(enrol))
+        .route("/v1/enrol", post(enrol).layer(DefaultBodyLimit::max(MAX_ENROL)))
         .route("/v1/records/{id}", get(record_get))
         .route("/v1/sync", post(sync_handler).layer(DefaultBodyLimit::max(protocol::MAX_BODY_BYTES)))
         .route(

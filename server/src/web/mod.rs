@@ -8,11 +8,12 @@ pub mod page;
 mod records;
 mod reports;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
+use rusqlite::OptionalExtension;
 use serde::Deserialize;
 
 use self::auth::{cookie_header, WebUser, SESSION_COOKIE};
@@ -114,12 +115,32 @@ async fn set_lang(Path(code): Path<String>, headers: HeaderMap) -> Response {
         .get("referer")
         .and_then(|v| v.to_str().ok())
         .and_then(|r| r.find("://").and_then(|i| r[i + 3..].find('/').map(|j| r[i + 3 + j..].to_string())))
-        .filter(|p| p.starts_with('/') && !p.starts_with("//"))
+        // A path of this site only: `//host` and `/\host` are read by browsers as another host.
+        .filter(|p| p.starts_with('/') && !p.starts_with("//") && !p.contains('\\'))
         .unwrap_or_else(|| "/".into());
     let mut resp = Redirect::to(&back).into_response();
     let value = if code == "en" { "en" } else { "zh" };
     set_cookie(&mut resp, format!("shidao_lang={value}; Path=/; Max-Age=31536000; SameSite=Lax"));
     resp
+}
+
+/// `GET /schools/{id}`: the school report, for a school of the user's programme only.
+async fn school_report(
+    State(state): State<AppState>,
+    user: WebUser,
+    lang: Lang,
+    Path(school): Path<String>,
+    query: Query<ReportQuery>,
+) -> AppResult<Html<String>> {
+    let id = school.clone();
+    let programme: Option<String> = state
+        .blocking(move |c| Ok(c.query_row("SELECT programme_id FROM schools WHERE id = ?1", [&id], |r| r.get(0)).optional()?))
+        .await?;
+    match (programme, &user.programme) {
+        (None, _) => Err(AppError::NotFound(format!("school {school} does not exist"))),
+        (Some(p), Some(mine)) if p != *mine => Err(AppError::Forbidden(format!("school {school} is not in your programme"))),
+        _ => reports::school_report(State(state), user, lang, Path(school), query).await,
+    }
 }
 
 /// Every page route.
@@ -129,7 +150,7 @@ pub fn routes() -> Router<AppState> {
         .route("/login", get(login_form).post(login))
         .route("/logout", post(logout))
         .route("/lang/{code}", get(set_lang))
-        .route("/schools/{id}", get(reports::school_report))
+        .route("/schools/{id}", get(school_report))
         .route("/records", get(records::list))
         .route("/records/{id}", get(records::view))
         .route("/records/{id}/history", get(records::history))

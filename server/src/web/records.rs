@@ -54,6 +54,7 @@ pub struct ListQuery {
 
 /// `GET /records`: the records behind a figure.
 pub async fn list(State(state): State<AppState>, user: WebUser, lang: Lang, Query(q): Query<ListQuery>) -> AppResult<Html<String>> {
+    let programme = user.programme.clone();
     let body = state
         .blocking(move |conn| {
             let mut stmt = conn.prepare_cached(
@@ -61,10 +62,12 @@ pub async fn list(State(state): State<AppState>, user: WebUser, lang: Lang, Quer
                  FROM records r JOIN schools s ON s.id = r.school_id LEFT JOIN users u ON u.id = r.created_by
                  WHERE (?1 IS NULL OR r.school_id = ?1) AND (?2 IS NULL OR r.template_id = ?2) AND (?3 IS NULL OR r.status = ?3)
                    AND (?4 IS NULL OR u.role = ?4) AND (?5 IS NULL OR r.record_date >= ?5) AND (?6 IS NULL OR r.record_date <= ?6)
+                   AND (?7 IS NULL OR s.programme_id = ?7)
                  ORDER BY r.record_date DESC, r.id LIMIT 1000",
             )?;
+            // Only the user's programme (`?7`), like every other page.
             let rows: Vec<(String, String, String, Option<String>, String, String, i64)> = stmt
-                .query_map(params![q.school, q.template, q.status, q.role, q.from, q.to], |r| {
+                .query_map(params![q.school, q.template, q.status, q.role, q.from, q.to, programme], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
