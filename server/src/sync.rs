@@ -442,12 +442,15 @@ fn check_rules(
 }
 
 /// Rewrites the projection of one record: answers with author and time, computed values, scores,
-/// and the files it refers to.
+/// the files it refers to, and what the dashboard reads without walking answers (a visit's
+/// rectification items, a task-progress record's task and achieved amount).
 pub fn project(conn: &Connection, record: &Record, view: &RecordView) -> rusqlite::Result<()> {
     let id = record.id().as_str();
     conn.prepare_cached("DELETE FROM answers WHERE record_id = ?1")?.execute([id])?;
     conn.prepare_cached("DELETE FROM computed WHERE record_id = ?1")?.execute([id])?;
     conn.prepare_cached("DELETE FROM record_files WHERE record_id = ?1")?.execute([id])?;
+    conn.prepare_cached("DELETE FROM rectifications WHERE record_id = ?1")?.execute([id])?;
+    conn.prepare_cached("DELETE FROM task_progress WHERE record_id = ?1")?.execute([id])?;
     let template = record.template();
     let mut insert = conn.prepare_cached(
         "INSERT INTO answers (record_id, field, row_id, value, display, number, author, device, at, conflicts)
@@ -499,6 +502,92 @@ pub fn project(conn: &Connection, record: &Record, view: &RecordView) -> rusqlit
         "UPDATE records SET score = ?2, author_role = (SELECT role FROM users WHERE users.id = records.created_by) WHERE id = ?1",
     )?
     .execute(params![id, view.scores.first().and_then(|s| s.value)])?;
+    let school = record.school().map(|s| s.to_string()).unwrap_or_default();
+    match template.id() {
+        VISIT => project_rectifications(conn, id, &school, template, view)?,
+        TASK_PROGRESS => project_task_progress(conn, id, &school, view)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The template whose rows of [`RECTIFICATIONS`] are rectification items.
+const VISIT: &str = "inspection-visit";
+const RECTIFICATIONS: &str = "rectifications";
+const TASK_PROGRESS: &str = "task-progress";
+
+/// The value of a text-like answer as `json_extract(value, '$.value')` reads it from `answers`.
+fn text_value(answer: Option<&Answer>) -> Option<String> {
+    match answer? {
+        Answer::Text(s) | Answer::LongText(s) | Answer::Choice(s) | Answer::Date(s) | Answer::Time(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// One row of `rectifications`: every row of the visit's rectification group holding an answer
+/// (`upgrade_2_to_3.sql` backfills the same rows from `answers`).
+struct Rectification {
+    /// The row's place among the group's rows with answers, in form order.
+    index: usize,
+    /// The item's display; `None` when the row has no item (the report lists items only).
+    item: Option<String>,
+    owner: String,
+    deadline: Option<String>,
+    status: String,
+    closed: bool,
+}
+
+fn project_rectifications(conn: &Connection, id: &str, school: &str, template: &Template, view: &RecordView) -> rusqlite::Result<()> {
+    let mut rows: BTreeMap<String, Rectification> = BTreeMap::new();
+    for a in &view.answers {
+        let Some(row) = &a.field.row else { continue };
+        let Some(f) = template.field(&a.field.field) else { continue };
+        if !matches!(f.parent, Parent::Repeat(g) if template.fields.get(g).is_some_and(|g| g.id() == RECTIFICATIONS)) {
+            continue;
+        }
+        let display = a.answer.as_ref().map(|v| v.display(f, "zh")).unwrap_or_default();
+        let index = rows.len();
+        let r = rows.entry(row.to_string()).or_insert_with(|| Rectification {
+            index,
+            item: None,
+            owner: String::new(),
+            deadline: None,
+            status: String::new(),
+            closed: false,
+        });
+        match f.id() {
+            "rect_item" => r.item = Some(display),
+            "rect_owner" => r.owner = display,
+            "rect_deadline" => r.deadline = text_value(a.answer.as_ref()),
+            "rect_status" => {
+                r.closed = matches!(text_value(a.answer.as_ref()).as_deref(), Some("done" | "verified"));
+                r.status = display;
+            }
+            _ => {}
+        }
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO rectifications (record_id, row_id, row_index, school_id, item, owner, deadline, status, closed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for (row, r) in rows {
+        insert.execute(params![id, row, r.index as i64, school, r.item, r.owner, r.deadline, r.status, r.closed])?;
+    }
+    Ok(())
+}
+
+/// The task a task-progress record reports on and its achieved amount, when it names a task.
+fn project_task_progress(conn: &Connection, id: &str, school: &str, view: &RecordView) -> rusqlite::Result<()> {
+    let task = view
+        .answers
+        .iter()
+        .find(|a| a.field.row.is_none() && a.field.field == "task_ref")
+        .and_then(|a| text_value(a.answer.as_ref()));
+    let achieved = view.computed.iter().find(|c| c.field.row.is_none() && c.field.field == "achieved");
+    if let (Some(task), Some(achieved)) = (task, achieved) {
+        conn.prepare_cached("INSERT INTO task_progress (record_id, school_id, task_ref, achieved) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![id, school, task, achieved.number])?;
+    }
     Ok(())
 }
 
@@ -515,5 +604,56 @@ pub fn apply_one(conn: &mut Connection, device: &Device, push: &Push, now: i64) 
         Ok(Applied::ResendAll(why)) => Err(AppError::Conflict(why)),
         Err(Err(r)) => Err(AppError::Forbidden(format!("{}: {}", r.code, r.reason))),
         Err(Ok(e)) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shidao_core::{builtin, Answer, Clock, DeviceId, Editor, FieldRef, NewRecord, Record, RecordId, SchoolId, UserId};
+
+    use super::*;
+
+    fn count(conn: &Connection, sql: &str, id: &str) -> i64 {
+        conn.query_row(sql, [id], |r| r.get(0)).expect("count")
+    }
+
+    #[test]
+    fn reprojecting_a_record_replaces_its_rectifications_and_task_progress() {
+        let conn = crate::db::open_in_memory().expect("store");
+        conn.pragma_update(None, "foreign_keys", "OFF").expect("pragma");
+        let editor = |role| Editor { user: UserId::new("u").expect("id"), device: DeviceId::new("d").expect("id"), role };
+        let new = |t: &str, role| {
+            let new = NewRecord { id: RecordId::random(), school: SchoolId::new("s1").expect("id") };
+            Record::create(builtin(t).expect("template"), new, editor(role), Clock::fixed(1_790_000_000)).expect("record")
+        };
+        let project_now = |r: &Record| project(&conn, r, &r.read()).expect("project");
+
+        let mut visit = new("inspection-visit", Role::Inspector);
+        let rows: Vec<_> = (0..2).map(|_| visit.add_row("rectifications", None).expect("row")).collect();
+        for (i, row) in rows.iter().enumerate() {
+            visit.set_answer(&FieldRef::in_row("rect_item", row), Answer::Text(format!("事项{i}"))).expect("item");
+            visit.set_answer(&FieldRef::in_row("rect_deadline", row), Answer::Date("2026-10-01".into())).expect("deadline");
+        }
+        project_now(&visit);
+        let id = visit.id().to_string();
+        let open = "SELECT COUNT(*) FROM rectifications WHERE record_id = ?1 AND closed = 0";
+        assert_eq!(count(&conn, open, &id), 2);
+        // One item is closed, the other removed from the record: both leave the open items.
+        visit.set_answer(&FieldRef::in_row("rect_status", &rows[0]), Answer::Choice("verified".into())).expect("status");
+        visit.remove_row("rectifications", &rows[1]).expect("remove");
+        project_now(&visit);
+        assert_eq!(count(&conn, open, &id), 0);
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM rectifications WHERE record_id = ?1", &id), 1);
+
+        let mut task = new("task-progress", Role::Principal);
+        task.set_answer(&FieldRef::top("task_ref"), Answer::Text("yufeng-03".into())).expect("task");
+        let entry = task.add_row("entries", None).expect("row");
+        task.set_answer(&FieldRef::in_row("entry_amount", &entry), Answer::Decimal(4.0)).expect("amount");
+        project_now(&task);
+        let id = task.id().to_string();
+        assert_eq!(count(&conn, "SELECT CAST(achieved AS INTEGER) FROM task_progress WHERE record_id = ?1 AND task_ref = 'yufeng-03'", &id), 4);
+        task.clear_answer(&FieldRef::top("task_ref")).expect("clear");
+        project_now(&task);
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM task_progress WHERE record_id = ?1", &id), 0);
     }
 }

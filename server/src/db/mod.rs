@@ -7,10 +7,10 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 const SCHEMA: &str = include_str!("schema.sql");
 /// `(from, sql)`: the step from version `from` to `from + 1`.
-const UPGRADES: &[(i64, &str)] = &[(1, include_str!("upgrade_1_to_2.sql"))];
+const UPGRADES: &[(i64, &str)] = &[(1, include_str!("upgrade_1_to_2.sql")), (2, include_str!("upgrade_2_to_3.sql"))];
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -148,6 +148,135 @@ mod tests {
         assert_eq!(shape(&old), shape(&fresh));
         let kept: String = old.query_row("SELECT name FROM programmes", [], |r| r.get(0)).expect("kept");
         assert_eq!(kept, "项目");
+    }
+
+    /// Records of every template (filled at random) and visits and task progress written to
+    /// cover what the projection distinguishes: open and closed items, an item without deadline,
+    /// a deadline without item, a status in conflict, a task progress without a task number.
+    fn sample_records() -> Vec<shidao_core::Record> {
+        use shidao_core::sample::{fill_completely, Rng};
+        use shidao_core::template::BUILTIN_IDS;
+        use shidao_core::{builtin, Answer, Clock, DeviceId, Editor, FieldRef, NewRecord, Record, RecordId, SchoolId, UserId};
+        let clock = Clock::fixed(1_790_000_000);
+        let editor = |user: &str, role| Editor { user: UserId::new(user).expect("id"), device: DeviceId::new(format!("{user}-tab")).expect("id"), role };
+        let new = |t: &str, school: &str, user: &str| {
+            let t = builtin(t).expect("template");
+            let role = t.def.filled_by[0];
+            Record::create(t, NewRecord { id: RecordId::random(), school: SchoolId::new(school).expect("id") }, editor(user, role), clock.clone()).expect("record")
+        };
+        let mut rng = Rng::new(3);
+        let mut out = Vec::new();
+        for (k, id) in BUILTIN_IDS.iter().enumerate() {
+            for i in 0..3 {
+                let mut r = new(id, if (k + i) % 2 == 0 { "s1" } else { "s2" }, "u1");
+                fill_completely(&mut r, 1 + i, &mut rng).expect("fill");
+                out.push(r);
+            }
+        }
+        let set = |r: &mut Record, field: &str, row: Option<&shidao_core::RowId>, a: Answer| {
+            let at = match row {
+                Some(row) => FieldRef::in_row(field, row),
+                None => FieldRef::top(field),
+            };
+            r.set_answer(&at, a).expect("answer");
+        };
+        let mut visit = new("inspection-visit", "s1", "insp");
+        let rows: Vec<_> = (0..5).map(|_| visit.add_row("rectifications", None).expect("row")).collect();
+        let text = |s: &str| Answer::Text(s.into());
+        for (i, row) in rows.iter().enumerate() {
+            if i != 2 {
+                set(&mut visit, "rect_item", Some(row), text(&format!("事项{i}")));
+            }
+            if i != 1 {
+                set(&mut visit, "rect_deadline", Some(row), Answer::Date(format!("2026-10-0{}", i + 1)));
+            }
+            if i == 0 {
+                set(&mut visit, "rect_owner", Some(row), text("王"));
+            }
+            let status = ["open", "in_progress", "done", "verified", "open"][i];
+            if i != 4 {
+                set(&mut visit, "rect_status", Some(row), Answer::Choice(status.into()));
+            }
+        }
+        // Two inspectors judge the last row at once: the status is in conflict.
+        let mut other = visit.fork(editor("insp2", shidao_core::template::Role::Inspector));
+        set(&mut visit, "rect_status", Some(&rows[4]), Answer::Choice("done".into()));
+        set(&mut other, "rect_status", Some(&rows[4]), Answer::Choice("in_progress".into()));
+        visit.merge(&other).expect("merge");
+        out.push(visit);
+        let mut task = new("task-progress", "s2", "head");
+        fill_completely(&mut task, 2, &mut rng).expect("fill");
+        set(&mut task, "task_ref", None, text("yufeng-03"));
+        out.push(task);
+        out.push(new("task-progress", "s2", "head"));
+        out
+    }
+
+    /// Projects `records` into `conn` as the relay does (their `records` rows first).
+    fn project_all(conn: &Connection, records: &[shidao_core::Record]) {
+        for r in records {
+            let v = r.read();
+            conn.execute(
+                "INSERT INTO records (id, template_id, template_version, school_id, created_by, status, record_date, heads, last_seq, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'draft', ?6, '[]', 0, 0)",
+                rusqlite::params![v.id, v.template, v.version, v.school, v.created_by, r.date()],
+            )
+            .expect("record");
+            crate::sync::project(conn, r, &v).expect("project");
+        }
+    }
+
+    fn rows(conn: &Connection, sql: &str) -> Vec<Vec<rusqlite::types::Value>> {
+        let mut stmt = conn.prepare(sql).expect("query");
+        let n = stmt.column_count();
+        stmt.query_map([], |r| (0..n).map(|i| r.get(i)).collect()).expect("rows").collect::<Result<_, _>>().expect("rows")
+    }
+
+    #[test]
+    fn a_version_2_store_with_records_upgrades_to_the_projection_of_a_fresh_one() {
+        let dir = tempfile::tempdir().expect("dir");
+        let records = sample_records();
+        let fresh_path = dir.path().join("fresh.db");
+        let fresh = open(&fresh_path).expect("fresh");
+        fresh.pragma_update(None, "foreign_keys", "OFF").expect("pragma");
+        project_all(&fresh, &records);
+        drop(fresh);
+
+        // A version 2 store holding the same records, answers and computed values, some of its
+        // records without their score (as records last projected before version 2).
+        let mut old = Connection::open(dir.path().join("old.db")).expect("old");
+        old.pragma_update(None, "foreign_keys", "OFF").expect("pragma");
+        old.execute_batch(include_str!("v1.sql")).expect("v1");
+        old.execute_batch(UPGRADES[0].1).expect("v2");
+        old.pragma_update(None, "user_version", 2).expect("version");
+        old.execute("ATTACH DATABASE ?1 AS fresh", [fresh_path.to_str().expect("path")]).expect("attach");
+        old.execute_batch(
+            "INSERT INTO records SELECT id, template_id, template_version, school_id, created_by, status, record_date, heads,
+                    last_seq, updated_at, author_role, CASE WHEN rowid % 2 = 0 THEN NULL ELSE score END FROM fresh.records;
+             INSERT INTO answers SELECT * FROM fresh.answers;
+             INSERT INTO computed SELECT * FROM fresh.computed;
+             DETACH DATABASE fresh;",
+        )
+        .expect("copy");
+        init(&mut old).map_err(|_| "upgrade failed").expect("upgrade");
+        assert_eq!(version(&old).expect("version"), VERSION);
+
+        let fresh = open(&fresh_path).expect("fresh");
+        for sql in [
+            "SELECT * FROM rectifications ORDER BY record_id, row_id",
+            "SELECT * FROM task_progress ORDER BY record_id",
+            "SELECT id, score FROM records ORDER BY id",
+        ] {
+            assert_eq!(rows(&old, sql), rows(&fresh, sql), "{sql}");
+        }
+        // The cases are there: open and closed items, no deadline, no item, a task.
+        let count = |sql: &str| fresh.query_row(sql, [], |r| r.get::<_, i64>(0)).expect("count");
+        assert!(count("SELECT COUNT(*) FROM rectifications WHERE closed = 0") >= 3);
+        assert!(count("SELECT COUNT(*) FROM rectifications WHERE closed = 1") >= 2);
+        assert!(count("SELECT COUNT(*) FROM rectifications WHERE item IS NULL") >= 1);
+        assert!(count("SELECT COUNT(*) FROM rectifications WHERE deadline IS NULL") >= 1);
+        assert!(count("SELECT COUNT(*) FROM task_progress WHERE task_ref = 'yufeng-03' AND achieved > 0") == 1);
+        assert!(count("SELECT COUNT(*) FROM records WHERE score IS NOT NULL") >= 6);
     }
 
     #[test]

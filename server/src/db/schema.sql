@@ -1,4 +1,4 @@
--- The central store (user_version 2). One SQLite file in WAL mode; one writer.
+-- The central store (user_version 3). One SQLite file in WAL mode; one writer.
 
 -- programmes: a district's improvement programme (e.g. 瓯海区初中全面提升行动计划).
 CREATE TABLE programmes (
@@ -83,7 +83,8 @@ CREATE INDEX actors_device ON actors (device_id);
 
 -- records: what every record is about; last_seq is its latest entry in the change log.
 -- author_role and score (the template's first score, e.g. a lesson's total) are kept for the
--- dashboard. The documents themselves live in `documents`, so these rows stay small.
+-- dashboard, whose counts and means read covering indexes (with or without ANALYZE statistics).
+-- The documents themselves live in `documents`, so these rows stay small.
 CREATE TABLE records (
     id TEXT PRIMARY KEY NOT NULL,
     template_id TEXT NOT NULL,
@@ -104,6 +105,7 @@ CREATE INDEX records_status ON records (status);
 CREATE INDEX records_date ON records (record_date);
 CREATE INDEX records_school_date ON records (school_id, template_id, record_date, author_role, created_by, score);
 CREATE INDEX records_status_school ON records (status, school_id);
+CREATE INDEX records_template_date ON records (template_id, record_date, school_id, created_by, score);
 
 -- documents: every record's compacted Automerge document, rewritten on each accepted push.
 CREATE TABLE documents (
@@ -154,6 +156,37 @@ CREATE TABLE computed (
     PRIMARY KEY (record_id, name, row_id)
 );
 CREATE INDEX computed_name ON computed (name, record_id);
+
+-- rectifications: every row of an inspection visit's rectification group that holds an answer,
+-- projected with the record so the dashboard's overdue count and the school report's open items
+-- need not walk answers. row_index orders the rows as on the form; item is the item's display
+-- (NULL when the row has none); deadline the date as written; closed whether the status is done
+-- or verified (no status is open).
+CREATE TABLE rectifications (
+    record_id TEXT NOT NULL REFERENCES records (id),
+    row_id TEXT NOT NULL,
+    row_index INTEGER NOT NULL,
+    school_id TEXT NOT NULL,
+    item TEXT,
+    owner TEXT NOT NULL,
+    deadline TEXT,
+    status TEXT NOT NULL,
+    closed INTEGER NOT NULL,
+    PRIMARY KEY (record_id, row_id)
+);
+CREATE INDEX rectifications_overdue ON rectifications (closed, deadline, school_id);
+CREATE INDEX rectifications_school ON rectifications (school_id, closed, deadline);
+
+-- task_progress: the task a task-progress record reports on and its achieved amount, projected
+-- like rectifications, for the tasks' sums.
+CREATE TABLE task_progress (
+    record_id TEXT PRIMARY KEY NOT NULL REFERENCES records (id),
+    school_id TEXT NOT NULL,
+    task_ref TEXT NOT NULL,
+    achieved REAL
+);
+CREATE INDEX task_progress_task ON task_progress (task_ref, achieved);
+CREATE INDEX task_progress_school ON task_progress (school_id, task_ref, achieved);
 
 -- record_files: attachments records refer to (who may download what).
 CREATE TABLE record_files (
