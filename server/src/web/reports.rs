@@ -1,6 +1,6 @@
 //! The programme dashboard and the school report (一校一报告), computed from the projection
-//! (answers, computed values, scores) without loading documents. Every figure links to the
-//! records behind it.
+//! (answers, computed values, scores, and the rectification items and task progress projected
+//! onto their own tables) without loading documents. Every figure links to the records behind it.
 
 use std::collections::HashMap;
 
@@ -63,40 +63,39 @@ pub struct TaskRow {
 
 /// Programme tasks (or one school's) against their targets, from task-progress records.
 pub fn tasks(conn: &Connection, programme: &str, school: Option<&str>, today: &str) -> AppResult<Vec<TaskRow>> {
-    // What each task has achieved: one pass over the task references, summed per task.
+    // What each task has achieved, summed per task from the projected task progress.
     let mut achieved: HashMap<String, f64> = HashMap::new();
     {
-        let mut stmt = conn.prepare_cached(
-            "SELECT json_extract(a.value, '$.value'), SUM(c.number) FROM answers a
-               JOIN records r ON r.id = a.record_id
-               JOIN computed c ON c.record_id = a.record_id AND c.name = 'achieved' AND c.row_id = ''
-             WHERE a.field = 'task_ref' AND r.template_id = 'task-progress' AND (?1 IS NULL OR r.school_id = ?1)
-             GROUP BY 1",
-        )?;
-        let rows = stmt.query_map(params![school], |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, Option<f64>>(1)?)))?;
-        for row in rows {
-            if let (Some(task), Some(sum)) = row? {
-                achieved.insert(task, sum);
+        let mut stmt = match school {
+            None => conn.prepare_cached("SELECT task_ref, SUM(achieved) FROM task_progress GROUP BY task_ref")?,
+            Some(_) => conn.prepare_cached("SELECT task_ref, SUM(achieved) FROM task_progress WHERE school_id = ?1 GROUP BY task_ref")?,
+        };
+        let mut rows = match school {
+            None => stmt.query([])?,
+            Some(s) => stmt.query([s])?,
+        };
+        while let Some(row) = rows.next()? {
+            if let Some(sum) = row.get::<_, Option<f64>>(1)? {
+                achieved.insert(row.get(0)?, sum);
             }
         }
     }
     let mut stmt = conn.prepare_cached(
-        "SELECT t.id, t.title, t.target, t.unit, t.start_date, t.due_date, NULL
+        "SELECT t.id, t.title, t.target, t.unit, t.start_date, t.due_date
          FROM tasks t WHERE t.programme_id = ?1 AND (t.school_id IS NULL OR ?2 IS NULL OR t.school_id = ?2) ORDER BY t.id",
     )?;
     let today_n = shidao_core::expr::parse_date(today).unwrap_or(0);
     let rows = stmt.query_map(params![programme, school], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, f64>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, String>(5)?, r.get::<_, Option<f64>>(6)?))
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, f64>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, String>(5)?))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (id, title, target, unit, start, due, achieved_col) = row?;
+        let (id, title, target, unit, start, due) = row?;
         let (s, d) = (shidao_core::expr::parse_date(&start).unwrap_or(0), shidao_core::expr::parse_date(&due).unwrap_or(1));
         let elapsed = (((today_n - s) as f64) / ((d - s).max(1) as f64)).clamp(0.0, 1.0) * 100.0;
-        let achieved = achieved.get(&id).copied().or(achieved_col).unwrap_or(0.0);
+        let achieved = achieved.get(&id).copied().unwrap_or(0.0);
         let completion = (achieved / target * 100.0).min(999.0);
         let status = if completion >= elapsed { "green" } else if completion >= elapsed - 15.0 { "amber" } else { "red" };
-        let _ = id;
         out.push(TaskRow { title, target, unit, achieved, completion, elapsed, status });
     }
     Ok(out)
@@ -167,18 +166,14 @@ pub fn dashboard_html(conn: &Connection, u: &WebUser, lang: Lang, today: &str) -
     )?;
     let overdue = per_school(
         conn,
-        // From the deadlines (few) to their records; CROSS JOIN keeps that order.
-        "SELECT r.school_id, COUNT(*) FROM answers d CROSS JOIN records r ON r.id = d.record_id
-         LEFT JOIN answers st ON st.record_id = d.record_id AND st.row_id = d.row_id AND st.field = 'rect_status'
-         WHERE d.field = 'rect_deadline' AND r.template_id = 'inspection-visit' AND json_extract(d.value, '$.value') < ?1
-           AND COALESCE(json_extract(st.value, '$.value'), 'open') NOT IN ('done', 'verified')
-         GROUP BY r.school_id",
+        "SELECT school_id, COUNT(*) FROM rectifications WHERE closed = 0 AND deadline < ?1 GROUP BY school_id",
         &[&today.to_string()],
     )?;
+    // A lesson's total is its template's first score, kept on the record.
     let mean_score = per_school(
         conn,
-        "SELECT r.school_id, AVG(c.number) FROM computed c JOIN records r ON r.id = c.record_id
-         WHERE r.template_id = 'classroom-observation' AND c.name = 'total' AND r.record_date BETWEEN ?1 AND ?2 GROUP BY r.school_id",
+        "SELECT school_id, AVG(score) FROM records
+         WHERE template_id = 'classroom-observation' AND record_date BETWEEN ?1 AND ?2 GROUP BY school_id",
         &[&ts, &te],
     )?;
     let to_review = per_school(conn, "SELECT school_id, COUNT(*) FROM records WHERE status = 'submitted' GROUP BY school_id", &[])?;
@@ -192,7 +187,7 @@ pub fn dashboard_html(conn: &Connection, u: &WebUser, lang: Lang, today: &str) -
         esc(ts),
         esc(te),
         lang.t("今天", "today"),
-        esc(&today)
+        esc(today)
     );
     let mut stmt = conn.prepare_cached(
         "SELECT id, name, category, key_project FROM schools WHERE programme_id = ?1
@@ -302,6 +297,9 @@ fn sum_answer(conn: &Connection, school: &str, template: &str, field: &str, from
     )?)
 }
 
+/// An evaluation record: its id, its date and its scores by name.
+type Evaluation = (String, String, HashMap<String, f64>);
+
 /// The six development areas, with their evaluation score names and the evidence they draw on.
 const AREAS: [(&str, &str, &str, &str); 6] = [
     ("cadre", "干部培养", "Leadership development", "score_cadre"),
@@ -390,15 +388,10 @@ pub fn report_html(conn: &Connection, user: &WebUser, lang: Lang, school: &str, 
         )?;
         module_means.push(v);
     }
+    // By deadline, then record, then the rows' order on the form.
     let mut stmt = conn.prepare_cached(
-        "SELECT r.id, it.display, COALESCE(o.display, ''), COALESCE(json_extract(d.value, '$.value'), ''), COALESCE(st.display, '')
-         FROM answers it JOIN records r ON r.id = it.record_id
-         LEFT JOIN answers o ON o.record_id = it.record_id AND o.row_id = it.row_id AND o.field = 'rect_owner'
-         LEFT JOIN answers d ON d.record_id = it.record_id AND d.row_id = it.row_id AND d.field = 'rect_deadline'
-         LEFT JOIN answers st ON st.record_id = it.record_id AND st.row_id = it.row_id AND st.field = 'rect_status'
-         WHERE r.school_id = ?1 AND r.template_id = 'inspection-visit' AND it.field = 'rect_item'
-           AND COALESCE(json_extract(st.value, '$.value'), 'open') NOT IN ('done', 'verified')
-         ORDER BY 4",
+        "SELECT record_id, item, owner, COALESCE(deadline, ''), status FROM rectifications
+         WHERE school_id = ?1 AND closed = 0 AND item IS NOT NULL ORDER BY 4, record_id, row_index",
     )?;
     let rects: Vec<(String, String, String, String, String)> =
         stmt.query_map([school], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?.collect::<rusqlite::Result<_>>()?;
@@ -416,7 +409,7 @@ pub fn report_html(conn: &Connection, user: &WebUser, lang: Lang, school: &str, 
         |r| r.get(0),
     )?;
     // Evaluations: the first (baseline) and the latest, per area.
-    let eval_scores = |order: &str| -> AppResult<Option<(String, String, HashMap<String, f64>)>> {
+    let eval_scores = |order: &str| -> AppResult<Option<Evaluation>> {
         let row: Option<(String, String)> = conn
             .query_row(
                 &format!("SELECT id, COALESCE(record_date, '') FROM records WHERE school_id = ?1 AND template_id = 'supervision-evaluation' ORDER BY record_date {order}, id LIMIT 1"),
