@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use automerge::{Automerge, ChangeHash, ObjId, ReadDoc, Value, ROOT};
+use automerge::{Automerge, ChangeHash, ChangeMetadata, ObjId, PatchAction, Prop, ReadDoc, Value, ROOT};
 use rusqlite::{params, Connection, OptionalExtension};
 use shidao_core::record::{Answer, Record, RecordError, RecordView, Status};
 use shidao_core::sync::protocol::{
@@ -257,6 +257,9 @@ fn apply_push(
     let created = existing.is_none();
     check_rules(&doc, &record, device, &new_hashes, existing.as_ref().map(|(_, s, st)| (s.as_str(), st.as_str())))
         .map_err(Err)?;
+    if existing.is_some() {
+        check_edits(&doc, &record, &before, &new, &new_hashes).map_err(Err)?;
+    }
     if created {
         let known: Option<i64> = conn
             .query_row("SELECT 1 FROM schools WHERE id = ?1", [&school], |r| r.get(0))
@@ -306,6 +309,89 @@ fn apply_push(
         .map_err(sql)?;
     project(conn, &record, &view).map_err(sql)?;
     Ok(Applied::Stored)
+}
+
+/// The write rules on what the new changes did to what the server held (a diff from its heads):
+/// nothing of the record's frame is removed, review steps and signatures once written never
+/// change, and a record these changes submit was complete as its pusher saw it.
+fn check_edits(
+    doc: &Automerge,
+    record: &Record,
+    before: &[ChangeHash],
+    new: &[ChangeMetadata<'static>],
+    new_hashes: &HashSet<ChangeHash>,
+) -> Result<(), Refusal> {
+    let is_new = |id: &ObjId| doc.hash_for_opid(id).is_some_and(|h| new_hashes.contains(&h));
+    let template = record.template();
+    let signatures: HashSet<&str> =
+        template.fields.iter().filter(|f| f.kind() == FieldKind::Signature).map(|f| f.id()).collect();
+    let object = |key: &str| match doc.get(ROOT, key) {
+        Ok(Some((Value::Object(_), o))) => Some(o),
+        _ => None,
+    };
+    let (meta, review) = (object("meta"), object("review"));
+    let review_entries: HashSet<ObjId> =
+        review.as_ref().map(|r| doc.list_range(r, ..).map(|i| i.id()).collect()).unwrap_or_default();
+
+    for patch in doc.diff(before, &doc.get_heads()) {
+        if patch.obj == ROOT {
+            match &patch.action {
+                PatchAction::PutMap { key, .. } if key == "status" => {}
+                PatchAction::Conflict { prop: Prop::Map(key) } if key == "status" => {}
+                PatchAction::DeleteMap { key } if key == "status" => {
+                    return Err(refuse("status_not_allowed", "a change removes the record's status"));
+                }
+                _ => return Err(refuse("structure", "a change rewrites or removes a part of the record's frame")),
+            }
+            continue;
+        }
+        // The objects from the root down to the one patched, and the keys between them.
+        let chain: Vec<(&ObjId, Option<&ObjId>, &Prop)> = patch
+            .path
+            .iter()
+            .enumerate()
+            .map(|(i, (parent, prop))| (parent, patch.path.get(i + 1).map(|(o, _)| o).or(Some(&patch.obj)), prop))
+            .collect();
+        if meta.as_ref().is_some_and(|m| patch.obj == *m || chain.iter().any(|(p, _, _)| *p == m)) {
+            return Err(refuse("meta_changed", "a change rewrites or removes part of the record's identity"));
+        }
+        if review.as_ref().is_some_and(|r| patch.obj == *r) && !matches!(patch.action, PatchAction::Insert { .. }) {
+            return Err(refuse("review_rewritten", "a change rewrites or removes a review step"));
+        }
+        let inside_old_step = |o: &ObjId| review_entries.contains(o) && !is_new(o);
+        if inside_old_step(&patch.obj) || chain.iter().any(|(_, child, _)| child.is_some_and(inside_old_step)) {
+            return Err(refuse("review_rewritten", "a change rewrites a review step already written"));
+        }
+        for (_, child, prop) in &chain {
+            if let (Prop::Map(key), Some(child)) = (prop, child) {
+                if signatures.contains(key.as_str()) && !is_new(child) {
+                    return Err(refuse("signature_rewritten", format!("a change alters signature `{key}` after it was signed")));
+                }
+            }
+        }
+    }
+
+    // A submit in these changes: the record as its pusher saw it passes validation, on the
+    // pusher's own date (so a tablet whose clock is off is judged as it judged itself).
+    let submits = doc.get_all(ROOT, "status").unwrap_or_default().into_iter().any(|(v, op)| {
+        v.as_str() == Some(Status::Submitted.as_str()) && doc.hash_for_opid(&op).is_some_and(|h| new_hashes.contains(&h))
+    });
+    if submits {
+        let deps: HashSet<ChangeHash> = new.iter().flat_map(|m| m.deps.iter().copied()).collect();
+        let heads: Vec<ChangeHash> = new.iter().map(|m| m.hash).filter(|h| !deps.contains(h)).collect();
+        let when = new.iter().map(|m| m.timestamp).max().unwrap_or_default();
+        let seen = doc.fork_at(&heads).map_err(|e| refuse("corrupt", e.to_string()))?;
+        let seen = Record::from_doc(seen, template_of, reader(), Clock::fixed(when))
+            .map_err(|e| refuse("not_a_record", e.to_string()))?;
+        let report = seen.validate();
+        if let Some(first) = report.blocking().next() {
+            return Err(refuse(
+                "not_ready",
+                format!("submitted with {} problem(s), first: `{}` {}", report.blocking().count(), first.field, first.message.zh),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The write rules, judged on the operations the new changes left in the document.
