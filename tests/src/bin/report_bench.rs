@@ -5,12 +5,16 @@
 //! and projected as the relay projects them; each synthetic record copies one of them under a new
 //! id, school, author and date (reports read only the projection, never documents).
 //!
-//! Run: `cargo run --release -p shidao-tests --bin report-bench [-- --records N]`
+//! Run: `cargo run --release -p shidao-tests --bin report-bench [-- --records N] [--reuse]`
 //! Prints a final `key=value` line; `docs/benchmarks.md` records a run.
+//!
+//! `SHIDAO_BENCH_DIR=DIR` keeps the filled stores in DIR; with `--reuse`, a store already kept
+//! there is measured again without refilling (after upgrading it, when it has an older schema,
+//! with the time the upgrade took).
 
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use shidao_core::sample::{fill_completely, Rng};
 use shidao_core::template::{Role, BUILTIN_IDS};
 use shidao_core::{builtin, Clock, DeviceId, Editor, NewRecord, Record, RecordId, SchoolId, UserId};
@@ -38,12 +42,23 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 const SCHOOLS: usize = 19;
 
+/// An `answers` row without its record: field, row, value, display, number, author, device, at,
+/// conflicts.
+type AnswerRow = (String, String, String, String, Option<f64>, Option<String>, Option<String>, Option<i64>, i64);
+/// A `computed` row without its record: name, row, number, text, band.
+type ComputedRow = (String, String, Option<f64>, String, Option<String>);
+/// A `rectifications` row without its record and school: row, index, item, owner, deadline,
+/// status, closed.
+type RectificationRow = (String, i64, Option<String>, String, Option<String>, String, i64);
+
 /// A sample record per template (several each), projected into a scratch store.
 struct Sample {
     template: &'static str,
     doc: Vec<u8>,
-    answers: Vec<(String, String, String, String, Option<f64>, Option<String>, Option<String>, Option<i64>, i64)>,
-    computed: Vec<(String, String, Option<f64>, String, Option<String>)>,
+    answers: Vec<AnswerRow>,
+    computed: Vec<ComputedRow>,
+    rectifications: Vec<RectificationRow>,
+    task: Option<(String, Option<f64>)>,
 }
 
 fn samples(now: i64) -> Vec<Sample> {
@@ -73,7 +88,17 @@ fn samples(now: i64) -> Vec<Sample> {
                 .expect("rows")
                 .collect::<Result<Vec<_>, _>>()
                 .expect("rows");
-            out.push(Sample { template: id, doc: r.save(), answers, computed });
+            let mut s = scratch.prepare("SELECT row_id, row_index, item, owner, deadline, status, closed FROM rectifications WHERE record_id = ?1").expect("q");
+            let rectifications = s
+                .query_map([&rid], |x| Ok((x.get(0)?, x.get(1)?, x.get(2)?, x.get(3)?, x.get(4)?, x.get(5)?, x.get(6)?)))
+                .expect("rows")
+                .collect::<Result<Vec<_>, _>>()
+                .expect("rows");
+            let task = scratch
+                .query_row("SELECT task_ref, achieved FROM task_progress WHERE record_id = ?1", [&rid], |x| Ok((x.get(0)?, x.get(1)?)))
+                .optional()
+                .expect("task");
+            out.push(Sample { template: id, doc: r.save(), answers, computed, rectifications, task });
         }
     }
     out
@@ -116,6 +141,10 @@ fn fill(conn: &mut Connection, n: usize, samples: &[Sample], now: i64) {
                 .prepare("INSERT INTO answers (record_id, field, row_id, value, display, number, author, device, at, conflicts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
                 .expect("prep");
             let mut comp = tx.prepare("INSERT INTO computed (record_id, name, row_id, number, text, band) VALUES (?1, ?2, ?3, ?4, ?5, ?6)").expect("prep");
+            let mut rect = tx
+                .prepare("INSERT INTO rectifications (record_id, row_id, row_index, school_id, item, owner, deadline, status, closed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
+                .expect("prep");
+            let mut task = tx.prepare("INSERT INTO task_progress (record_id, school_id, task_ref, achieved) VALUES (?1, ?2, ?3, ?4)").expect("prep");
             for _ in 0..5000.min(n - done) {
                 let template = mix[rng.below(mix.len())];
                 let options: Vec<&Sample> = samples.iter().filter(|s| s.template == template).collect();
@@ -140,6 +169,12 @@ fn fill(conn: &mut Connection, n: usize, samples: &[Sample], now: i64) {
                 for c in &s.computed {
                     comp.execute(params![id, c.0, c.1, c.2, c.3, c.4]).expect("computed");
                 }
+                for r in &s.rectifications {
+                    rect.execute(params![id, r.0, r.1, format!("ouhai-{school:02}"), r.2, r.3, r.4, r.5, r.6]).expect("rectification");
+                }
+                if let Some((task_ref, achieved)) = &s.task {
+                    task.execute(params![id, format!("ouhai-{school:02}"), task_ref, achieved]).expect("task progress");
+                }
             }
         }
         tx.commit().expect("commit");
@@ -154,6 +189,7 @@ fn uuid_like(rng: &mut Rng) -> String {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let big = args.iter().position(|a| a == "--records").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    let reuse = args.iter().any(|a| a == "--reuse");
     let dir = tempfile::tempdir().expect("dir");
     // SHIDAO_BENCH_DIR keeps the filled stores for a closer look.
     let keep = std::env::var_os("SHIDAO_BENCH_DIR").map(std::path::PathBuf::from);
@@ -166,13 +202,38 @@ fn main() {
 
     for (label, n) in [("10k", 10_000usize), ("big", big)] {
         let path = keep.clone().unwrap_or_else(|| dir.path().to_path_buf()).join(format!("central-{label}.db"));
-        let _ = std::fs::remove_file(&path);
-        let mut conn = db::open(&path).expect("db");
-        let start = Instant::now();
-        fill(&mut conn, n, &samples, now);
-        conn.execute_batch("ANALYZE").expect("analyze");
-        let rows: i64 = conn.query_row("SELECT COUNT(*) FROM answers", [], |r| r.get(0)).expect("count");
-        println!("{label}: {n} records, {rows} answer rows, filled in {:.1}s", start.elapsed().as_secs_f64());
+        let kept = reuse && keep.is_some() && path.exists();
+        let how = if kept {
+            let version: i64 = Connection::open(&path).and_then(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0))).expect("version");
+            let start = Instant::now();
+            let conn = db::open(&path).expect("db");
+            if version < db::VERSION {
+                let took = start.elapsed();
+                // Statistics for the indexes the upgrade created; the rest kept theirs from the fill.
+                let new: Vec<String> = conn
+                    .prepare("SELECT name FROM sqlite_schema WHERE type = 'index' AND name NOT IN (SELECT idx FROM sqlite_stat1 WHERE idx IS NOT NULL)")
+                    .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+                    .expect("indexes");
+                for index in new {
+                    conn.execute_batch(&format!("ANALYZE \"{index}\"")).expect("analyze");
+                }
+                format!("kept store upgraded from version {version} in {:.1}s", took.as_secs_f64())
+            } else {
+                "kept store".to_string()
+            }
+        } else {
+            let _ = std::fs::remove_file(&path);
+            let mut conn = db::open(&path).expect("db");
+            let start = Instant::now();
+            fill(&mut conn, n, &samples, now);
+            conn.execute_batch("ANALYZE").expect("analyze");
+            format!("filled in {:.1}s", start.elapsed().as_secs_f64())
+        };
+        let conn = db::open(&path).expect("db");
+        let (records, rows): (i64, i64) = conn
+            .query_row("SELECT (SELECT COUNT(*) FROM records), (SELECT COUNT(*) FROM answers)", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("count");
+        println!("{label}: {records} records, {rows} answer rows, {how}");
         let q = ReportQuery { from: None, to: None };
         let mut report = Vec::new();
         let mut dash = Vec::new();
@@ -188,9 +249,27 @@ fn main() {
             assert!(html.contains("示范校"));
         }
         let (r, d) = (median(report), median(dash));
-        println!("{label}: school report median {:.1} ms; dashboard median {:.1} ms", r.as_secs_f64() * 1e3, d.as_secs_f64() * 1e3);
+        // The server itself never runs ANALYZE: the dashboard again as the planner sees a store
+        // without statistics (hidden inside a transaction that is rolled back).
+        conn.execute_batch("BEGIN; DELETE FROM sqlite_stat1; ANALYZE sqlite_schema;").expect("hide statistics");
+        let mut bare = Vec::new();
+        for _ in 0..15 {
+            let t = Instant::now();
+            let html = dashboard_html(&conn, &user, lang, &today).expect("dashboard");
+            bare.push(t.elapsed());
+            assert!(html.contains("示范校"));
+        }
+        conn.execute_batch("ROLLBACK; ANALYZE sqlite_schema;").expect("statistics back");
+        let b = median(bare);
+        println!(
+            "{label}: school report median {:.1} ms; dashboard median {:.1} ms ({:.1} ms without statistics)",
+            r.as_secs_f64() * 1e3,
+            d.as_secs_f64() * 1e3,
+            b.as_secs_f64() * 1e3
+        );
         summary.push(format!("report_{label}_ms={:.1}", r.as_secs_f64() * 1e3));
         summary.push(format!("dashboard_{label}_ms={:.1}", d.as_secs_f64() * 1e3));
+        summary.push(format!("dashboard_{label}_nostat_ms={:.1}", b.as_secs_f64() * 1e3));
         if label == "big" {
             // XLSX of the lesson observations (most of the records), to a sink: memory stays flat.
             let before = rss_kb();
