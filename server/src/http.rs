@@ -121,8 +121,10 @@ fn header_u64(headers: &HeaderMap, name: &str) -> AppResult<u64> {
         .ok_or_else(|| AppError::BadRequest(format!("header `{name}` must be a number")))
 }
 
-async fn attachment_head(State(state): State<AppState>, Authed(_): Authed, PathParam(hash): PathParam) -> AppResult<Response> {
-    let status = state.blocking(move |conn| attachments::status(conn, &hash)).await?;
+/// What the server holds of a file for this user: the whole of it if they hold it or may read
+/// it, else their own upload in progress; 404 otherwise (also for a file stored for others).
+async fn attachment_head(State(state): State<AppState>, Authed(device): Authed, PathParam(hash): PathParam) -> AppResult<Response> {
+    let status = state.blocking(move |conn| attachments::status(conn, &device, &hash)).await?;
     let Some((received, size, complete)) = status else {
         return Ok(StatusCode::NOT_FOUND.into_response());
     };
@@ -156,12 +158,7 @@ async fn attachment_put(
 
 async fn attachment_get(State(state): State<AppState>, Authed(device): Authed, PathParam(hash): PathParam) -> AppResult<Response> {
     let dir = state.attachments_dir.clone();
-    let (bytes, mime) = state
-        .blocking(move |conn| {
-            let scope = accounts::scope(conn, &device.user, device.role, device.programme.as_deref())?;
-            attachments::read(conn, &dir, &device, &scope, &hash)
-        })
-        .await?;
+    let (bytes, mime) = state.blocking(move |conn| attachments::read(conn, &dir, &device, &hash)).await?;
     let mut r = bytes.into_response();
     if let Ok(v) = HeaderValue::from_str(&mime) {
         r.headers_mut().insert("content-type", v);

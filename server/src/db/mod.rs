@@ -7,10 +7,14 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 const SCHEMA: &str = include_str!("schema.sql");
 /// `(from, sql)`: the step from version `from` to `from + 1`.
-const UPGRADES: &[(i64, &str)] = &[(1, include_str!("upgrade_1_to_2.sql")), (2, include_str!("upgrade_2_to_3.sql"))];
+const UPGRADES: &[(i64, &str)] = &[
+    (1, include_str!("upgrade_1_to_2.sql")),
+    (2, include_str!("upgrade_2_to_3.sql")),
+    (3, include_str!("upgrade_3_to_4.sql")),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -277,6 +281,69 @@ mod tests {
         assert!(count("SELECT COUNT(*) FROM rectifications WHERE deadline IS NULL") >= 1);
         assert!(count("SELECT COUNT(*) FROM task_progress WHERE task_ref = 'yufeng-03' AND achieved > 0") == 1);
         assert!(count("SELECT COUNT(*) FROM records WHERE score IS NOT NULL") >= 6);
+    }
+
+    /// A version 3 store with a file stored by `u1` (which `u2`'s record merely names) and
+    /// `u2`'s upload cut at byte 10 in the shared `{hash}.part`: after the upgrade `u1` alone
+    /// holds the file, and `u2`'s upload resumes in its old part file and completes.
+    #[test]
+    fn a_version_3_store_upgrades_its_attachments_to_holders_and_uploads_of_their_own() {
+        use crate::accounts::Device;
+        use shidao_core::template::Role;
+        let dir = tempfile::tempdir().expect("dir");
+        let files = dir.path().join("attachments");
+        std::fs::create_dir_all(&files).expect("files");
+        let stored = b"a photo stored under version 3".to_vec();
+        let cut: Vec<u8> = (0..100u8).collect();
+        let (h1, h2) = (shidao_core::store::content_hash(&stored), shidao_core::store::content_hash(&cut));
+        std::fs::write(files.join(&h1), &stored).expect("stored");
+        std::fs::write(files.join(format!("{h2}.part")), &cut[..10]).expect("part");
+
+        let mut old = Connection::open(dir.path().join("old.db")).expect("old");
+        old.pragma_update(None, "foreign_keys", "ON").expect("pragma");
+        old.execute_batch(include_str!("v1.sql")).expect("v1");
+        old.execute_batch(UPGRADES[0].1).expect("v2");
+        old.execute_batch(UPGRADES[1].1).expect("v3");
+        old.pragma_update(None, "user_version", 3).expect("version");
+        old.execute_batch(&format!(
+            "INSERT INTO programmes (id, name) VALUES ('p', '项目');
+             INSERT INTO schools (id, programme_id, name) VALUES ('s1', 'p', '一校'), ('s2', 'p', '二校');
+             INSERT INTO users (id, name, role, programme_id, created_at) VALUES ('u1', 'u1', 'inspector', 'p', 0), ('u2', 'u2', 'inspector', 'p', 0);
+             INSERT INTO records (id, template_id, template_version, school_id, created_by, status, heads, last_seq, updated_at)
+                  VALUES ('r2', 'inspection-visit', 1, 's2', 'u2', 'draft', '[]', 0, 0);
+             INSERT INTO record_files (record_id, hash) VALUES ('r2', '{h1}');
+             INSERT INTO attachments (hash, size, received, complete, mime, uploaded_by, created_at)
+                  VALUES ('{h1}', {}, {}, 1, 'image/jpeg', 'u1', 7), ('{h2}', 100, 10, 0, 'image/png', 'u2', 8);",
+            stored.len(),
+            stored.len()
+        ))
+        .expect("v3 rows");
+        init(&mut old).map_err(|_| "upgrade failed").expect("upgrade");
+        assert_eq!(version(&old).expect("version"), VERSION);
+        let text = |v: &str| rusqlite::types::Value::Text(v.into());
+        let int = |n: i64| rusqlite::types::Value::Integer(n);
+        assert_eq!(rows(&old, "SELECT * FROM attachment_holders"), vec![vec![text(&h1), text("u1"), int(7)]]);
+        assert_eq!(
+            rows(&old, "SELECT hash, user_id, size, received, mime, part FROM attachment_uploads"),
+            vec![vec![text(&h2), text("u2"), int(100), int(10), text("image/png"), text(&format!("{h2}.part"))]]
+        );
+        assert_eq!(
+            rows(&old, "SELECT hash, size, mime, uploaded_by FROM attachments"),
+            vec![vec![text(&h1), int(stored.len() as i64), text("image/jpeg"), text("u1")]]
+        );
+        let fk: i64 = old.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| r.get(0)).expect("fk");
+        assert_eq!(fk, 0);
+
+        // u2 names u1's file in a record of another school: still not theirs to read.
+        let u2 = Device { id: "d2".into(), user: "u2".into(), name: "平板".into(), role: Role::Inspector, programme: Some("p".into()) };
+        assert_eq!(crate::attachments::status(&old, &u2, &h1).expect("status"), None);
+        // u2's cut upload resumes at byte 10 and completes; u2 becomes its holder.
+        assert_eq!(crate::attachments::status(&old, &u2, &h2).expect("status"), Some((10, 100, false)));
+        let done = crate::attachments::append(&old, &files, &u2, &h2, 10, 100, "image/png", &cut[10..], 9).expect("resume");
+        assert_eq!(done, 100);
+        assert_eq!(std::fs::read(files.join(&h2)).expect("stored"), cut);
+        assert!(!files.join(format!("{h2}.part")).exists());
+        assert_eq!(crate::attachments::status(&old, &u2, &h2).expect("status"), Some((100, 100, true)));
     }
 
     #[test]

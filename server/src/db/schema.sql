@@ -1,4 +1,4 @@
--- The central store (user_version 3). One SQLite file in WAL mode; one writer.
+-- The central store (user_version 4). One SQLite file in WAL mode; one writer.
 
 -- programmes: a district's improvement programme (e.g. 瓯海区初中全面提升行动计划).
 CREATE TABLE programmes (
@@ -196,16 +196,38 @@ CREATE TABLE record_files (
 );
 CREATE INDEX record_files_record ON record_files (record_id);
 
--- attachments: files by SHA-256; bytes live in files beside the database; complete once the
--- received bytes match the hash.
+-- attachments: stored files by SHA-256 (their bytes hashed to the name); the bytes live in a
+-- file named by the hash beside the database; uploaded_by is the first to upload them.
 CREATE TABLE attachments (
     hash TEXT PRIMARY KEY NOT NULL,
     size INTEGER NOT NULL,
-    received INTEGER NOT NULL DEFAULT 0,
-    complete INTEGER NOT NULL DEFAULT 0,
     mime TEXT NOT NULL,
     uploaded_by TEXT NOT NULL,
     created_at INTEGER NOT NULL
+);
+
+-- attachment_holders: who proved they hold a stored file by uploading its bytes whole (the
+-- bytes hashed to the name); since: when that upload completed. The server answers about a file
+-- only to its holders and to those who may read it: a record in their scope refers to it and a
+-- holder has that record's school in scope.
+CREATE TABLE attachment_holders (
+    hash TEXT NOT NULL REFERENCES attachments (hash),
+    user_id TEXT NOT NULL REFERENCES users (id),
+    since INTEGER NOT NULL,
+    PRIMARY KEY (hash, user_id)
+);
+
+-- attachment_uploads: uploads in progress, one per file and user, each in a part file of its own
+-- (`part`, a name in the attachments folder), so nobody can spoil another's upload.
+CREATE TABLE attachment_uploads (
+    hash TEXT NOT NULL,
+    user_id TEXT NOT NULL REFERENCES users (id),
+    size INTEGER NOT NULL,
+    received INTEGER NOT NULL,
+    mime TEXT NOT NULL,
+    part TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (hash, user_id)
 );
 
 -- sync_requests: request ids seen, for diagnostics and replay detection.
