@@ -203,7 +203,7 @@ impl Central {
         let mut record = Record::create(t, new_record(1), ed, Clock::fixed(T0)).expect("create");
         let mut rng = shidao_core::sample::Rng::new(u64::from(state));
         shidao_core::sample::fill_completely(&mut record, 1, &mut rng).expect("fill");
-        if state % 3 > 0 {
+        if !state.is_multiple_of(3) {
             record.submit().expect("submit");
         }
         let id = record.id().to_string();
@@ -241,7 +241,7 @@ impl Central {
             return;
         };
         let doc = Automerge::load(&bytes).expect("the stored document loads");
-        let rec = Record::from_doc(doc.clone(), |t, v| sync::template_of(t, v), sync::reader(), Clock::fixed(T0))
+        let rec = Record::from_doc(doc.clone(), sync::template_of, sync::reader(), Clock::fixed(T0))
             .expect("an accepted record is a record");
         let _ = rec.read();
         let _ = rec.validate();
@@ -257,7 +257,7 @@ impl Central {
             if new_changes.is_empty() {
                 return; // a replay of what the server holds: accepted, nothing changed
             }
-            let old_rec = Record::from_doc(old, |t, v| sync::template_of(t, v), sync::reader(), Clock::fixed(T0)).expect("old");
+            let old_rec = Record::from_doc(old, sync::template_of, sync::reader(), Clock::fixed(T0)).expect("old");
             assert_eq!(old_rec.school(), rec.school(), "the school of a record changed");
             assert_eq!(old_rec.template().id(), rec.template().id(), "the template of a record changed");
             assert_ne!(old_rec.status(), shidao_core::Status::Approved, "a sealed record changed");

@@ -363,10 +363,11 @@ fn check_edits(
             return Err(refuse("review_rewritten", "a change rewrites a review step already written"));
         }
         for (_, child, prop) in &chain {
-            if let (Prop::Map(key), Some(child)) = (prop, child) {
-                if signatures.contains(key.as_str()) && !is_new(child) {
-                    return Err(refuse("signature_rewritten", format!("a change alters signature `{key}` after it was signed")));
-                }
+            if let (Prop::Map(key), Some(child)) = (prop, child)
+                && signatures.contains(key.as_str())
+                && !is_new(child)
+            {
+                return Err(refuse("signature_rewritten", format!("a change alters signature `{key}` after it was signed")));
             }
         }
     }

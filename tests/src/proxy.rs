@@ -265,12 +265,12 @@ async fn connection(client: TcpStream, shared: Arc<Shared>) {
             return;
         }
         shared.stats.duplicates.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut again) = TcpStream::connect(upstream).await {
-            if again.write_all(&bytes).await.is_ok() {
-                let _ = again.shutdown().await;
-                let mut sink = Vec::new();
-                let _ = tokio::time::timeout(Duration::from_secs(10), again.read_to_end(&mut sink)).await;
-            }
+        if let Ok(mut again) = TcpStream::connect(upstream).await
+            && again.write_all(&bytes).await.is_ok()
+        {
+            let _ = again.shutdown().await;
+            let mut sink = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(10), again.read_to_end(&mut sink)).await;
         }
     }
 }

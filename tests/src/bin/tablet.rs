@@ -32,12 +32,12 @@ fn main() {
         store.edit(&mut r, |r| r.splice_text(&field, 0, 0, &token)).expect("edit");
         writeln!(out, "edited {token}").expect("stdout");
         out.flush().expect("flush");
-        if i % 5 == 4 {
-            if let Ok(s) = rt.block_on(http.sync(&store, &a[2], &editor, &Cancel::new(), |_| {})) {
-                assert!(s.refused.is_empty(), "refused: {:?}", s.refused);
-                writeln!(out, "synced {}", i + 1).expect("stdout");
-                out.flush().expect("flush");
-            }
+        if i % 5 == 4
+            && let Ok(s) = rt.block_on(http.sync(&store, &a[2], &editor, &Cancel::new(), |_| {}))
+        {
+            assert!(s.refused.is_empty(), "refused: {:?}", s.refused);
+            writeln!(out, "synced {}", i + 1).expect("stdout");
+            out.flush().expect("flush");
         }
     }
 }
