@@ -63,15 +63,19 @@ pub struct TaskRow {
 
 /// Programme tasks (or one school's) against their targets, from task-progress records.
 pub fn tasks(conn: &Connection, programme: &str, school: Option<&str>, today: &str) -> AppResult<Vec<TaskRow>> {
-    // What each task has achieved, summed per task from the projected task progress.
+    // What each task has achieved, summed per task from the projected task progress of the
+    // programme's schools (or the one school).
     let mut achieved: HashMap<String, f64> = HashMap::new();
     {
         let mut stmt = match school {
-            None => conn.prepare_cached("SELECT task_ref, SUM(achieved) FROM task_progress GROUP BY task_ref")?,
+            None => conn.prepare_cached(
+                "SELECT p.task_ref, SUM(p.achieved) FROM schools s JOIN task_progress p ON p.school_id = s.id
+                 WHERE s.programme_id = ?1 GROUP BY p.task_ref",
+            )?,
             Some(_) => conn.prepare_cached("SELECT task_ref, SUM(achieved) FROM task_progress WHERE school_id = ?1 GROUP BY task_ref")?,
         };
         let mut rows = match school {
-            None => stmt.query([])?,
+            None => stmt.query([programme])?,
             Some(s) => stmt.query([s])?,
         };
         while let Some(row) = rows.next()? {
@@ -196,6 +200,9 @@ pub fn dashboard_html(conn: &Connection, u: &WebUser, lang: Lang, today: &str) -
     let schools: Vec<(String, String, String, String)> = stmt
         .query_map([&term.programme], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<rusqlite::Result<_>>()?;
+    // The cards count the programme's schools only (the counts above are over every school);
+    // folded from 0.0, as an empty `sum` of floats is -0 and would print "-0".
+    let in_programme = |counts: &HashMap<String, f64>| schools.iter().filter_map(|(id, ..)| counts.get(id)).fold(0.0, |a, n| a + n);
     let flags_total = schools
         .iter()
         .filter(|(id, ..)| {
@@ -208,9 +215,9 @@ pub fn dashboard_html(conn: &Connection, u: &WebUser, lang: Lang, today: &str) -
         r#"<div class="cards"><div class="card"><b>{}</b>{}</div><div class="card"><b>{}</b>{}</div><div class="card"><b><a href="/records?status=submitted">{}</a></b>{}</div><div class="card"><b class="flag">{}</b>{}</div></div>"#,
         schools.len(),
         lang.t("所学校", "schools"),
-        records.values().sum::<f64>(),
+        in_programme(&records),
         lang.t("条本学期记录", "records this term"),
-        to_review.values().sum::<f64>(),
+        in_programme(&to_review),
         lang.t("条待审核", "awaiting review"),
         flags_total,
         lang.t("所学校有预警", "schools flagged"),
