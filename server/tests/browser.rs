@@ -135,7 +135,8 @@ async fn supervisor_works_in_chromium() {
 
     // 3. A record with a conflict: pick a value; the conflict is gone.
     let record: String = state.with_db(|c| {
-        c.query_row("SELECT record_id FROM answers WHERE conflicts > 1 AND field = 'visit_focus' LIMIT 1", [], |r| r.get(0))
+        c.query_row("SELECT a.record_id FROM answers a JOIN records r ON r.id = a.record_id
+             WHERE a.conflicts > 1 AND a.field = 'visit_focus' AND r.status != 'approved' LIMIT 1", [], |r| r.get(0))
             .expect("a conflict in the demo")
     });
     browser.go(&format!("{base}/records/{record}")).await;

@@ -1140,14 +1140,10 @@ async fn a_hash_alone_neither_reveals_nor_opens_another_schools_file() {
     assert_eq!(names, vec![hash.clone()]);
 }
 
-/// Holes found by this suite and left open: the dashboard's cards count every programme
-/// (`server/src/web/reports.rs`). Stated here as the secure behaviour and ignored until fixed
-/// (`cargo test -p shidao-server --test security -- --ignored` lists the ones still open).
-///
-/// - The dashboard's cards ("records this term", "awaiting review") count every programme.
+/// The dashboard's cards ("records this term", "awaiting review") count the supervisor's own
+/// programme only (this suite found them counting every programme).
 #[tokio::test]
-#[ignore = "known hole left open (reports.rs); see the doc comment"]
-async fn known_holes_left_open() {
+async fn dashboard_counts_only_the_supervisors_programme() {
     let w = World::new();
     let mut holes: Vec<String> = Vec::new();
     // A submitted record in programme 1; programme 2's supervisor must not count it.

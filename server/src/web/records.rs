@@ -271,6 +271,11 @@ pub async fn view(State(state): State<AppState>, user: WebUser, lang: Lang, Path
                     for (k, c) in a.conflicts.iter().enumerate() {
                         let value = c.answer.as_ref().map(|x| x.display(f, lang.code())).unwrap_or_else(|| lang.t("（清空）", "(cleared)").into());
                         let who = c.by.as_ref().map(|b| format!("{} · {}", author_name(conn, &b.user), when(b.at))).unwrap_or_default();
+                        // An approved record is sealed: its values are shown, nothing can be picked.
+                        if v.status == shidao_core::Status::Approved {
+                            h.push_str(&format!(r#"<div><b>{}</b> <span class="muted">{}</span></div>"#, esc(&value), esc(&who)));
+                            continue;
+                        }
                         h.push_str(&format!(
                             r#"<div><b>{}</b> <span class="muted">{}</span> <form class="inline noprint" method="post" action="/records/{}/resolve"><input type="hidden" name="csrf" value="{}"><input type="hidden" name="field" value="{}"><input type="hidden" name="row" value="{}"><input type="hidden" name="pick" value="{k}"><button class="secondary pick" type="submit">{}</button></form></div>"#,
                             esc(&value),
