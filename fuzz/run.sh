@@ -59,3 +59,4 @@ for t in $targets; do
   cov=$(grep -o 'cov: [0-9]*' "logs/$t.log" | tail -1 | grep -o '[0-9]*' || echo 0)
   echo "fuzz target=$t seconds=$secs runs=$runs execs_per_sec=$speed coverage=$cov crashes=$(ls "artifacts/$t" | wc -l)"
 done
+rm -rf /dev/shm/shidao-fuzz-* 2>/dev/null || true

@@ -185,9 +185,45 @@ fn changes_logged(conn: &rusqlite::Connection) -> i64 {
     conn.query_row("SELECT count(*) FROM changes", [], |r| r.get(0)).expect("count changes")
 }
 
-impl Central {
-    fn new(template: &str, state: u8) -> Central {
-        let mut conn = db::open_in_memory().expect("central store");
+/// A central store in a given state, built once per template and state and saved to a file;
+/// each input starts from a fresh copy of that file (building it anew costs a hundred times
+/// more than copying it).
+struct Base {
+    file: std::path::PathBuf,
+    inspector: accounts::Device,
+    supervisor: accounts::Device,
+    record: Vec<u8>,
+    role: Role,
+}
+
+fn base(template: &'static str, state: u8) -> Arc<Base> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static BASES: OnceLock<Mutex<HashMap<(&'static str, u8), Arc<Base>>>> = OnceLock::new();
+    let mut bases = BASES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    bases.entry((template, state)).or_insert_with(|| Arc::new(Base::build(template, state))).clone()
+}
+
+/// Where the stores of the ingest check live: in memory-backed `/dev/shm` where there is one
+/// (every push syncs to disk), else the temporary folder.
+fn scratch_dir() -> std::path::PathBuf {
+    let shm = std::path::Path::new("/dev/shm");
+    let root = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
+    let dir = root.join(format!("shidao-fuzz-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    dir
+}
+
+/// Removes this process's scratch stores.
+pub fn cleanup() {
+    let _ = std::fs::remove_dir_all(scratch_dir());
+}
+
+impl Base {
+    fn build(template: &str, state: u8) -> Base {
+        let file = scratch_dir().join(format!("base-{template}-{state}.db"));
+        let _ = std::fs::remove_file(&file);
+        let mut conn = db::open(&file).expect("central store");
         accounts::add_programme(&conn, "p", "项目", None).expect("programme");
         accounts::add_school(&conn, "p", "s-a", "甲校", "优质", "").expect("school");
         accounts::add_school(&conn, "p", "s-b", "乙校", "潜质", "").expect("school");
@@ -217,7 +253,23 @@ impl Central {
             assert_eq!(resp.results[0].outcome, Outcome::Accepted, "{:?}", resp.results[0]);
             record = sup.fork(record.editor().clone());
         }
-        Central { conn, inspector, supervisor, record }
+        drop(conn); // the last connection checkpoints the WAL into the file
+        Base { file, inspector, supervisor, record: record.save(), role }
+    }
+}
+
+impl Central {
+    fn new(template: &'static str, state: u8) -> Central {
+        let b = base(template, state % 6);
+        let file = scratch_dir().join(format!("input-{:?}.db", std::thread::current().id()));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+        }
+        std::fs::copy(&b.file, &file).expect("copy the base store");
+        let conn = db::open(&file).expect("central store");
+        let ed = editor(&b.inspector.user, &b.inspector.id, b.role);
+        let record = Record::load([b.record.as_slice()], sync::template_of, ed, Clock::fixed(T0)).expect("base record");
+        Central { conn, inspector: b.inspector.clone(), supervisor: b.supervisor.clone(), record }
     }
 
     /// Pushes `changes` for `record` from `device` and checks the result: refused changes store

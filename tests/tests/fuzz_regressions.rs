@@ -123,7 +123,8 @@ fn ingest_inputs() {
     }
     // Crafted operations (odd mode bytes) and raw bytes (even), on each template and state.
     for (i, mut input) in random_inputs(3, 120, 300).into_iter().enumerate() {
-        input.splice(0..0, [(i % 3) as u8, (i / 3 % 3) as u8, (i % 8) as u8]);
+        input.splice(0..0, [(i % 3) as u8, (i / 3 % 6) as u8, (i % 8) as u8]);
         checks::ingest(&input);
     }
+    checks::cleanup();
 }
