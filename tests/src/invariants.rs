@@ -52,6 +52,15 @@ impl Ledger {
     }
 }
 
+/// The first long-text field of a template: where fault runs splice their tokens.
+pub fn long_text(t: &shidao_core::Template) -> String {
+    t.top_fields()
+        .find(|f| f.kind() == shidao_core::template::FieldKind::LongText)
+        .expect("a long-text field")
+        .id()
+        .to_string()
+}
+
 /// The text of a long-text (or text) answer.
 pub fn text_of(r: &Record, field: &str) -> String {
     match r.answer(&FieldRef::top(field)).map(|a| a.answer) {

@@ -20,16 +20,12 @@ use shidao_core::store::StoreOptions;
 use shidao_core::sync::http::{DriverError, RetryPolicy};
 use shidao_core::template::FieldKind;
 use shidao_core::{Clock, FieldRef, RecordId, Role};
-use shidao_tests::invariants::{self, DeviceView, Ledger};
+use shidao_tests::invariants::{self, long_text, DeviceView, Ledger};
 use shidao_tests::proxy::{Faults, Proxy};
 use shidao_tests::{programme, school, Relay, Tablet};
 
 fn rounds(default: usize) -> usize {
     std::env::var("SHIDAO_FAULT_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
-}
-
-fn long_text(t: &shidao_core::Template) -> String {
-    t.top_fields().find(|f| f.kind() == FieldKind::LongText).expect("long text").id().to_string()
 }
 
 /// A further enrolment code for `user` (a second tablet of the same person).

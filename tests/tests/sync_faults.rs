@@ -5,22 +5,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use shidao_core::record::Answer;
 use shidao_core::sample::Rng;
-use shidao_core::template::FieldKind;
 use shidao_core::{Clock, FieldRef, RecordId};
+use shidao_tests::invariants::{long_text, text_of};
 use shidao_tests::{programme, school, Relay, Tablet};
-
-fn long_text(t: &shidao_core::Template) -> String {
-    t.top_fields().find(|f| f.kind() == FieldKind::LongText).expect("long text").id().to_string()
-}
-
-fn text_of(r: &shidao_core::Record, field: &str) -> String {
-    match r.answer(&FieldRef::top(field)).expect("answer").answer {
-        Some(Answer::LongText(t)) => t,
-        _ => String::new(),
-    }
-}
 
 /// The central store's copy of a record.
 fn central(db: &std::path::Path, id: &RecordId) -> Option<shidao_core::Record> {
