@@ -71,6 +71,7 @@ _shidao_deps() {
             if ! DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" >&2; then
                 missing+=("Debian packages ${apt_pkgs[*]}: apt-get install ${apt_pkgs[*]} failed")
             fi
+            $sudo apt-get clean >&2 || true # the downloaded packages are dead weight on a small disk
         else
             missing+=("Debian packages ${apt_pkgs[*]}: run 'apt-get update && apt-get install ${apt_pkgs[*]}' as root")
         fi
