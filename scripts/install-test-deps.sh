@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the tests need beyond Rust, and sets up the environment uniffi's test harness
-# reads. Idempotent: when everything is present it only checks (well under a second).
+# Installs what the tests need beyond Rust, and sets up the environment the Kotlin and Python
+# scripts of the binding tests read. Idempotent: when everything is present it only checks (well
+# under a second).
 #
 #   - chromium, chromedriver       the browser tests of the review pages   Debian: chromium,
 #                                                                          chromium-driver
@@ -12,7 +13,7 @@
 #                                                                 /usr/local/bin/kotlinc
 #   - JNA 5 (jar and native part)  lets Kotlin call the library   Debian: libjna-java, libjna-jni
 #
-# uniffi's Kotlin harness runs `kotlinc` from PATH and puts $CLASSPATH on the classpath; JNA from
+# The Kotlin test runs `kotlinc` from PATH and puts $CLASSPATH on the classpath; JNA from
 # Debian needs `-Djna.nosys=false` to use its system native library, passed through JAVA_OPTS,
 # which kotlinc hands to the JVM. Sourced (as scripts/test.sh does), this script also exports
 # CLASSPATH, JAVA_OPTS and UNIFFI_TESTS_DISABLE_EXTENSIONS=swift (no Swift compiler on Linux; the

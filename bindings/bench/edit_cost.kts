@@ -1,12 +1,14 @@
 // The Kotlin half of the edit-cost measurement (run by bindings/bench/edit_cost.sh against a
 // library built with the `bench` feature). Each round, on fresh lesson observations:
 //   1. EDITS calls of `setAnswer("period", Integer(1..12))` from Kotlin, each timed alone;
-//   2. the same EDITS edits made in Rust by `benchSetIntegerInRust` (the same `set_answer` the
+//   2. EDITS calls of `field("period").setInteger(1..12)` (a `FieldEditor` bound once, as an
+//      input widget holds it): the same edit with no string or enum to convert;
+//   3. the same EDITS edits made in Rust by `benchSetIntegerInRust` (the same `set_answer` the
 //      binding calls, without the crossing), each timed alone in Rust;
-//   3. EDITS calls of `id()`, which does no work in Rust: the bare cost of a crossing and back.
-// Interleaving the three in one process puts them under the same load, so their difference is
-// the cost of the binding even on a busy machine. CPU time of the calling thread per round is
-// reported too (it leaves out time spent waiting for a core).
+//   4. EDITS calls of `id()`, which does no work in Rust: the bare cost of a crossing and back.
+// Interleaving them in one process puts them under the same load, so their difference is the
+// cost of the binding even on a busy machine. CPU time of the calling thread per round is
+// reported too (it leaves out time spent waiting for a core). The last line is key=value.
 
 import uniffi.shidao.*
 import java.lang.management.ManagementFactory
@@ -33,6 +35,7 @@ val dir = Files.createTempDirectory("shidao-edit-cost")
 val store = ShidaoStore.openWith(dir.resolve("kotlin.db").toString(), Durability.NORMAL)
 val editor = Editor(user = "insp-01", device = "bench", role = Role.INSPECTOR)
 val kotlin = Series()
+val typed = Series()
 val rust = Series()
 val bare = Series()
 for (round in 0 until warmup + rounds) {
@@ -49,6 +52,20 @@ for (round in 0 until warmup + rounds) {
         if (counted) kotlin.ns[at + i] = t1 - t0
     }
     if (counted) kotlin.cpu[round - warmup] = threads.currentThreadCpuTime - cpu
+
+    val c = store.createRecord("classroom-observation", "ouhai-033", editor)
+    val period = c.field("period")
+    cpu = threads.currentThreadCpuTime
+    for (i in 0 until edits) {
+        val value = (i % 12).toLong() + 1
+        val t0 = System.nanoTime()
+        period.setInteger(value)
+        val t1 = System.nanoTime()
+        if (counted) typed.ns[at + i] = t1 - t0
+    }
+    if (counted) typed.cpu[round - warmup] = threads.currentThreadCpuTime - cpu
+    period.close()
+    c.close()
 
     val b = store.createRecord("classroom-observation", "ouhai-033", editor)
     cpu = threads.currentThreadCpuTime
@@ -72,6 +89,9 @@ for (round in 0 until warmup + rounds) {
 store.close()
 println("${rounds * edits} calls each ($rounds rounds of $edits after $warmup warm-up rounds), interleaved in one JVM:")
 println("kotlin  setAnswer            " + kotlin.line())
+println("kotlin  FieldEditor.setInteger " + typed.line())
 println("rust    set_answer (no FFI)  " + rust.line())
 println("kotlin  id() (no work)       " + bare.line())
-println("overhead of the binding per setAnswer: %.1f µs (median Kotlin - median Rust)".format(kotlin.median() - rust.median()))
+println("overhead per call: setAnswer %.1f µs, FieldEditor.setInteger %.1f µs (median Kotlin - median Rust)".format(kotlin.median() - rust.median(), typed.median() - rust.median()))
+println("set_answer_us=%.1f field_editor_us=%.1f rust_us=%.1f overhead_set_answer_us=%.1f overhead_field_editor_us=%.1f".format(
+    kotlin.median(), typed.median(), rust.median(), kotlin.median() - rust.median(), typed.median() - rust.median()))

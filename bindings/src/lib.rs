@@ -8,6 +8,8 @@
 //!   files, merging copies of records, the change listener.
 //! - [`FormRecord`]: one open record: reading (answers, authors, conflicts, validation, computed
 //!   values, scores, review) and every edit, each stored before the call returns.
+//! - [`FieldEditor`]: one field of an open record bound for repeated edits, with typed setters
+//!   that cross the boundary without strings (the cheap path for an input widget).
 //! - Sync with `shidao-server` (`sync.rs`): `ShidaoStore.enrol`, the `async` `ShidaoStore.sync`
 //!   with [`SyncProgress`] and [`SyncCancel`], and the [`ChangeListener`] told about every record
 //!   a sync merged.
@@ -20,12 +22,14 @@
 uniffi::setup_scaffolding!("shidao");
 
 mod error;
+mod field;
 mod record;
 mod store;
 mod sync;
 mod types;
 
 pub use error::ShidaoError;
+pub use field::FieldEditor;
 pub use record::FormRecord;
 pub use store::ShidaoStore;
 pub use sync::{ChangeListener, Enrolment, SyncCancel, SyncProgress, SyncRefusal, SyncReport, SyncStatus};

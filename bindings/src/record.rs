@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use shidao_core::{Record, RowId};
 
 use crate::error::{guard, Result, ShidaoError};
+use crate::field::FieldEditor;
 use crate::store::Shared;
 use crate::types::{field_answer, field_ref, record_view, AnswerValue, FieldAnswer, HistoryEntry, RecordStatus, RecordView};
 
@@ -41,13 +42,13 @@ impl FormRecord {
     }
 
     /// Reads the record (no lock on the store), inside the panic guard.
-    fn read_with<T>(&self, f: impl FnOnce(&Record) -> Result<T>) -> Result<T> {
+    pub(crate) fn read_with<T>(&self, f: impl FnOnce(&Record) -> Result<T>) -> Result<T> {
         guard(|| f(&*self.record()?))
     }
 
     /// Runs one core edit and stores it (record, then store locked), then tells the listener.
     /// Callers run it inside the panic guard.
-    fn edit<T>(&self, f: impl FnOnce(&mut Record) -> shidao_core::record::Result<T>) -> Result<T> {
+    pub(crate) fn edit<T>(&self, f: impl FnOnce(&mut Record) -> shidao_core::record::Result<T>) -> Result<T> {
         let out = {
             let mut record = self.record()?;
             self.shared.store().edit(&mut record, f)?
@@ -88,6 +89,15 @@ impl FormRecord {
             *record = fresh;
             Ok(())
         })
+    }
+
+    /// Binds one field (in `row`, for a repeat group's field) for repeated edits: its typed
+    /// setters take a number, flag or level with no string to convert, which makes each edit
+    /// cheaper from Kotlin and Swift. Bind one per input widget. `InvalidAnswer` when the
+    /// template has no such field.
+    #[uniffi::method(default(row = None))]
+    pub fn field(self: Arc<Self>, field: String, row: Option<String>) -> Result<Arc<FieldEditor>> {
+        FieldEditor::bind(self, field, row)
     }
 
     /// One field's answer, last author and conflicts.

@@ -119,6 +119,71 @@ fn the_listener_hears_creates_edits_and_merges() -> Result<(), ShidaoError> {
 }
 
 #[test]
+fn a_bound_field_makes_the_same_edits_with_typed_setters() -> Result<(), ShidaoError> {
+    let store = ShidaoStore::open_in_memory()?;
+    let seen = Arc::new(Seen::default());
+    store.set_change_listener(Some(seen.clone()))?;
+    let rec = store.create_record("classroom-observation".into(), "ouhai-033".into(), inspector())?;
+    let read = |field: &str, row: Option<String>| rec.answer(field.into(), "zh".into(), row).map(|a| a.answer);
+
+    // 1. Every typed setter stores the answer `set_answer` would.
+    rec.clone().field("period".into(), None)?.set_integer(3)?;
+    rec.clone().field("duration".into(), None)?.set_duration(40)?;
+    rec.clone().field("r_goal".into(), None)?.set_rating(4)?;
+    rec.clone().field("double_coded".into(), None)?.set_bool(true)?;
+    rec.clone().field("grade".into(), None)?.set_choice("g8".into())?;
+    rec.clone().field("topic".into(), None)?.set_text("一次函数".into())?;
+    let recall = rec.clone().field("q_recall".into(), None)?;
+    recall.increment(2)?;
+    recall.increment(1)?;
+    let problems = rec.clone().field("problems".into(), None)?;
+    problems.splice_text(0, 0, "提问少".into())?;
+    problems.splice_text(2, 0, "偏".into())?;
+    assert_eq!(read("period", None)?, Some(AnswerValue::Integer { value: 3 }));
+    assert_eq!(read("duration", None)?, Some(AnswerValue::Duration { minutes: 40 }));
+    assert_eq!(read("r_goal", None)?, Some(AnswerValue::Rating { value: 4 }));
+    assert_eq!(read("double_coded", None)?, Some(AnswerValue::Bool { value: true }));
+    assert_eq!(read("grade", None)?, Some(AnswerValue::Choice { value: "g8".into() }));
+    assert_eq!(read("topic", None)?, Some(AnswerValue::Text { value: "一次函数".into() }));
+    assert_eq!(read("q_recall", None)?, Some(AnswerValue::Counter { value: 3 }));
+    assert_eq!(read("problems", None)?, Some(AnswerValue::LongText { value: "提问偏少".into() }));
+
+    // 2. A field in a row; `set_answer` and `clear` through the bound field.
+    let row = rec.add_row("snapshots".into(), None)?;
+    let minute = rec.clone().field("snap_minute".into(), Some(row.clone()))?;
+    assert_eq!((minute.field_id(), minute.row()), ("snap_minute".to_string(), Some(row.clone())));
+    minute.set_integer(10)?;
+    assert_eq!(read("snap_minute", Some(row.clone()))?, Some(AnswerValue::Integer { value: 10 }));
+    rec.clone().field("snap_materials".into(), Some(row.clone()))?.set_answer(AnswerValue::Choices { values: vec!["board".into()] })?;
+    rec.clone().field("topic".into(), None)?.clear()?;
+    assert_eq!(read("topic", None)?, None);
+    let heard = seen.0.lock().expect("lock").len();
+
+    // 3. Refusals name the field, change nothing and are not heard.
+    let period = rec.clone().field("period".into(), None)?;
+    let e = period.set_integer(13).expect_err("out of bounds");
+    assert!(matches!(&e, ShidaoError::InvalidAnswer { field, reason } if field == "period" && reason.contains("maximum")), "{e:?}");
+    let e = period.set_decimal(2.5).expect_err("wrong kind");
+    assert!(matches!(&e, ShidaoError::InvalidAnswer { field, .. } if field == "period"), "{e:?}");
+    let e = rec.clone().field("snap_minute".into(), None)?.set_integer(5).expect_err("no row");
+    assert!(matches!(&e, ShidaoError::InvalidAnswer { field, .. } if field == "snap_minute"), "{e:?}");
+    let e = rec.clone().field("no_such_field".into(), None).expect_err("unknown field");
+    assert!(matches!(&e, ShidaoError::InvalidAnswer { field, .. } if field == "no_such_field"), "{e:?}");
+    let e = rec.clone().field("snap_minute".into(), Some("bad row!".into())).expect_err("malformed row");
+    assert!(matches!(&e, ShidaoError::InvalidAnswer { field, .. } if field == "row"), "{e:?}");
+    let e = recall.increment(-10).expect_err("below zero");
+    assert!(matches!(&e, ShidaoError::InvalidAnswer { field, .. } if field == "q_recall"), "{e:?}");
+    assert_eq!(read("period", None)?, Some(AnswerValue::Integer { value: 3 }));
+    assert_eq!(read("q_recall", None)?, Some(AnswerValue::Counter { value: 3 }));
+    assert_eq!(seen.0.lock().expect("lock").len(), heard);
+
+    // 4. What a bound field stored is on disk: a fresh open reads it.
+    let again = store.open_record(rec.id(), inspector())?;
+    assert_eq!(again.answer("snap_minute".into(), "zh".into(), Some(row))?.answer, Some(AnswerValue::Integer { value: 10 }));
+    Ok(())
+}
+
+#[test]
 fn templates_come_in_both_languages_with_nested_rows() -> Result<(), ShidaoError> {
     let store = ShidaoStore::open_in_memory()?;
     for lang in ["zh", "en"] {

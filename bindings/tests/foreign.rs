@@ -1,26 +1,28 @@
-//! The bindings as the apps use them: Kotlin and Python scripts run against the generated code
-//! and the built library by uniffi's foreign-language test harness, syncing with a real
-//! `shidao-server` on loopback.
+//! The bindings as the apps use them: Kotlin and Python scripts run against bindings generated
+//! from the library this test run built, syncing with a real `shidao-server` on loopback.
 //!
-//! The harness needs `kotlinc` on PATH, the JNA jar in `CLASSPATH` and `-Djna.nosys=false` in
+//! They need `kotlinc` on PATH, the JNA jar in `CLASSPATH` and `-Djna.nosys=false` in
 //! `JAVA_OPTS` (Debian's JNA), and `python3`: `scripts/test.sh` sources
 //! `scripts/install-test-deps.sh`, which installs them and exports that environment. Swift has no
-//! compiler on Linux; `UNIFFI_TESTS_DISABLE_EXTENSIONS=swift` is set there too.
+//! compiler on Linux; its sources are generated and checked below, and
+//! `UNIFFI_TESTS_DISABLE_EXTENSIONS` (as uniffi's own harness reads it) can switch a language off,
+//! which is said aloud.
 //!
-//! How one script runs: `kotlin_app_flow` (or `python_app_flow`) starts the relay in this
-//! process (`common::Loopback`: programme, school, two inspectors with one-time codes, a control
-//! endpoint that revokes a device, a server that never answers), then runs this same test binary
-//! again for one `#[ignore]`d test, `script::kotlin` (or `script::python`), with the relay's
-//! address and the codes in its environment (`SHIDAO_TEST_*`). That test calls uniffi's harness
-//! (`uniffi::kotlin_test::run_test`), whose `kotlinc`/`python3` subprocess inherits the
-//! environment. The second process exists so that the environment is set per script without
-//! `std::env::set_var` (unsafe, and racy between tests running in parallel), and so that
-//! kotlinx-coroutines (which the generated Kotlin of `async` calls needs) can be added to the
-//! script's `CLASSPATH`: it ships with kotlinc, in `lib/kotlinx-coroutines-core-jvm.jar`.
+//! How one script runs: the test starts the relay in this process (`common::Loopback`: programme,
+//! school, two inspectors with one-time codes, a control endpoint that revokes a device, a server
+//! that never answers), generates the bindings with `uniffi::generate` from the library cargo
+//! built for this run (beside this test binary, in `deps/`), copies the library next to them, and
+//! runs `kotlinc -script` or `python3` with the relay's address and codes in the child's
+//! environment (`SHIDAO_TEST_*`). The generated Kotlin of `async` calls needs kotlinx-coroutines,
+//! which ships with kotlinc (`lib/kotlinx-coroutines-core-jvm.jar`).
+//!
+//! uniffi's own harness (`uniffi::kotlin_test`) is not used: it runs `cargo test --release` of
+//! the package to find a library, a second whole build (minutes, and gigabytes of disk) of a
+//! library other than the one under test.
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Says what to do when the environment is not set up, instead of a bare "kotlinc not found".
@@ -55,32 +57,41 @@ fn coroutines_jar() -> Option<String> {
     jar.is_file().then(|| jar.display().to_string())
 }
 
-/// Starts the relay, then runs `script::<name>` in a second process of this test binary with the
-/// relay in its environment.
-fn run_with_relay(name: &str) {
-    let server = common::Loopback::start();
-    let mut classpath = std::env::var("CLASSPATH").unwrap_or_default();
-    if let Some(jar) = coroutines_jar().filter(|jar| !classpath.split(':').any(|p| p == jar)) {
-        classpath = if classpath.is_empty() { jar } else { format!("{classpath}:{jar}") };
-    }
-    // JNA finds the library through the dynamic loader's path, which cargo sets to
-    // target/<profile>/deps and target/<profile>: put deps/ (the library built for this run,
-    // beside this binary) first, as target/<profile>/ holds a copy only `cargo build` refreshes.
+/// The library cargo built for this test run: beside this binary, in deps/ (the copy in
+/// target/<profile>/ is refreshed only by `cargo build`, and may be stale).
+fn built_library() -> PathBuf {
+    use std::env::consts::{DLL_EXTENSION, DLL_PREFIX};
     let exe = std::env::current_exe().expect("test binary");
-    let deps = exe.parent().expect("deps folder").to_path_buf();
-    let loader_path = std::env::var_os("LD_LIBRARY_PATH").unwrap_or_default();
-    let loader_path =
-        std::env::join_paths(std::iter::once(deps).chain(std::env::split_paths(&loader_path))).expect("loader path");
-    let out = Command::new(exe)
-        .args([&format!("script::{name}"), "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-        .envs(server.env())
-        .env("CLASSPATH", classpath)
-        .env("LD_LIBRARY_PATH", loader_path)
-        .output()
-        .expect("run the script's test");
+    let library = exe.parent().expect("deps folder").join(format!("{DLL_PREFIX}shidao_bindings.{DLL_EXTENSION}"));
+    assert!(library.is_file(), "{} was not built with this test", library.display());
+    library
+}
+
+/// A fresh folder under the test's temp dir with the library and its generated `language`
+/// bindings in it.
+fn generate(language: uniffi::TargetLanguage, folder: &str) -> PathBuf {
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(folder);
+    let _ = std::fs::remove_dir_all(&out_dir);
+    std::fs::create_dir_all(&out_dir).expect("out dir");
+    let library = built_library();
+    let copy = out_dir.join(library.file_name().expect("file name"));
+    std::fs::copy(&library, &copy).expect("copy the library");
+    uniffi::generate(uniffi::GenerateOptions {
+        languages: vec![language],
+        source: copy.to_str().expect("UTF-8 path").into(),
+        out_dir: out_dir.to_str().expect("UTF-8 path").into(),
+        ..Default::default()
+    })
+    .expect("generate the bindings");
+    out_dir
+}
+
+/// Runs `command` to the end, echoing its output (cargo shows it when the test fails).
+fn run(what: &str, command: &mut Command) {
+    let out = command.output().unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
     print!("{}", String::from_utf8_lossy(&out.stdout));
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "the {name} app flow failed (its output is above)");
+    assert!(out.status.success(), "{what} failed ({}; its output is above)", out.status);
 }
 
 #[test]
@@ -88,7 +99,33 @@ fn kotlin_app_flow() {
     if skipped("kts") {
         return;
     }
-    run_with_relay("kotlin");
+    let out_dir = generate(uniffi::TargetLanguage::Kotlin, "kotlin-flow");
+    let mut classpath = std::env::var("CLASSPATH").unwrap_or_default();
+    if let Some(jar) = coroutines_jar().filter(|jar| !classpath.split(':').any(|p| p == jar)) {
+        classpath = if classpath.is_empty() { jar } else { format!("{classpath}:{jar}") };
+    }
+    // The generated code compiles without a warning, as the app's build would demand.
+    let jar = out_dir.join("shidao.jar");
+    run(
+        "kotlinc (the generated bindings)",
+        Command::new("kotlinc")
+            .args(["-nowarn", "-Werror", "-d"])
+            .arg(&jar)
+            .args(["-classpath", &classpath])
+            .arg(out_dir.join("uniffi/shidao/shidao.kt")),
+    );
+    let java_opts = format!("{} -Djna.library.path={}", std::env::var("JAVA_OPTS").unwrap_or_default(), out_dir.display());
+    let server = common::Loopback::start();
+    run(
+        "the Kotlin app flow",
+        Command::new("kotlinc")
+            .args(["-nowarn", "-J-ea", "-Werror", "-classpath"])
+            .arg(format!("{}:{classpath}", jar.display()))
+            .arg("-script")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bindings/app_flow.kts"))
+            .envs(server.env())
+            .env("JAVA_OPTS", java_opts),
+    );
 }
 
 #[test]
@@ -96,7 +133,16 @@ fn python_app_flow() {
     if skipped("py") {
         return;
     }
-    run_with_relay("python");
+    let out_dir = generate(uniffi::TargetLanguage::Python, "python-flow");
+    let server = common::Loopback::start();
+    run(
+        "the Python app flow",
+        Command::new("python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bindings/app_flow.py"))
+            .current_dir(&out_dir)
+            .env("PYTHONPATH", &out_dir)
+            .envs(server.env()),
+    );
 }
 
 /// `UNIFFI_TESTS_DISABLE_EXTENSIONS` (comma-separated extensions), as uniffi's own test macro
@@ -109,42 +155,11 @@ fn skipped(ext: &str) -> bool {
     off
 }
 
-/// The scripts, through uniffi's harness; run by the tests above in a second process (alone
-/// they fail: they need the relay's environment).
-mod script {
-    const NEEDS_RELAY: &str = "run by kotlin_app_flow / python_app_flow, which start the relay";
-
-    fn check_environment() {
-        assert!(std::env::var("SHIDAO_TEST_SERVER").is_ok(), "{NEEDS_RELAY}");
-    }
-
-    #[test]
-    #[ignore = "run by kotlin_app_flow, which starts the relay"]
-    fn kotlin() -> uniffi::deps::anyhow::Result<()> {
-        check_environment();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bindings/app_flow.kts");
-        uniffi::kotlin_test::run_test(env!("CARGO_TARGET_TMPDIR"), env!("CARGO_PKG_NAME"), script)
-    }
-
-    #[test]
-    #[ignore = "run by python_app_flow, which starts the relay"]
-    fn python() -> uniffi::deps::anyhow::Result<()> {
-        check_environment();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bindings/app_flow.py");
-        uniffi::python_test::run_test(env!("CARGO_TARGET_TMPDIR"), env!("CARGO_PKG_NAME"), script)
-    }
-}
-
 /// Swift cannot be compiled here, but its sources come from the same generator and library as
 /// the Kotlin and Python ones (what `bindings/generate.sh` runs): they must generate.
 #[test]
 fn swift_sources_generate_from_the_built_library() -> Result<(), Box<dyn std::error::Error>> {
-    use std::env::consts::{DLL_EXTENSION, DLL_PREFIX};
-    // The library cargo built for this test run sits beside the test binary, in deps/ (the copy
-    // in target/<profile>/ is refreshed only by `cargo build`, and may be stale).
-    let exe = std::env::current_exe()?;
-    let deps = exe.parent().ok_or("test binary without a folder")?;
-    let library = deps.join(format!("{DLL_PREFIX}shidao_bindings.{DLL_EXTENSION}"));
+    let library = built_library();
     let out_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("swift-generated");
     let _ = std::fs::remove_dir_all(&out_dir);
     uniffi::generate(uniffi::GenerateOptions {

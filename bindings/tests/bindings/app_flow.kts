@@ -87,11 +87,15 @@ rec.setAnswer("teacher_name", AnswerValue.Text("王老师"))
 rec.setAnswer("topic", AnswerValue.Text("一次函数的图像"))
 rec.setAnswer("lesson_type", AnswerValue.Choice("new"))
 rec.clearAnswer("lesson_type")
-rec.setAnswer("period", AnswerValue.Integer(3))
+// An input widget binds its field once and edits it with typed setters (no strings cross).
+val period = rec.field("period")
+expect(period.fieldId() == "period" && period.row() == null) { "bound field ${period.fieldId()}" }
+period.setInteger(2)
+period.setInteger(3)
 rec.setAnswer("scheduled_start", AnswerValue.Time("08:50"))
 rec.setAnswer("actual_start", AnswerValue.Time("08:52"))
-rec.setAnswer("duration", AnswerValue.Duration(45))
-rec.setAnswer("students_present", AnswerValue.Integer(42))
+rec.field("duration").setDuration(45)
+rec.field("students_present").setInteger(42)
 rec.setAnswer("licc_dimensions", AnswerValue.Choices(listOf("student_learning", "teacher_teaching")))
 
 val row1 = rec.addRow("snapshots")
@@ -102,12 +106,13 @@ for ((i, row) in listOf(row0, row1, row2).withIndex()) {
     rec.setAnswer("snap_teacher_activity", AnswerValue.Choice("questioning"), row)
     rec.setAnswer("snap_most_learning", AnswerValue.Bool(i != 1), row)
 }
-rec.setAnswer("snap_off_task", AnswerValue.Integer(2), row1)
+rec.field("snap_off_task", row1).setInteger(2)
 rec.setAnswer("snap_materials", AnswerValue.Choices(listOf("board", "worksheet")), row1)
 rec.moveRow("snapshots", row0, 2u)
 rec.removeRow("snapshots", row2)
 
-repeat(4) { rec.increment("q_recall", 1) }
+val recall = rec.field("q_recall")
+repeat(4) { recall.increment(1) }
 rec.setAnswer("q_understanding", AnswerValue.Counter(3))
 rec.increment("q_open", 2)
 rec.increment("q_higher", 1)
@@ -116,13 +121,13 @@ val ratings = mapOf(
     "r_goal" to 5L, "r_content" to 4L, "r_method" to 4L, "r_feedback" to 4L,
     "r_participation" to 4L, "r_interest" to 4L, "r_thinking" to 4L, "r_outcome" to 4L,
 )
-for ((f, v) in ratings) rec.setAnswer(f, AnswerValue.Rating(v))
+for ((f, v) in ratings) rec.field(f).setRating(v)
 rec.setAnswer("e_goal", AnswerValue.LongText("目标写在黑板上，并在小结时回扣。"))
 rec.setAnswer("strengths", AnswerValue.LongText("问题链设计清晰。"))
 rec.spliceText("problems", 0u, 0u, "小组汇报时间偏紧。")
 rec.spliceText("problems", 0u, 2u, "全班")
 rec.setAnswer("suggestions", AnswerValue.LongText("给学生留出思考时间。"))
-rec.setAnswer("double_coded", AnswerValue.Bool(false))
+rec.field("double_coded").setBool(false)
 rec.sign("teacher_signature", signer = "王老师")
 
 // 5. A bad value is refused with the field named, and the record is left as it was.
@@ -137,6 +142,16 @@ expect(wrongKind.field == "period") { wrongKind.reason }
 val noRow = refused<ShidaoException.InvalidAnswer> { rec.setAnswer("snap_minute", AnswerValue.Integer(1)) }
 expect(noRow.field == "snap_minute") { noRow.reason }
 refused<ShidaoException.NotFound> { rec.removeRow("snapshots", "no-such-row") }
+// The same checks through a bound field: the typed setter is the same edit.
+val tooLateTyped = refused<ShidaoException.InvalidAnswer> { period.setInteger(13) }
+expect(tooLateTyped.field == "period" && tooLateTyped.reason.contains("maximum")) { tooLateTyped.reason }
+val wrongKindTyped = refused<ShidaoException.InvalidAnswer> { period.setBool(true) }
+expect(wrongKindTyped.field == "period") { wrongKindTyped.reason }
+val noRowTyped = refused<ShidaoException.InvalidAnswer> { rec.field("snap_minute").setInteger(1) }
+expect(noRowTyped.field == "snap_minute") { noRowTyped.reason }
+val noField = refused<ShidaoException.InvalidAnswer> { rec.field("no_such_field") }
+expect(noField.field == "no_such_field") { noField.reason }
+expect(rec.answer("period", "zh").answer == AnswerValue.Integer(3)) { "refused typed edits changed nothing" }
 
 // 6. The form shows answers with their author, the validation report, computed values and scores.
 val view = rec.read("en")

@@ -71,7 +71,9 @@ row = rec.add_row("snapshots")
 rec.set_answer("snap_minute", AnswerValue.INTEGER(10), row)
 rec.set_answer("snap_teacher_activity", AnswerValue.CHOICE("lecture"), row)
 rec.set_answer("snap_most_learning", AnswerValue.BOOL(True), row)
-rec.set_answer("snap_off_task", AnswerValue.INTEGER(3), row)
+off_task = rec.field("snap_off_task", row)  # a bound field, as an input widget holds it
+assert off_task.field_id() == "snap_off_task" and off_task.row() == row
+off_task.set_integer(3)
 rec.increment("q_recall", 3)
 rec.increment("q_open", 1)
 for f in ["r_goal", "r_content", "r_method", "r_feedback", "r_participation", "r_interest", "r_thinking", "r_outcome"]:
@@ -79,7 +81,7 @@ for f in ["r_goal", "r_content", "r_method", "r_feedback", "r_participation", "r
 rec.splice_text("strengths", 0, 0, "朗读指导到位。")
 rec.set_answer("problems", AnswerValue.LONG_TEXT("提问集中在前排。"))
 rec.set_answer("suggestions", AnswerValue.LONG_TEXT("扩大提问面。"))
-rec.set_answer("double_coded", AnswerValue.BOOL(False))
+rec.field("double_coded").set_bool(False)
 rec.sign("teacher_signature", signer="李老师")
 
 # 4. A bad value is refused with the field named.
@@ -89,6 +91,11 @@ e = refused(ShidaoError.InvalidAnswer, lambda: rec.set_answer("snap_off_task", A
 assert e.field == "snap_off_task", e.field
 e = refused(ShidaoError.InvalidAnswer, lambda: rec.set_answer("lesson_date", AnswerValue.DATE("2026-02-30")))
 assert e.field == "lesson_date", e.field
+e = refused(ShidaoError.InvalidAnswer, lambda: off_task.set_integer(50))
+assert e.field == "snap_off_task", e.field
+e = refused(ShidaoError.InvalidAnswer, lambda: rec.field("no_such_field"))
+assert e.field == "no_such_field", e.field
+assert rec.answer("snap_off_task", "en", row).answer == AnswerValue.INTEGER(3)
 
 # 5. Validation, computed values and the score.
 view = rec.read("zh")
