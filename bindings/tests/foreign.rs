@@ -172,6 +172,8 @@ fn swift_sources_generate_from_the_built_library() -> Result<(), Box<dyn std::er
     for api in [
         "class ShidaoStore",
         "class FormRecord",
+        "class FieldEditor",
+        "func setInteger(value: Int64) throws",
         "enum AnswerValue",
         "enum ShidaoError",
         "protocol ChangeListener",
