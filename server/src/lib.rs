@@ -39,6 +39,8 @@ pub struct AppState {
     pub secure_cookies: bool,
     pub attachments_dir: PathBuf,
     pub clock: Clock,
+    /// Wrong passwords per user name on the sign-in form (shared by every clone of the state).
+    pub sign_in_throttle: Arc<web::throttle::SignInThrottle>,
 }
 
 impl AppState {
@@ -53,7 +55,14 @@ impl AppState {
     }
 
     pub fn with_connection(conn: Connection, attachments_dir: PathBuf) -> AppState {
-        AppState { db: Arc::new(Mutex::new(conn)), db_path: None, secure_cookies: false, attachments_dir, clock: Clock::system() }
+        AppState {
+            db: Arc::new(Mutex::new(conn)),
+            db_path: None,
+            secure_cookies: false,
+            attachments_dir,
+            clock: Clock::system(),
+            sign_in_throttle: Arc::default(),
+        }
     }
 
     /// Runs store work on the blocking pool, holding the one connection.

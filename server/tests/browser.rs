@@ -95,6 +95,20 @@ impl Driver {
         self.cmd("GET", "/source", json!({})).await.as_str().unwrap_or_default().to_string()
     }
 
+    /// The page once it contains `text` (a click that submits a form or follows a link returns
+    /// before the next page is there on a busy machine); the last page seen after 20 s.
+    async fn source_with(&self, text: &str) -> String {
+        let mut page = self.source().await;
+        for _ in 0..200 {
+            if page.contains(text) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            page = self.source().await;
+        }
+        page
+    }
+
     async fn screenshot(&self, path: &std::path::Path) {
         let b64 = self.cmd("GET", "/screenshot", json!({})).await;
         let png = base64::engine::general_purpose::STANDARD.decode(b64.as_str().unwrap_or_default()).expect("png");
@@ -121,13 +135,13 @@ async fn supervisor_works_in_chromium() {
     browser.click("#sign-in").await;
 
     // 2. The dashboard, then a school report.
-    let dash = browser.source().await;
+    let dash = browser.source_with("项目任务进展").await;
     assert!(dash.contains("瓯海区初中全面提升行动") && dash.contains("项目任务进展"), "dashboard after sign-in");
     if let Some(d) = &shots {
         browser.screenshot(&d.join("dashboard.png")).await;
     }
     browser.click("a[href='/schools/ouhai-01']").await;
-    let report = browser.source().await;
+    let report = browser.source_with("一校一报告").await;
     assert!(report.contains("一校一报告") && report.contains("一、干部培养") && report.contains("<svg"), "school report");
     if let Some(d) = &shots {
         browser.screenshot(&d.join("report.png")).await;
@@ -176,15 +190,7 @@ async fn supervisor_works_in_chromium() {
     let comment = "请补充本次指导的约定事项和完成时限。";
     browser.type_in("#return-comment", comment).await;
     browser.click("#return").await;
-    let mut shown = false;
-    for _ in 0..100 {
-        if browser.source().await.contains(comment) {
-            shown = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(shown, "the comment shows in the review log");
+    assert!(browser.source_with(comment).await.contains(comment), "the comment shows in the review log");
 
     // 5. The author's tablet syncs and sees the returned record with the comment.
     let code = state.with_db(|c| accounts::new_enrol_code(c, &author, shidao_core::Clock::system().now())).expect("code");

@@ -33,7 +33,7 @@ use tower::ServiceExt;
 // ---------------------------------------------------------------------------------------------
 
 /// The test functions below, one per family; the total is printed when all of them have run.
-const FAMILIES: usize = 7;
+const FAMILIES: usize = 8;
 
 static TOTAL: Mutex<(usize, usize, usize)> = Mutex::new((0, 0, 0));
 
@@ -1730,5 +1730,80 @@ async fn family_7_sessions_and_csrf_hold() {
         t.refused();
     }
     assert_eq!((w.doc(s.id()), w.status_of(s.id())), (doc, "submitted".to_string()));
+    t.finish();
+}
+
+/// A sign-in through the form, as a browser would (a fresh form each time).
+async fn attempt_sign_in(w: &World, user: &str, password: &str) -> Resp {
+    let form = w.call(Request::get("/login").body(Body::empty()).expect("req")).await;
+    let cookie = format!("shidao_login={}", form.cookie("shidao_login").expect("cookie"));
+    w.call(form_post("/login", &cookie, &[("csrf", &hidden(&form.text(), "csrf")), ("user", user), ("password", password)])).await
+}
+
+#[tokio::test]
+async fn family_8_password_guessing_is_slowed() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Arc;
+    let mut t = Tally::new("8 password guessing");
+    let mut w = World::new();
+    let now = Arc::new(AtomicI64::new(Clock::system().now()));
+    let clock = now.clone();
+    w.state.clock = Clock::from_fn(move || clock.load(Ordering::SeqCst));
+    let sessions = || w.count("SELECT COUNT(*) FROM sessions");
+    let n = sessions();
+    let wrong = |r: &Resp| {
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+        assert!(r.text().contains("用户名或密码错误") && r.cookie("shidao_session").is_none());
+    };
+    let locked = |r: &Resp, minutes: u32| {
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
+        assert!(r.text().contains(&format!("请 {minutes} 分钟后再试")), "{}", r.text());
+        assert!(r.cookie("shidao_session").is_none());
+        // The page can be submitted again once the lock is over: it carries a fresh form token.
+        assert!(r.cookie("shidao_login").is_some_and(|c| !c.is_empty()));
+    };
+
+    // 1. Four wrong passwords for one name: the plain refusal each time.
+    for i in 0..4 {
+        t.attack(format!("guess {} of sup1's password", i + 1));
+        wrong(&attempt_sign_in(&w, "sup1", &format!("guess-{i}-password")).await);
+        t.refused();
+    }
+    // 2. The fifth locks the name for a minute.
+    t.attack("guess 5 of sup1's password");
+    locked(&attempt_sign_in(&w, "sup1", "guess-4-password").await, 1);
+    t.refused();
+    // 3. While it is locked, even the right password opens nothing, and neither does a guess.
+    now.fetch_add(30, Ordering::SeqCst);
+    for (what, password) in [("the right password", PASSWORD), ("another guess", "guess-5-password")] {
+        t.attack(format!("{what} for sup1 while locked"));
+        locked(&attempt_sign_in(&w, "sup1", password).await, 1);
+        assert_eq!(sessions(), n);
+        t.refused();
+    }
+    // 4. Another person signs in meanwhile; an unknown name is locked the same way, so the lock
+    //    does not tell which names exist.
+    let r = attempt_sign_in(&w, "sup2", PASSWORD).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
+    assert_eq!(sessions(), n + 1);
+    for i in 0..5 {
+        t.attack(format!("guess {} for an unknown name", i + 1));
+        let r = attempt_sign_in(&w, "nobody", &format!("guess-{i}-password")).await;
+        if i < 4 { wrong(&r) } else { locked(&r, 1) }
+        t.refused();
+    }
+    // 5. After the minute one more guess is allowed, and its failure locks for two minutes.
+    now.fetch_add(31, Ordering::SeqCst);
+    t.attack("guess 6 of sup1's password, after the lock");
+    locked(&attempt_sign_in(&w, "sup1", "guess-6-password").await, 2);
+    t.refused();
+    // 6. Once that is over the right password signs in, and the count starts again.
+    now.fetch_add(121, Ordering::SeqCst);
+    let r = attempt_sign_in(&w, "sup1", PASSWORD).await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, Some("/")), "{}", r.text());
+    assert_eq!(sessions(), n + 2);
+    t.attack("one guess after sup1 signed in");
+    wrong(&attempt_sign_in(&w, "sup1", "guess-7-password").await);
+    t.refused();
     t.finish();
 }

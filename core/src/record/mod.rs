@@ -75,6 +75,10 @@ impl Clock {
     pub fn fixed(secs: i64) -> Clock {
         Clock(Arc::new(move || secs))
     }
+    /// A clock that reads `now` (a test's clock that it moves itself).
+    pub fn from_fn(now: impl Fn() -> i64 + Send + Sync + 'static) -> Clock {
+        Clock(Arc::new(now))
+    }
     /// The system clock moved by `offset` seconds (a tablet whose clock is wrong).
     pub fn skewed(offset: i64) -> Clock {
         let sys = Clock::system();

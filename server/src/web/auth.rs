@@ -1,6 +1,7 @@
 //! Sign-in for the web pages: passwords hashed with Argon2id, sessions in an HttpOnly cookie
 //! (a fresh id at every sign-in, so a planted id is worthless), and a CSRF token per session that
-//! every form carries. Only supervisors and admins sign in here.
+//! every form carries. Only supervisors and admins sign in here; `throttle` slows down password
+//! guessing.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -47,24 +48,34 @@ fn random_token() -> String {
     format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
 }
 
-/// Checks a password and opens a new session; returns the session id for the cookie.
-pub fn sign_in(conn: &Connection, user: &str, password: &str, now: i64) -> AppResult<String> {
+/// What a sign-in came to.
+#[derive(Debug)]
+pub enum SignIn {
+    /// A new session; its id goes in the cookie.
+    Session(String),
+    /// An unknown or inactive user, or a wrong password (the answer does not say which).
+    WrongPassword,
+    /// The right password of someone who does not review (they use the tablet app).
+    NotReviewer,
+}
+
+/// Checks a password and opens a new session.
+pub fn sign_in(conn: &Connection, user: &str, password: &str, now: i64) -> AppResult<SignIn> {
     let row: Option<(Option<String>, String, bool)> = conn
         .query_row("SELECT password_hash, role, active FROM users WHERE id = ?1", [user.trim()], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
         .optional()?;
-    let refused = || AppError::Forbidden("用户名或密码错误 / wrong user name or password".into());
     let Some((Some(hash), role, true)) = row else {
         // Spend the same effort as a real check, so timing does not tell which users exist.
         let _ = verify_password("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXo", password);
-        return Err(refused());
+        return Ok(SignIn::WrongPassword);
     };
     if !verify_password(&hash, password) {
-        return Err(refused());
+        return Ok(SignIn::WrongPassword);
     }
     if !Role::parse(&role).is_some_and(Role::reviews) {
-        return Err(AppError::Forbidden("只有督导和管理员可以登录网页 / only supervisors and admins sign in here".into()));
+        return Ok(SignIn::NotReviewer);
     }
     let id = random_token();
     conn.execute(
@@ -72,7 +83,7 @@ pub fn sign_in(conn: &Connection, user: &str, password: &str, now: i64) -> AppRe
         params![sha256_hex(&id), user.trim(), random_token(), now, now + SESSION_SECS],
     )?;
     conn.execute("DELETE FROM sessions WHERE expires_at < ?1", [now])?;
-    Ok(id)
+    Ok(SignIn::Session(id))
 }
 
 pub fn sign_out(conn: &Connection, session: &str) -> AppResult<()> {

@@ -7,16 +7,17 @@ mod export;
 pub mod page;
 mod records;
 mod reports;
+pub mod throttle;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use rusqlite::OptionalExtension;
 use serde::Deserialize;
 
-use self::auth::{cookie_header, WebUser, SESSION_COOKIE};
+use self::auth::{cookie_header, SignIn, WebUser, SESSION_COOKIE};
 pub use self::page::Lang;
 use self::page::{esc, layout};
 use crate::error::{AppError, AppResult};
@@ -77,20 +78,39 @@ async fn login(State(state): State<AppState>, lang: Lang, headers: HeaderMap, Fo
     }
     let now = state.clock.now();
     let LoginForm { user, password, .. } = form;
-    match state.blocking(move |c| auth::sign_in(c, &user, &password, now)).await {
-        Ok(session) => {
+    // A new form token with every refusal, so the page can be submitted again.
+    let refuse = |status: StatusCode, reason: String| {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let mut resp = (status, login_page(lang, &token, Some(&reason))).into_response();
+        set_cookie(&mut resp, cookie_header(LOGIN_COOKIE, &token, 600, state.secure_cookies));
+        resp
+    };
+    let locked = |secs: i64| {
+        let minutes = (secs + 59) / 60;
+        let reason = format!("密码错误次数过多，请 {minutes} 分钟后再试 / too many wrong passwords; try again in {minutes} min");
+        tracing::warn!(user = %user.trim(), secs, "sign-in refused: name locked after wrong passwords");
+        refuse(StatusCode::TOO_MANY_REQUESTS, reason)
+    };
+    if let Err(secs) = state.sign_in_throttle.check(&user, now) {
+        return Ok(locked(secs));
+    }
+    let name = user.clone();
+    match state.blocking(move |c| auth::sign_in(c, &name, &password, now)).await? {
+        SignIn::Session(session) => {
+            state.sign_in_throttle.succeeded(&user);
             let mut resp = Redirect::to("/").into_response();
             set_cookie(&mut resp, cookie_header(SESSION_COOKIE, &session, 12 * 3600, state.secure_cookies));
             set_cookie(&mut resp, cookie_header(LOGIN_COOKIE, "", 0, state.secure_cookies));
             Ok(resp)
         }
-        Err(AppError::Forbidden(reason)) => {
-            let token = uuid::Uuid::new_v4().simple().to_string();
-            let mut resp = (axum::http::StatusCode::FORBIDDEN, login_page(lang, &token, Some(&reason))).into_response();
-            set_cookie(&mut resp, cookie_header(LOGIN_COOKIE, &token, 600, state.secure_cookies));
-            Ok(resp)
+        SignIn::WrongPassword => match state.sign_in_throttle.failed(&user, now) {
+            0 => Ok(refuse(StatusCode::FORBIDDEN, "用户名或密码错误 / wrong user name or password".into())),
+            secs => Ok(locked(secs)),
+        },
+        SignIn::NotReviewer => {
+            state.sign_in_throttle.succeeded(&user);
+            Ok(refuse(StatusCode::FORBIDDEN, "只有督导和管理员可以登录网页 / only supervisors and admins sign in here".into()))
         }
-        Err(e) => Err(e),
     }
 }
 
