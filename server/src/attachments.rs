@@ -238,3 +238,66 @@ pub fn read(conn: &Connection, dir: &Path, device: &Device, hash: &str) -> AppRe
     let bytes = std::fs::read(stored_path(dir, hash)).map_err(|e| AppError::Internal(format!("attachment {hash}: {e}")))?;
     Ok((bytes, mime))
 }
+
+/// An upload nobody has added a piece to for this long is abandoned (a tablet offline for
+/// longer simply starts that upload again: it still has the bytes).
+pub const ABANDONED_UPLOAD_SECS: i64 = 14 * 24 * 3600;
+
+/// What [`sweep_abandoned`] removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub uploads: usize,
+    pub bytes: u64,
+}
+
+/// Removes uploads idle for `idle_secs` or more at `now` (the last piece is the part file's
+/// modification time; the upload's start when the file is missing), rows and part files, and
+/// part files that no upload names (left by a crash between file and row) once idle as long.
+/// Stored files and uploads still in use are never touched. The next `HEAD` of a swept upload
+/// says 0 bytes held, so its device sends the file again from the start.
+pub fn sweep_abandoned(conn: &Connection, dir: &Path, now: i64, idle_secs: i64) -> AppResult<Swept> {
+    let modified = |path: &Path| -> Option<(i64, u64)> {
+        let meta = std::fs::metadata(path).ok()?;
+        let secs = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64;
+        Some((secs, meta.len()))
+    };
+    let mut swept = Swept::default();
+    let tx = conn.unchecked_transaction()?;
+    let uploads: Vec<(String, String, String, i64)> = tx
+        .prepare("SELECT hash, user_id, part, created_at FROM attachment_uploads")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut named = std::collections::HashSet::new();
+    for (hash, user, part, created_at) in uploads {
+        let path = dir.join(&part);
+        let (last, size) = modified(&path).unwrap_or((created_at, 0));
+        if now - last < idle_secs {
+            named.insert(part);
+            continue;
+        }
+        tx.execute("DELETE FROM attachment_uploads WHERE hash = ?1 AND user_id = ?2", params![hash, user])?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => swept.bytes += size,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(AppError::io(format!("removing the abandoned upload {part}"), e)),
+        }
+        swept.uploads += 1;
+    }
+    tx.commit()?;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(swept); // no attachments folder yet
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !name.ends_with(".part") || named.contains(&name) {
+            continue;
+        }
+        if let Some((_, size)) = modified(&entry.path()).filter(|(last, _)| now - last >= idle_secs) {
+            if std::fs::remove_file(entry.path()).is_ok() {
+                swept.bytes += size;
+                swept.uploads += 1;
+            }
+        }
+    }
+    Ok(swept)
+}

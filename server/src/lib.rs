@@ -155,7 +155,26 @@ pub async fn shutdown_signal() {
 
 /// Serves plain HTTP on a bound listener until `shutdown` resolves; requests in flight finish.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    spawn_housekeeping(state.clone());
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// Every six hours from the start: removes attachment uploads abandoned for two weeks
+/// ([`attachments::sweep_abandoned`]), so cut uploads nobody resumes do not fill the disk.
+fn spawn_housekeeping(state: AppState) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(6 * 3600));
+        loop {
+            every.tick().await;
+            let now = state.clock.now();
+            let dir = state.attachments_dir.clone();
+            match state.blocking(move |c| attachments::sweep_abandoned(c, &dir, now, attachments::ABANDONED_UPLOAD_SECS)).await {
+                Ok(s) if s.uploads > 0 => tracing::info!(uploads = s.uploads, bytes = s.bytes, "abandoned uploads removed"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "sweeping abandoned uploads failed"),
+            }
+        }
+    });
 }
 
 /// Serves HTTPS on a bound listener with the given certificate chain and key (PEM files) until
@@ -170,5 +189,6 @@ pub async fn serve_tls(listener: std::net::TcpListener, state: AppState, cert: &
         shutdown_signal().await;
         h.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
     });
+    spawn_housekeeping(state.clone());
     axum_server::from_tcp_rustls(listener, config).handle(handle).serve(app(state).into_make_service()).await
 }

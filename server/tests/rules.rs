@@ -296,3 +296,57 @@ async fn attachments_resume_deduplicate_and_check_their_hash() {
     let traversal = Request::get("/v1/attachments/..%2F..%2Fetc%2Fpasswd").header("authorization", format!("Bearer {token}")).body(Body::empty()).unwrap();
     assert_eq!(w.call(traversal).await.0, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn abandoned_uploads_are_swept_and_start_again() {
+    use shidao_server::attachments::{sweep_abandoned, Swept, ABANDONED_UPLOAD_SECS};
+    let w = World::new();
+    let token = w.devices[0].2.clone();
+    let photo = |n: u32| -> Vec<u8> { (0..200_000u32).map(|i| ((i * n) % 253) as u8).collect() };
+    let (cut, whole) = (photo(3), photo(7));
+    let put = |bytes: &[u8], offset: usize, piece: &[u8]| {
+        Request::put(format!("/v1/attachments/{}", shidao_core::store::content_hash(bytes)))
+            .header("authorization", format!("Bearer {token}"))
+            .header("upload-offset", offset.to_string())
+            .header("upload-length", bytes.len().to_string())
+            .header("content-type", "image/jpeg")
+            .body(Body::from(piece.to_vec()))
+            .unwrap()
+    };
+    let head = |bytes: &[u8]| {
+        Request::head(format!("/v1/attachments/{}", shidao_core::store::content_hash(bytes)))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    // 1. One photo uploaded whole, another cut after 80,000 bytes; a stray part file beside them.
+    assert_eq!(w.call(put(&whole, 0, &whole)).await.0, StatusCode::OK);
+    assert_eq!(w.call(put(&cut, 0, &cut[..80_000])).await.0, StatusCode::OK);
+    let dir = w.state.attachments_dir.clone();
+    std::fs::write(dir.join(format!("{}.0123.part", "a".repeat(64))), b"left by a crash").unwrap();
+    let uploads = || w.state.with_db(|c| c.query_row("SELECT COUNT(*) FROM attachment_uploads", [], |r| r.get::<_, i64>(0)).unwrap());
+    assert_eq!(uploads(), 1);
+    // 2. A day later nothing is swept: the upload may still be resumed.
+    let now = Clock::system().now();
+    let sweep = |at: i64| w.state.with_db(|c| sweep_abandoned(c, &dir, at, ABANDONED_UPLOAD_SECS)).unwrap();
+    assert_eq!(sweep(now + 24 * 3600), Swept::default());
+    let resp = app(w.state.clone()).oneshot(head(&cut)).await.unwrap();
+    assert_eq!(resp.headers()["upload-offset"], "80000");
+    // 3. Fifteen days later the cut upload and the stray file go; the stored photo stays.
+    assert_eq!(sweep(now + 15 * 24 * 3600), Swept { uploads: 2, bytes: 80_000 + 15 });
+    assert_eq!(uploads(), 0);
+    let parts: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".part")).collect();
+    assert!(parts.is_empty(), "{parts:?}");
+    let get = Request::get(format!("/v1/attachments/{}", shidao_core::store::content_hash(&whole)))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let (s, back) = w.call(get).await;
+    assert_eq!((s, back == whole), (StatusCode::OK, true));
+    // 4. The tablet finds nothing held of the cut photo and sends it again from the start.
+    assert_eq!(w.call(head(&cut)).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(w.call(put(&cut, 80_000, &cut[80_000..])).await.0, StatusCode::CONFLICT);
+    assert_eq!(w.call(put(&cut, 0, &cut)).await.0, StatusCode::OK);
+    let resp = app(w.state.clone()).oneshot(head(&cut)).await.unwrap();
+    assert_eq!(resp.headers()["upload-complete"], "1");
+}
