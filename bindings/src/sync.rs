@@ -183,6 +183,27 @@ struct Stored {
     role: String,
     name: String,
     device_name: String,
+    /// A certificate (PEM) trusted besides the system's roots: the district's own CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    server_certificate: Option<String>,
+}
+
+/// A client of the server at `url`, trusting `certificate` (PEM) besides the system's roots.
+/// A malformed address is `Network` ("bad server address"); a certificate that cannot be read
+/// is `InvalidAnswer` naming `server_certificate`.
+fn client(url: &str, certificate: Option<&str>) -> Result<HttpSync> {
+    let plain = HttpSync::new(url, None)?;
+    let Some(pem) = certificate else { return Ok(plain) };
+    HttpSync::new(url, Some(pem.as_bytes())).map_err(|e| ShidaoError::InvalidAnswer {
+        field: "server_certificate".into(),
+        reason: format!("the server certificate cannot be used: {e}"),
+    })
+}
+
+impl Stored {
+    fn client(&self) -> Result<HttpSync> {
+        client(&self.server_url, self.server_certificate.as_deref())
+    }
 }
 
 const ENROLMENT_KEY: &str = "enrol.identity";
@@ -264,7 +285,7 @@ async fn run_sync(shared: &Shared, progress: Option<Arc<dyn SyncProgress>>, canc
     let _running = Running::start(&shared.syncing)?;
     let enrolment = Stored::required(&shared.store())?;
     let editor = enrolment.editor()?;
-    let http = HttpSync::new(&enrolment.server_url, None)?;
+    let http = enrolment.client()?;
     let token = enrolment.token.as_str();
     let store = Locked(shared);
 
@@ -315,11 +336,23 @@ impl ShidaoStore {
     /// (shown to admins, e.g. "王老师的平板"). The identity and its token are kept in the store;
     /// the app never sees the token. Enrolling again replaces them.
     ///
-    /// Errors: `Network` (bad address, server unreachable), `Unauthorized` with code `bad_code`
-    /// (unknown, used or expired code).
-    pub async fn enrol(&self, server_url: String, one_time_code: String, device_name: String) -> Result<Enrolment> {
+    /// `server_certificate`: for a server whose HTTPS certificate is issued by the district's
+    /// own authority rather than a public one, that authority's certificate (PEM, as the
+    /// district's IT hands it out); kept with the enrolment and trusted for every later sync.
+    ///
+    /// Errors: `Network` (bad address, server unreachable, a certificate nobody trusts),
+    /// `Unauthorized` with code `bad_code` (unknown, used or expired code), `InvalidAnswer`
+    /// (`server_certificate` cannot be read).
+    #[uniffi::method(default(server_certificate = None))]
+    pub async fn enrol(
+        &self,
+        server_url: String,
+        one_time_code: String,
+        device_name: String,
+        server_certificate: Option<String>,
+    ) -> Result<Enrolment> {
         guard_async(async {
-            let http = HttpSync::new(&server_url, None)?;
+            let http = client(&server_url, server_certificate.as_deref())?;
             let e = http.enrol(&one_time_code, &device_name).await?;
             let stored = Stored {
                 server_url: server_url.trim_end_matches('/').to_string(),
@@ -329,6 +362,7 @@ impl ShidaoStore {
                 role: e.role,
                 name: e.name,
                 device_name,
+                server_certificate,
             };
             let enrolment = stored.public()?;
             stored.save(&self.shared.store())?;
@@ -363,7 +397,7 @@ impl ShidaoStore {
                 Err(e) => return Err(e.into()),
             }
             let enrolment = Stored::required(&self.shared.store())?;
-            let http = HttpSync::new(&enrolment.server_url, None)?;
+            let http = enrolment.client()?;
             let (bytes, mime) = http.download_attachment(&enrolment.token, &hash).await.map_err(|e| match e {
                 shidao_core::sync::http::DriverError::Refused { status: 404 | 403, .. } => {
                     ShidaoError::NotFound { what: format!("attachment {hash}") }
@@ -385,12 +419,13 @@ impl ShidaoStore {
     }
 
     /// Points the enrolment at another address of the same server (the district moved it);
-    /// the identity and token stay. `Network` for an address that is not `http(s)://…`.
+    /// the identity, token and trusted certificate stay. `Network` for an address that is not
+    /// `http(s)://…`.
     pub fn set_server_url(&self, server_url: String) -> Result<()> {
         guard(|| {
-            HttpSync::new(&server_url, None)?;
             let store = self.shared.store();
             let mut stored = Stored::required(&store)?;
+            client(&server_url, stored.server_certificate.as_deref())?;
             stored.server_url = server_url.trim_end_matches('/').to_string();
             stored.save(&store)
         })

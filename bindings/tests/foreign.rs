@@ -180,7 +180,7 @@ fn swift_sources_generate_from_the_built_library() -> Result<(), Box<dyn std::er
         "protocol SyncProgress",
         "class SyncCancel",
         "func sync(progress: SyncProgress? = nil, cancel: SyncCancel? = nil) async throws -> SyncReport",
-        "func enrol(serverUrl: String, oneTimeCode: String, deviceName: String) async throws -> Enrolment",
+        "func enrol(serverUrl: String, oneTimeCode: String, deviceName: String, serverCertificate: String? = nil) async throws -> Enrolment",
     ] {
         // Unformatted output: compare without spaces.
         let squeeze = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();

@@ -47,17 +47,17 @@ fn two_tablets_sync_through_the_relay() {
     assert_eq!(wang_store.enrolment().expect("read"), None);
     let err = rt.block_on(wang_store.sync(None, None)).expect_err("not enrolled");
     assert!(matches!(&err, ShidaoError::Unauthorized { code, .. } if code == "not_enrolled"), "{err:?}");
-    let wang = rt.block_on(wang_store.enrol(format!("{}/", server.url), server.code_wang.clone(), "王老师的平板".into())).expect("enrol");
+    let wang = rt.block_on(wang_store.enrol(format!("{}/", server.url), server.code_wang.clone(), "王老师的平板".into(), None)).expect("enrol");
     assert_eq!((wang.editor.user.as_str(), wang.name.as_str(), wang.server_url.as_str()), ("wang", "王老师", server.url.as_str()));
     assert_eq!(wang_store.enrolment().expect("read"), Some(wang.clone()));
-    let err = rt.block_on(open("x.db").enrol(server.url.clone(), server.code_wang.clone(), "x".into())).expect_err("used code");
+    let err = rt.block_on(open("x.db").enrol(server.url.clone(), server.code_wang.clone(), "x".into(), None)).expect_err("used code");
     assert!(matches!(&err, ShidaoError::Unauthorized { code, .. } if code == "bad_code"), "{err:?}");
 
     // Bad addresses: not a URL, nobody listening. The code is not used up by either.
     let li_store = open("li.db");
-    let err = rt.block_on(li_store.enrol("shidao.example.cn".into(), server.code_li.clone(), "x".into())).expect_err("bad address");
+    let err = rt.block_on(li_store.enrol("shidao.example.cn".into(), server.code_li.clone(), "x".into(), None)).expect_err("bad address");
     assert!(matches!(&err, ShidaoError::Network { reason } if reason.contains("bad server address")), "{err:?}");
-    let err = rt.block_on(li_store.enrol(server.unreachable_url.clone(), server.code_li.clone(), "x".into())).expect_err("unreachable");
+    let err = rt.block_on(li_store.enrol(server.unreachable_url.clone(), server.code_li.clone(), "x".into(), None)).expect_err("unreachable");
     assert!(matches!(&err, ShidaoError::Network { reason } if reason.contains("cannot reach")), "{err:?}");
     assert!(matches!(wang_store.set_server_url("ftp://x".into()), Err(ShidaoError::Network { .. })));
 
@@ -84,7 +84,7 @@ fn two_tablets_sync_through_the_relay() {
     // on demand.
     let li_seen = Arc::new(Seen::default());
     li_store.set_change_listener(Some(li_seen.clone())).expect("listener");
-    let li = rt.block_on(li_store.enrol(server.url.clone(), server.code_li.clone(), "李老师的平板".into())).expect("enrol li");
+    let li = rt.block_on(li_store.enrol(server.url.clone(), server.code_li.clone(), "李老师的平板".into(), None)).expect("enrol li");
     let got = rt.block_on(li_store.sync(None, None)).expect("li sync");
     let mut both = vec![obs.id(), visit.id()];
     both.sort();
@@ -141,4 +141,54 @@ fn two_tablets_sync_through_the_relay() {
     let err = rt.block_on(li_store.sync(None, None)).expect_err("revoked");
     assert!(matches!(&err, ShidaoError::Unauthorized { code, reason } if code == "revoked" && reason.contains("revoked")), "{err:?}");
     rt.block_on(wang_store.sync(None, None)).expect("wang still syncs");
+}
+
+#[test]
+fn a_district_certificate_given_at_enrolment_is_trusted_for_every_sync() {
+    // 1. The relay over HTTPS with a certificate no public authority issued.
+    let server = common::Loopback::start();
+    let rt = &server.rt;
+    let dir = tempfile::tempdir().expect("dir");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl must be installed (scripts/install-test-deps.sh installs it)");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let url = server.serve_https(&cert, &key);
+    let pem = std::fs::read_to_string(&cert).expect("cert");
+    let path = dir.path().join("wang.db").display().to_string();
+    let store = ShidaoStore::open(path.clone()).expect("store");
+    let enrol = |certificate: Option<String>| rt.block_on(store.enrol(url.clone(), server.code_wang.clone(), "王老师的平板".into(), certificate));
+
+    // 2. Without the certificate the tablet cannot reach it; with an unreadable one it says which
+    //    argument is wrong. Neither uses up the code nor enrols the store.
+    let err = enrol(None).expect_err("untrusted");
+    assert!(matches!(&err, ShidaoError::Network { .. }), "{err:?}");
+    let err = enrol(Some("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n".into())).expect_err("bad pem");
+    assert!(matches!(&err, ShidaoError::InvalidAnswer { field, .. } if field == "server_certificate"), "{err:?}");
+    assert_eq!(store.enrolment().expect("read"), None);
+
+    // 3. With it the tablet enrols and syncs; moving the address keeps the certificate.
+    let me = enrol(Some(pem)).expect("enrol over https").editor;
+    let rec = store.create_record("inspection-visit".into(), "ouhai-a".into(), me.clone()).expect("record");
+    rec.clone().field("visit_focus".into(), None).expect("field").set_text("课堂教学".into()).expect("focus");
+    let first = rt.block_on(store.sync(None, None)).expect("sync over https");
+    assert_eq!(first.pushed, 1, "{first:?}");
+    store.set_server_url(url.replace("localhost", "127.0.0.1")).expect("move");
+    rec.clone().field("visit_focus".into(), None).expect("field").clear().expect("clear");
+    assert_eq!(rt.block_on(store.sync(None, None)).expect("sync at the new address").pushed, 1);
+
+    // 4. The certificate is kept in the store: the app opened again syncs without it.
+    drop(rec);
+    drop(store);
+    let again = ShidaoStore::open(path).expect("reopen");
+    let rec = again.create_record("inspection-visit".into(), "ouhai-a".into(), me).expect("record");
+    drop(rec);
+    assert_eq!(rt.block_on(again.sync(None, None)).expect("sync after reopening").pushed, 1);
 }

@@ -76,6 +76,16 @@ impl Loopback {
         Loopback { url, control_url, hang_url, unreachable_url, code_wang, code_li, state, rt, _dir: dir }
     }
 
+    /// Serves the same relay over HTTPS too, with the certificate and key at these PEM files;
+    /// returns its `https://localhost:…` address.
+    pub fn serve_https(&self, cert: &std::path::Path, key: &std::path::Path) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind https");
+        let url = format!("https://localhost:{}", listener.local_addr().expect("addr").port());
+        let (state, cert, key) = (self.state.clone(), cert.to_path_buf(), key.to_path_buf());
+        self.rt.spawn(async move { shidao_server::serve_tls(listener, state, &cert, &key).await });
+        url
+    }
+
     /// The environment a foreign script reads.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
