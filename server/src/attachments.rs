@@ -292,11 +292,11 @@ pub fn sweep_abandoned(conn: &Connection, dir: &Path, now: i64, idle_secs: i64) 
         if !name.ends_with(".part") || named.contains(&name) {
             continue;
         }
-        if let Some((_, size)) = modified(&entry.path()).filter(|(last, _)| now - last >= idle_secs) {
-            if std::fs::remove_file(entry.path()).is_ok() {
-                swept.bytes += size;
-                swept.uploads += 1;
-            }
+        if let Some((_, size)) = modified(&entry.path()).filter(|(last, _)| now - last >= idle_secs)
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            swept.bytes += size;
+            swept.uploads += 1;
         }
     }
     Ok(swept)
