@@ -29,6 +29,11 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Each pushed record is applied in a savepoint of its own; its statement journal lives in
+    // memory rather than in a temporary file, and a 32 MiB page cache keeps a request's pages
+    // from spilling to disk before its commit (both showed in profiles of the relay under load).
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "cache_size", -32768)?;
     Ok(())
 }
 
