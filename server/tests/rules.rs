@@ -253,22 +253,33 @@ async fn records_outside_the_scope_answer_403() {
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
 
+/// A piece of the upload of `file` (named by its hash), from `offset`.
+fn put_piece(token: &str, file: &[u8], offset: usize, piece: &[u8]) -> Request<Body> {
+    Request::put(format!("/v1/attachments/{}", shidao_core::store::content_hash(file)))
+        .header("authorization", format!("Bearer {token}"))
+        .header("upload-offset", offset.to_string())
+        .header("upload-length", file.len().to_string())
+        .header("content-type", "image/jpeg")
+        .body(Body::from(piece.to_vec()))
+        .unwrap()
+}
+
+/// `HEAD` of the file named by the hash of `file`.
+fn head_of(token: &str, file: &[u8]) -> Request<Body> {
+    Request::head(format!("/v1/attachments/{}", shidao_core::store::content_hash(file)))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap()
+}
+
 #[tokio::test]
 async fn attachments_resume_deduplicate_and_check_their_hash() {
     let w = World::new();
     let token = w.devices[0].2.clone();
     let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let hash = shidao_core::store::content_hash(&bytes);
-    let put = |offset: usize, piece: &[u8]| {
-        Request::put(format!("/v1/attachments/{hash}"))
-            .header("authorization", format!("Bearer {token}"))
-            .header("upload-offset", offset.to_string())
-            .header("upload-length", bytes.len().to_string())
-            .header("content-type", "image/jpeg")
-            .body(Body::from(piece.to_vec()))
-            .unwrap()
-    };
-    let head = || Request::head(format!("/v1/attachments/{hash}")).header("authorization", format!("Bearer {token}")).body(Body::empty()).unwrap();
+    let put = |offset: usize, piece: &[u8]| put_piece(&token, &bytes, offset, piece);
+    let head = || head_of(&token, &bytes);
     assert_eq!(w.call(head()).await.0, StatusCode::NOT_FOUND);
     // First piece, then the connection "drops"; HEAD says where to resume.
     assert_eq!(w.call(put(0, &bytes[..100_000])).await.0, StatusCode::OK);
@@ -304,21 +315,8 @@ async fn abandoned_uploads_are_swept_and_start_again() {
     let token = w.devices[0].2.clone();
     let photo = |n: u32| -> Vec<u8> { (0..200_000u32).map(|i| ((i * n) % 253) as u8).collect() };
     let (cut, whole) = (photo(3), photo(7));
-    let put = |bytes: &[u8], offset: usize, piece: &[u8]| {
-        Request::put(format!("/v1/attachments/{}", shidao_core::store::content_hash(bytes)))
-            .header("authorization", format!("Bearer {token}"))
-            .header("upload-offset", offset.to_string())
-            .header("upload-length", bytes.len().to_string())
-            .header("content-type", "image/jpeg")
-            .body(Body::from(piece.to_vec()))
-            .unwrap()
-    };
-    let head = |bytes: &[u8]| {
-        Request::head(format!("/v1/attachments/{}", shidao_core::store::content_hash(bytes)))
-            .header("authorization", format!("Bearer {token}"))
-            .body(Body::empty())
-            .unwrap()
-    };
+    let put = |bytes: &[u8], offset: usize, piece: &[u8]| put_piece(&token, bytes, offset, piece);
+    let head = |bytes: &[u8]| head_of(&token, bytes);
     // 1. One photo uploaded whole, another cut after 80,000 bytes; a stray part file beside them.
     assert_eq!(w.call(put(&whole, 0, &whole)).await.0, StatusCode::OK);
     assert_eq!(w.call(put(&cut, 0, &cut[..80_000])).await.0, StatusCode::OK);
