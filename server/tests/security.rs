@@ -1805,5 +1805,23 @@ async fn family_8_password_guessing_is_slowed() {
     t.attack("one guess after sup1 signed in");
     wrong(&attempt_sign_in(&w, "sup1", "guess-7-password").await);
     t.refused();
+    // 7. Twelve guesses sent at once: four get the plain refusal, the other eight find the name
+    //    locked, and nobody signs in.
+    t.attack("a burst of twelve guesses at once for sup2");
+    let mut forms = Vec::new();
+    for _ in 0..12 {
+        let form = w.call(Request::get("/login").body(Body::empty()).expect("req")).await;
+        forms.push((format!("shidao_login={}", form.cookie("shidao_login").expect("cookie")), hidden(&form.text(), "csrf")));
+    }
+    let burst = forms.iter().enumerate().map(|(i, (cookie, csrf))| {
+        let req = form_post("/login", cookie, &[("csrf", csrf), ("user", "sup2"), ("password", &format!("burst-{i}-password"))]);
+        w.call(req)
+    });
+    let answers = futures_util::future::join_all(burst).await;
+    let count = |status: StatusCode| answers.iter().filter(|r| r.status == status).count();
+    assert_eq!((count(StatusCode::FORBIDDEN), count(StatusCode::TOO_MANY_REQUESTS)), (4, 8));
+    assert_eq!(sessions(), n + 2);
+    t.refused();
     t.finish();
 }
+

@@ -88,27 +88,39 @@ async fn login(State(state): State<AppState>, lang: Lang, headers: HeaderMap, Fo
     let locked = |secs: i64| {
         let minutes = (secs + 59) / 60;
         let reason = format!("密码错误次数过多，请 {minutes} 分钟后再试 / too many wrong passwords; try again in {minutes} min");
-        tracing::warn!(user = %user.trim(), secs, "sign-in refused: name locked after wrong passwords");
+        tracing::warn!(user = ?user.trim(), secs, "sign-in refused: name locked after wrong passwords");
         refuse(StatusCode::TOO_MANY_REQUESTS, reason)
     };
-    if let Err(secs) = state.sign_in_throttle.check(&user, now) {
-        return Ok(locked(secs));
-    }
-    let name = user.clone();
-    match state.blocking(move |c| auth::sign_in(c, &name, &password, now)).await? {
-        SignIn::Session(session) => {
-            state.sign_in_throttle.succeeded(&user);
+    // The throttle is asked and told inside the store's one connection, so that sign-ins run
+    // one at a time: a burst of guesses sent at once cannot all pass the check before the first
+    // of them is counted.
+    let (throttle, name) = (state.sign_in_throttle.clone(), user.clone());
+    let outcome = state
+        .blocking(move |c| {
+            if let Err(secs) = throttle.check(&name, now) {
+                return Ok(Err(secs));
+            }
+            let outcome = auth::sign_in(c, &name, &password, now)?;
+            match &outcome {
+                SignIn::WrongPassword => match throttle.failed(&name, now) {
+                    0 => {}
+                    secs => return Ok(Err(secs)),
+                },
+                SignIn::Session(_) | SignIn::NotReviewer => throttle.succeeded(&name),
+            }
+            Ok(Ok(outcome))
+        })
+        .await?;
+    match outcome {
+        Err(secs) => Ok(locked(secs)),
+        Ok(SignIn::Session(session)) => {
             let mut resp = Redirect::to("/").into_response();
             set_cookie(&mut resp, cookie_header(SESSION_COOKIE, &session, 12 * 3600, state.secure_cookies));
             set_cookie(&mut resp, cookie_header(LOGIN_COOKIE, "", 0, state.secure_cookies));
             Ok(resp)
         }
-        SignIn::WrongPassword => match state.sign_in_throttle.failed(&user, now) {
-            0 => Ok(refuse(StatusCode::FORBIDDEN, "用户名或密码错误 / wrong user name or password".into())),
-            secs => Ok(locked(secs)),
-        },
-        SignIn::NotReviewer => {
-            state.sign_in_throttle.succeeded(&user);
+        Ok(SignIn::WrongPassword) => Ok(refuse(StatusCode::FORBIDDEN, "用户名或密码错误 / wrong user name or password".into())),
+        Ok(SignIn::NotReviewer) => {
             Ok(refuse(StatusCode::FORBIDDEN, "只有督导和管理员可以登录网页 / only supervisors and admins sign in here".into()))
         }
     }

@@ -4,6 +4,10 @@
 //! before the password is checked, the right password too (else the lock would only slow the
 //! attacker's confirmation). A successful sign-in forgets the name's failures.
 //!
+//! The sign-in handler asks and tells the throttle while it holds the store's one connection,
+//! so sign-ins are judged one at a time and a burst of guesses cannot all pass the check before
+//! the first of them is counted.
+//!
 //! Counted per user name, whether or not the user exists (the answer must not tell which names
 //! are real), and kept in memory: a restart forgets the counts, which costs an attacker a
 //! restart they cannot cause. No I/O here; the caller passes the time.
