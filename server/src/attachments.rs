@@ -252,7 +252,8 @@ pub struct Swept {
 
 /// Removes uploads idle for `idle_secs` or more at `now` (the last piece is the part file's
 /// modification time; the upload's start when the file is missing), rows and part files, and
-/// part files that no upload names (left by a crash between file and row) once idle as long.
+/// any other part file idle as long (one no upload names, left by a crash between file and row).
+/// It runs under the store's connection, as every append does, so no piece lands meanwhile.
 /// Stored files and uploads still in use are never touched. The next `HEAD` of a swept upload
 /// says 0 bytes held, so its device sends the file again from the start.
 pub fn sweep_abandoned(conn: &Connection, dir: &Path, now: i64, idle_secs: i64) -> AppResult<Swept> {
@@ -267,12 +268,10 @@ pub fn sweep_abandoned(conn: &Connection, dir: &Path, now: i64, idle_secs: i64) 
         .prepare("SELECT hash, user_id, part, created_at FROM attachment_uploads")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<Result<_, _>>()?;
-    let mut named = std::collections::HashSet::new();
     for (hash, user, part, created_at) in uploads {
         let path = dir.join(&part);
         let (last, size) = modified(&path).unwrap_or((created_at, 0));
         if now - last < idle_secs {
-            named.insert(part);
             continue;
         }
         tx.execute("DELETE FROM attachment_uploads WHERE hash = ?1 AND user_id = ?2", params![hash, user])?;
@@ -289,7 +288,7 @@ pub fn sweep_abandoned(conn: &Connection, dir: &Path, now: i64, idle_secs: i64) 
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
-        if !name.ends_with(".part") || named.contains(&name) {
+        if !name.ends_with(".part") {
             continue;
         }
         if let Some((_, size)) = modified(&entry.path()).filter(|(last, _)| now - last >= idle_secs)
