@@ -32,5 +32,5 @@ pub use error::ShidaoError;
 pub use field::FieldEditor;
 pub use record::FormRecord;
 pub use store::ShidaoStore;
-pub use sync::{ChangeListener, Enrolment, SyncCancel, SyncProgress, SyncRefusal, SyncReport, SyncStatus};
+pub use sync::{ChangeListener, Enrolment, FormsListener, SyncCancel, SyncProgress, SyncRefusal, SyncReport, SyncStatus};
 pub use types::*;

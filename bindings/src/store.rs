@@ -14,7 +14,7 @@ use shidao_core::{RecordId, SchoolId};
 
 use crate::error::{guard, Result, ShidaoError};
 use crate::record::FormRecord;
-use crate::sync::ChangeListener;
+use crate::sync::{ChangeListener, FormsListener};
 use crate::types::{
     template_info, Durability, Editor, RecordFilter, RecordSummary, SalvageReport, StoredFile, TemplateInfo,
 };
@@ -23,6 +23,7 @@ use crate::types::{
 pub(crate) struct Shared {
     store: Mutex<Store>,
     listener: Mutex<Option<Arc<dyn ChangeListener>>>,
+    forms_listener: Mutex<Option<Arc<dyn FormsListener>>>,
     /// A sync of this store is running (one at a time; see `sync.rs`).
     pub(crate) syncing: AtomicBool,
 }
@@ -46,6 +47,14 @@ impl Shared {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l.on_record_changed(id)));
         }
     }
+
+    /// Tells the forms listener, if any, that the list of forms changed (as `notify`).
+    pub(crate) fn notify_forms(&self) {
+        let listener = self.forms_listener.lock().map(|l| l.clone()).unwrap_or_else(|p| p.into_inner().clone());
+        if let Some(l) = listener {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l.on_forms_changed()));
+        }
+    }
 }
 
 /// The device's store of records and attached files: one SQLite file the app keeps in its private
@@ -64,7 +73,12 @@ impl std::fmt::Debug for ShidaoStore {
 impl ShidaoStore {
     fn wrap(store: Store) -> Arc<Self> {
         Arc::new(ShidaoStore {
-            shared: Arc::new(Shared { store: Mutex::new(store), listener: Mutex::new(None), syncing: AtomicBool::new(false) }),
+            shared: Arc::new(Shared {
+                store: Mutex::new(store),
+                listener: Mutex::new(None),
+                forms_listener: Mutex::new(None),
+                syncing: AtomicBool::new(false),
+            }),
         })
     }
 }
@@ -186,6 +200,16 @@ impl ShidaoStore {
     pub fn set_change_listener(&self, listener: Option<Arc<dyn ChangeListener>>) -> Result<()> {
         guard(|| {
             *self.shared.listener.lock().unwrap_or_else(|p| p.into_inner()) = listener;
+            Ok(())
+        })
+    }
+
+    /// Sets (or, with `None`, removes) the listener told when the list of forms changed: a sync
+    /// brought form definitions (a new form or version the programme published) or the
+    /// programme changed which versions new records use. Call `templates` again then.
+    pub fn set_forms_listener(&self, listener: Option<Arc<dyn FormsListener>>) -> Result<()> {
+        guard(|| {
+            *self.shared.forms_listener.lock().unwrap_or_else(|p| p.into_inner()) = listener;
             Ok(())
         })
     }

@@ -61,6 +61,14 @@ pub trait ChangeListener: Send + Sync {
     fn on_record_changed(&self, record_id: String);
 }
 
+/// Told when the list of forms to fill changed (a sync brought a form the programme published, or
+/// the programme changed which version new records use): call `ShidaoStore.templates` again.
+/// Called like `ChangeListener`, with no lock held; an exception thrown by it is ignored.
+#[uniffi::export(foreign)]
+pub trait FormsListener: Send + Sync {
+    fn on_forms_changed(&self);
+}
+
 /// Told after every round of a sync, for a progress bar. Called on the thread running the sync,
 /// with no lock held; an exception thrown by it is ignored.
 #[uniffi::export(foreign)]
@@ -129,6 +137,8 @@ pub struct SyncReport {
     /// Ids of the records this sync pulled and merged, each once: the `ChangeListener` was told
     /// about each of them.
     pub changed: Vec<String>,
+    /// The list of forms changed (the `FormsListener` was told).
+    pub forms_changed: bool,
 }
 
 /// Who this store is enrolled as with a server.
@@ -310,6 +320,10 @@ async fn run_sync(shared: &Shared, progress: Option<Arc<dyn SyncProgress>>, canc
         status.pulled += round.pulled;
         status.refused += round.refused.len();
         // The round is on disk and the store unlocked: screens showing these records refresh.
+        if round.forms_changed {
+            report.forms_changed = true;
+            shared.notify_forms();
+        }
         for id in pulled {
             let unreadable = round.unreadable.iter().any(|u| u.strip_prefix(id.as_str()).is_some_and(|rest| rest.starts_with(':')));
             if !unreadable {

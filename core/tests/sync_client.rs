@@ -14,7 +14,7 @@ fn editor(user: &str) -> Editor {
 }
 
 fn response(results: Vec<PushResult>, pull: Vec<Pull>, cursor: u64) -> SyncResponse {
-    SyncResponse { protocol: PROTOCOL, cursor, more: false, scope: "s1".into(), results, pull, reference: None, server_time: 0 }
+    SyncResponse { protocol: PROTOCOL, cursor, more: false, scope: "s1".into(), results, pull, reference: None, forms: vec![], server_time: 0 }
 }
 
 fn result(prepared: &Prepared, i: usize, outcome: Outcome, code: Option<&str>) -> PushResult {
@@ -143,4 +143,84 @@ fn pulled_records_land_clean_and_missing_history_resets_the_cursor() {
     let got = tablet.load(visit.id(), &li).unwrap();
     assert_eq!(got.answer(&FieldRef::top(&f)).unwrap().answer, Some(Answer::Text("王".into())));
     assert_eq!(SyncClient::cursor(&tablet).unwrap(), 11);
+}
+
+/// A district's form, as the relay would deliver it.
+fn district_form(version: u32) -> String {
+    let json = shidao_core::template::builtin_source("guidance-log").unwrap().replace(r#""id": "guidance-log""#, r#""id": "district-log""#);
+    let mut def: serde_json::Value = serde_json::from_str(&json).unwrap();
+    def["version"] = version.into();
+    shidao_core::Template::from_json("district-log.json", &def.to_string()).unwrap().definition()
+}
+
+fn reference_with(forms: &[(&str, u32, Option<String>, bool)]) -> shidao_core::sync::protocol::Reference {
+    use shidao_core::sync::protocol::{Reference, TemplateRef, UserInfo};
+    Reference {
+        version: format!("ref-{}", forms.len()),
+        user: UserInfo { id: "wang".into(), name: "王".into(), role: "inspector".into(), device: "d-wang".into() },
+        schools: vec![],
+        tasks: vec![],
+        templates: forms
+            .iter()
+            .map(|(id, v, hash, retired)| TemplateRef { id: id.to_string(), version: *v, hash: hash.clone(), retired: *retired })
+            .collect(),
+    }
+}
+
+#[test]
+fn forms_are_asked_for_by_hash_checked_and_kept_across_reopening() {
+    use shidao_core::sync::protocol::FormDef;
+    use shidao_core::template::definition_hash;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tablet.db");
+    let store = Store::open(&path).unwrap();
+    let me = editor("wang");
+    let client = SyncClient::default();
+    let (v1, v2) = (district_form(1), district_form(2));
+    let (h1, h2) = (definition_hash(&v1), definition_hash(&v2));
+
+    // 1. The reference lists the district's form in two versions (v1 retired) and a built-in:
+    //    the device asks for the two it lacks, not for the built-in.
+    let p = client.prepare(&store).unwrap();
+    assert!(p.request.want_forms.is_empty());
+    let mut resp = response(vec![], vec![], 1);
+    resp.reference = Some(reference_with(&[
+        ("district-log", 1, Some(h1.clone()), true),
+        ("district-log", 2, Some(h2.clone()), false),
+        ("guidance-log", 1, Some("not-the-same-bytes".into()), false),
+    ]));
+    let round = client.absorb(&store, &me, p, resp).unwrap();
+    assert!(round.more, "another round fetches the forms");
+    let p = client.prepare(&store).unwrap();
+    assert_eq!(p.request.want_forms, vec![h1.clone(), h2.clone()]);
+
+    // 2. A definition whose bytes do not hash to its name refuses the whole round: nothing is
+    //    stored, not even the definition that was right, and the cursor stays.
+    let mut resp = response(vec![], vec![], 9);
+    resp.forms = vec![FormDef { hash: h1.clone(), definition: v1.clone() }, FormDef { hash: h2.clone(), definition: v1.clone() }];
+    let err = client.absorb(&store, &me, p, resp).unwrap_err();
+    assert!(err.to_string().contains(&h2) && err.to_string().contains("hashes to"), "{err}");
+    assert!(store.template("district-log", Some(1)).is_none());
+    assert_eq!(SyncClient::cursor(&store).unwrap(), 1);
+
+    // 3. The right definitions are stored; new records use v2 (v1 is retired); both versions
+    //    stay, and a v1 record made elsewhere opens.
+    let p = client.prepare(&store).unwrap();
+    let mut resp = response(vec![], vec![], 9);
+    resp.forms = vec![FormDef { hash: h1.clone(), definition: v1.clone() }, FormDef { hash: h2.clone(), definition: v2.clone() }];
+    let round = client.absorb(&store, &me, p, resp).unwrap();
+    assert!(round.forms_changed);
+    assert!(client.prepare(&store).unwrap().request.want_forms.is_empty());
+    assert_eq!(store.template("district-log", None).unwrap().version(), 2);
+    let ids: Vec<String> = store.templates().iter().map(|t| format!("{}@{}", t.id(), t.version())).collect();
+    assert_eq!(ids, ["district-log@2", "guidance-log@1"]);
+    drop(store);
+
+    // 4. Reopened, the store still holds both versions and the programme's choice.
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.template("district-log", None).unwrap().version(), 2);
+    assert!(store.template("district-log", Some(1)).is_some());
+    let expert = Editor { role: Role::Expert, ..me };
+    let r = store.create("district-log", &SchoolId::new("s").unwrap(), &expert).unwrap();
+    assert_eq!(r.template().version(), 2);
 }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use shidao_core::expr::parse_date;
 use shidao_core::sync::protocol::{Reference, SchoolInfo, TaskInfo, TemplateRef, UserInfo};
-use shidao_core::template::{builtin_templates, Role};
+use shidao_core::template::Role;
 use shidao_core::{SchoolId, UserId};
 
 use crate::error::{AppError, AppResult};
@@ -62,7 +62,9 @@ pub fn add_programme(conn: &Connection, id: &str, name: &str, term: Option<(&str
          ON CONFLICT (id) DO UPDATE SET name = excluded.name, term_start = excluded.term_start, term_end = excluded.term_end",
         params![id, name, term.map(|t| t.0), term.map(|t| t.1)],
     )?;
-    Ok(())
+    // A new programme starts with the built-in library of forms (a no-op for one that has it).
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    crate::forms::install_missing_libraries(conn, now)
 }
 
 /// Adds or updates a school; the category must be one of [`CATEGORIES`] (or empty).
@@ -362,8 +364,21 @@ pub fn reference(conn: &Connection, device: &Device, scope: &Scope) -> AppResult
             }
         }
     }
-    let templates: Vec<TemplateRef> =
-        builtin_templates().iter().map(|t| TemplateRef { id: t.id().to_string(), version: t.version() }).collect();
+    // The forms of the user's programme, or of the programmes of the schools in scope.
+    let mut programmes: Vec<String> = match &device.programme {
+        Some(p) => vec![p.clone()],
+        None => schools.iter().map(|s| s.programme.clone()).collect(),
+    };
+    programmes.sort();
+    programmes.dedup();
+    let mut templates: Vec<TemplateRef> = Vec::new();
+    for p in &programmes {
+        for t in crate::forms::references(conn, p)? {
+            if !templates.iter().any(|o| o.id == t.id && o.version == t.version) {
+                templates.push(t);
+            }
+        }
+    }
     let user = UserInfo { id: device.user.clone(), name: user_name, role: device.role.as_str().to_string(), device: device.id.clone() };
     let mut reference = Reference { version: String::new(), user, schools, tasks, templates };
     reference.version = sha256_hex(&serde_json::to_string(&reference).unwrap_or_default())[..16].to_string();

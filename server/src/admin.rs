@@ -7,7 +7,7 @@ use clap::Subcommand;
 use rusqlite::Connection;
 use shidao_core::template::Role;
 
-use crate::accounts;
+use crate::{accounts, forms};
 use crate::error::{AppError, AppResult};
 
 #[derive(Debug, Subcommand)]
@@ -104,6 +104,25 @@ pub enum AdminCommand {
     },
     /// List enrolled devices.
     Devices,
+    /// Publish a form into a programme: a template file (.json, the format of docs/templates.md)
+    /// or an XLSForm workbook (.xlsx, .xls). Checked first; a new version must keep the field ids
+    /// of the published one (docs/forms.md). With --retire, also retire a version (FORM@VERSION);
+    /// with --retire alone, only retire.
+    PublishForm {
+        file: Option<PathBuf>,
+        #[arg(long)]
+        programme: String,
+        #[arg(long)]
+        retire: Option<String>,
+        /// Leave out XLSForm questions of types that do not map (each listed as a warning).
+        #[arg(long)]
+        skip_unsupported: bool,
+    },
+    /// List the form versions a programme has published, with their record counts.
+    Forms {
+        #[arg(long)]
+        programme: String,
+    },
 }
 
 fn read(path: &PathBuf) -> AppResult<String> {
@@ -154,6 +173,54 @@ pub fn run(conn: &Connection, cmd: AdminCommand, now: i64) -> AppResult<String> 
         AdminCommand::RevokeDevice { device } => {
             accounts::revoke_device(conn, &device, now)?;
             format!("device {device} revoked")
+        }
+        AdminCommand::PublishForm { file, programme, retire, skip_unsupported } => {
+            let mut out = Vec::new();
+            if let Some(path) = &file {
+                let name = path.display().to_string();
+                let bytes = std::fs::read(path).map_err(|e| AppError::BadRequest(format!("{name}: {e}")))?;
+                let form = forms::check_file(&name, &bytes, skip_unsupported)?;
+                for w in &form.warnings {
+                    out.push(format!("warning: {w}"));
+                }
+                let source = format!("file {}", path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or(name.clone()));
+                let t = &form.template;
+                let new = forms::publish(conn, &programme, &form, &source, "admin", now)?;
+                out.push(format!(
+                    "{} {} v{} ({}) in {programme}, definition {}",
+                    if new { "published" } else { "already published:" },
+                    t.id(),
+                    t.version(),
+                    t.def.title.zh,
+                    &form.hash[..16]
+                ));
+            }
+            if let Some(r) = &retire {
+                let (id, version) = forms::parse_ref(r)?;
+                forms::retire(conn, &programme, &id, version, now)?;
+                out.push(format!("retired {id} v{version} in {programme}"));
+            }
+            if out.is_empty() {
+                return Err(AppError::BadRequest("name a form file to publish, or --retire FORM@VERSION".into()));
+            }
+            out.join("\n")
+        }
+        AdminCommand::Forms { programme } => {
+            let list = forms::list(conn, &programme)?;
+            let mut out = vec!["form\tversion\ttitle\trecords\tstate\tsource\thash".to_string()];
+            for f in list {
+                out.push(format!(
+                    "{}\tv{}\t{}\t{}\t{}\t{}\t{}",
+                    f.id,
+                    f.version,
+                    f.title_zh,
+                    f.records,
+                    if f.retired_at.is_some() { "retired" } else if f.current { "current" } else { "older" },
+                    f.source,
+                    &f.hash[..16]
+                ));
+            }
+            out.join("\n")
         }
         AdminCommand::Devices => {
             let mut stmt = conn.prepare(

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod demo;
 pub mod db;
 pub mod error;
+pub mod forms;
 pub mod http;
 pub mod sync;
 pub mod web;
@@ -47,6 +48,9 @@ impl AppState {
     /// Opens (creating if needed) the central store at `db`; attachments go beside it.
     pub fn open(db: &Path) -> Result<AppState, db::DbError> {
         let conn = db::open(db)?;
+        // Programmes from before the form registry get the built-in library of forms.
+        forms::install_missing_libraries(&conn, Clock::system().now())
+            .map_err(|e| db::DbError::Setup { path: db.display().to_string(), reason: e.to_string() })?;
         let dir = db.parent().map(Path::to_path_buf).unwrap_or_default();
         let stem = db.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "shidao".into());
         let mut state = AppState::with_connection(conn, dir.join(format!("{stem}-attachments")));

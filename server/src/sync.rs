@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use automerge::{Automerge, ChangeHash, ChangeMetadata, ObjId, PatchAction, Prop, ReadDoc, Value, ROOT};
 use rusqlite::{params, Connection, OptionalExtension};
-use shidao_core::record::{Answer, Record, RecordError, RecordView, Status};
+use shidao_core::record::{peek_school, Answer, Record, RecordError, RecordView, Status};
 use shidao_core::sync::protocol::{
     Outcome, Pull, Push, PushResult, SyncRequest, SyncResponse, DEFAULT_PULL_BYTES, PROTOCOL,
 };
@@ -21,6 +21,7 @@ use shidao_core::template::{builtin_templates, FieldKind, Parent, Role, Template
 use shidao_core::{Clock, DeviceId, Editor, RecordId, UserId};
 
 use crate::accounts::{self, Device, Scope};
+use crate::forms;
 use crate::error::{AppError, AppResult};
 
 /// Largest page of pulled changes a device may ask for.
@@ -35,6 +36,8 @@ pub fn reader() -> Editor {
     }
 }
 
+/// The built-in library's version of a form: for readers that hold only built-in records (tests,
+/// fuzz checks). Records are read with their programme's registry ([`forms::resolver`]).
 pub fn template_of(id: &str, version: u32) -> Option<Arc<Template>> {
     builtin_templates().iter().find(|t| t.id() == id && t.version() == version).cloned()
 }
@@ -110,14 +113,23 @@ pub fn handle(conn: &mut Connection, device: &Device, req: SyncRequest, clock: &
     let limit = req.max_pull_bytes.unwrap_or(DEFAULT_PULL_BYTES).clamp(1024, MAX_PULL_BYTES);
     let (pull, next, more) = page(&tx, device, &scope, cursor, limit)?;
     let reference = accounts::reference(&tx, device, &scope)?;
-    let reference = (req.reference.as_deref() != Some(reference.version.as_str())).then_some(reference);
+    let stale = req.reference.as_deref() != Some(reference.version.as_str());
+    // Definitions: those the device asked for, and, when its reference data is out of date (so
+    // it cannot have asked), those of the pulled records' forms that are not built in: a record
+    // never arrives without its form.
+    let mut wanted = req.want_forms.clone();
+    if stale {
+        wanted.extend(forms::pulled_forms(&tx, &pull, &reference.templates)?);
+    }
+    let forms = forms::definitions(&tx, &wanted, &reference.templates)?;
+    let reference = stale.then_some(reference);
 
     tx.execute(
         "INSERT OR IGNORE INTO sync_requests (request_id, device_id, at, pushed, accepted) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![req.request_id, device.id, now, req.push.len() as i64, accepted],
     )?;
     tx.commit()?;
-    Ok(SyncResponse { protocol: PROTOCOL, cursor: next, more, scope: scope.version, results, pull, reference, server_time: now })
+    Ok(SyncResponse { protocol: PROTOCOL, cursor: next, more, scope: scope.version, results, pull, reference, forms, server_time: now })
 }
 
 /// The changes after `cursor` in the device's scope and not pushed by it, up to `limit` bytes.
@@ -240,34 +252,50 @@ fn apply_push(
     }
     let new_hashes: HashSet<ChangeHash> = new.iter().map(|m| m.hash).collect();
 
-    // 3. It must be a record of a known template, about a school in scope.
-    let record = Record::from_doc(doc.clone(), template_of, reader(), Clock::fixed(now)).map_err(|e| match e {
-        RecordError::UnknownTemplate { template, version } => {
-            Err(refuse("unknown_template", format!("template {template} v{version} is not known to this server")))
-        }
+    // 3. It must be a record of a form its programme published, about a school in scope.
+    let school = match &existing {
+        Some((_, school, _)) => school.clone(),
+        None => peek_school(&doc).map_err(|e| Err(refuse("not_a_record", format!("record {id}: {e}"))))?.to_string(),
+    };
+    if !scope.contains(&school) {
+        return Err(Err(refuse("out_of_scope", format!("school {school} is outside the scope of {}", device.user))));
+    }
+    let Some(programme) = forms::programme_of_school(conn, &school).map_err(Ok)? else {
+        return Err(Err(refuse("unknown_school", format!("school {school} does not exist"))));
+    };
+    let templates = forms::resolver(conn, &programme);
+    let record = Record::from_doc(doc.clone(), &templates, reader(), Clock::fixed(now)).map_err(|e| match e {
+        RecordError::UnknownTemplate { template, version } => Err(refuse(
+            "unknown_template",
+            format!("form {template} v{version} is not published in programme {programme}"),
+        )),
         other => Err(refuse("not_a_record", format!("record {id}: {other}"))),
     })?;
     if record.id() != &id {
         return Err(Err(refuse("wrong_record", format!("the pushed document is record {}, not {id}", record.id()))));
     }
-    let school = record.school().map(|s| s.to_string()).unwrap_or_default();
-    if !scope.contains(&school) {
-        return Err(Err(refuse("out_of_scope", format!("school {school} is outside the scope of {}", device.user))));
+    let doc_school = record.school().map(|s| s.to_string()).unwrap_or_default();
+    if !scope.contains(&doc_school) {
+        return Err(Err(refuse("out_of_scope", format!("school {doc_school} is outside the scope of {}", device.user))));
     }
     let created = existing.is_none();
+    if created {
+        // A retired version takes no new records; one made before the retirement still counts.
+        let made = new.iter().filter(|m| m.deps.is_empty()).map(|m| m.timestamp).min().unwrap_or(now);
+        let template = record.template();
+        if let Some(at) = forms::retired_at(conn, &programme, template.id(), template.version()).map_err(Ok)? {
+            if made > at {
+                return Err(Err(refuse(
+                    "retired_form",
+                    format!("form {} v{} was retired; new records use the programme's current version", template.id(), template.version()),
+                )));
+            }
+        }
+    }
     check_rules(&doc, &record, device, &new_hashes, existing.as_ref().map(|(_, s, st)| (s.as_str(), st.as_str())))
         .map_err(Err)?;
     if existing.is_some() {
-        check_edits(&doc, &record, &before, &new, &new_hashes).map_err(Err)?;
-    }
-    if created {
-        let known: Option<i64> = conn
-            .query_row("SELECT 1 FROM schools WHERE id = ?1", [&school], |r| r.get(0))
-            .optional()
-            .map_err(sql)?;
-        if known.is_none() {
-            return Err(Err(refuse("unknown_school", format!("school {school} does not exist"))));
-        }
+        check_edits(&doc, &record, &before, &new, &new_hashes, &templates).map_err(Err)?;
     }
 
     // 4. Store: the compacted document, the log entry, the projection — in this savepoint.
@@ -320,6 +348,7 @@ fn check_edits(
     before: &[ChangeHash],
     new: &[ChangeMetadata<'static>],
     new_hashes: &HashSet<ChangeHash>,
+    templates: &dyn Fn(&str, u32) -> Option<Arc<Template>>,
 ) -> Result<(), Refusal> {
     let is_new = |id: &ObjId| doc.hash_for_opid(id).is_some_and(|h| new_hashes.contains(&h));
     let template = record.template();
@@ -382,7 +411,7 @@ fn check_edits(
         let heads: Vec<ChangeHash> = new.iter().map(|m| m.hash).filter(|h| !deps.contains(h)).collect();
         let when = new.iter().map(|m| m.timestamp).max().unwrap_or_default();
         let seen = doc.fork_at(&heads).map_err(|e| refuse("corrupt", e.to_string()))?;
-        let seen = Record::from_doc(seen, template_of, reader(), Clock::fixed(when))
+        let seen = Record::from_doc(seen, templates, reader(), Clock::fixed(when))
             .map_err(|e| refuse("not_a_record", e.to_string()))?;
         let report = seen.validate();
         if let Some(first) = report.blocking().next() {

@@ -329,6 +329,7 @@ fn request(push: Vec<Push>) -> SyncRequest {
         reference: None,
         push,
         max_pull_bytes: Some(8 * 1024 * 1024),
+        want_forms: vec![],
     }
 }
 

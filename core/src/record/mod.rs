@@ -251,6 +251,15 @@ pub fn peek_template(bytes: &[u8]) -> Result<(String, u32)> {
     Ok((template, u32::try_from(version).map_err(|_| RecordError::Corrupt("bad version".into()))?))
 }
 
+/// The school a record's document is about, read without a template at hand: the relay finds
+/// the programme (and so the form registry) a pushed record belongs to before it opens it.
+pub fn peek_school(doc: &Automerge) -> Result<SchoolId> {
+    let meta = obj(doc, &ROOT, keys::META)?;
+    get_str(doc, &meta, "school")
+        .and_then(|s| SchoolId::new(s).ok())
+        .ok_or_else(|| RecordError::Corrupt("meta has no valid school".into()))
+}
+
 fn load_doc(bytes: &[u8]) -> Result<Automerge> {
     Automerge::load_with_options(bytes, LoadOptions::new().on_partial_load(OnPartialLoad::Error))
         .map_err(|e| RecordError::Corrupt(e.to_string()))

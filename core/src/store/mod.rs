@@ -10,6 +10,7 @@
 //!   and the error says where; [`Store::salvage`] copies every readable record out of it.
 //! - Records not yet acknowledged by the server are marked dirty until sync says otherwise.
 
+mod forms;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ pub use schema::{SchemaError, VERSION as SCHEMA_VERSION};
 
 use crate::ids::{RecordId, SchoolId};
 use crate::record::{Clock, Editor, NewRecord, Record, RecordError, Status};
-use crate::template::{builtin_templates, Template, TemplateError};
+use crate::template::{Template, TemplateError};
 
 /// Largest attachment the store accepts (photos of documents, signature strokes).
 pub const MAX_ATTACHMENT: usize = 20 * 1024 * 1024;
@@ -134,7 +135,7 @@ pub struct Store {
     conn: Connection,
     path: Option<PathBuf>,
     opts: StoreOptions,
-    templates: Vec<Arc<Template>>,
+    forms: forms::Catalogue,
 }
 
 impl std::fmt::Debug for Store {
@@ -220,7 +221,7 @@ impl Store {
     pub fn open_with(path: impl AsRef<Path>, opts: StoreOptions) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
         let existed = path.exists();
-        let attempt = (|| -> Result<Connection> {
+        let attempt = (|| -> Result<(Connection, forms::Catalogue)> {
             let mut conn = Connection::open_with_flags(
                 &path,
                 OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -234,9 +235,10 @@ impl Store {
                 })?;
             }
             schema::init(&mut conn)?;
-            Ok(conn)
+            let forms = forms::Catalogue::load(&conn)?;
+            Ok((conn, forms))
         })();
-        let conn = match attempt {
+        let (conn, forms) = match attempt {
             Ok(c) => c,
             Err(StoreError::Corrupt { reason, .. }) => return Err(Store::corrupt(&path, reason, &opts)),
             Err(StoreError::Sql(e)) if is_corruption(&e) => return Err(Store::corrupt(&path, e.to_string(), &opts)),
@@ -245,7 +247,7 @@ impl Store {
             }
             Err(e) => return Err(e),
         };
-        Ok(Store { conn, path: Some(path), opts, templates: builtin_templates().to_vec() })
+        Ok(Store { conn, path: Some(path), opts, forms })
     }
 
     fn corrupt(path: &Path, reason: String, opts: &StoreOptions) -> StoreError {
@@ -264,7 +266,8 @@ impl Store {
         let mut conn = Connection::open_in_memory()?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         schema::init(&mut conn)?;
-        Ok(Store { conn, path: None, opts, templates: builtin_templates().to_vec() })
+        let forms = forms::Catalogue::load(&conn)?;
+        Ok(Store { conn, path: None, opts, forms })
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -273,28 +276,6 @@ impl Store {
 
     pub fn clock(&self) -> &Clock {
         &self.opts.clock
-    }
-
-    /// Every template this store can fill or read: the built-in ones and any added.
-    pub fn templates(&self) -> &[Arc<Template>] {
-        &self.templates
-    }
-
-    /// The template with this id: the given version, or the newest when `version` is `None`.
-    pub fn template(&self, id: &str, version: Option<u32>) -> Option<Arc<Template>> {
-        self.templates
-            .iter()
-            .filter(|t| t.id() == id && version.is_none_or(|v| t.version() == v))
-            .max_by_key(|t| t.version())
-            .cloned()
-    }
-
-    /// Adds a template (e.g. a district's own version delivered by sync); checked first.
-    pub fn add_template(&mut self, file: &str, json: &str) -> Result<Arc<Template>> {
-        let t = Arc::new(Template::from_json(file, json)?);
-        self.templates.retain(|o| !(o.id() == t.id() && o.version() == t.version()));
-        self.templates.push(t.clone());
-        Ok(t)
     }
 
     fn resolver(&self) -> impl Fn(&str, u32) -> Option<Arc<Template>> + '_ {

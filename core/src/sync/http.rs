@@ -127,6 +127,8 @@ pub struct Summary {
     pub unreadable: Vec<String>,
     /// Attachments uploaded before the rounds.
     pub uploaded: usize,
+    /// Form definitions arrived or the programme's current forms changed.
+    pub forms_changed: bool,
 }
 
 /// An HTTP connection to one server.
@@ -353,6 +355,7 @@ impl HttpSync {
             summary.pulled += round.pulled;
             summary.refused.extend(round.refused.iter().cloned());
             summary.unreadable.extend(round.unreadable.iter().cloned());
+            summary.forms_changed |= round.forms_changed;
             progress.pushed += round.accepted;
             progress.pulled += round.pulled;
             progress.refused += round.refused.len();

@@ -36,6 +36,10 @@ pub enum SyncError {
     Store(#[from] StoreError),
     #[error("the server answered with protocol {0}, this app speaks {PROTOCOL}")]
     Protocol(u32),
+    /// A delivered form definition did not match its hash or did not load; nothing of the round
+    /// was stored.
+    #[error("form definition {hash} from the server was refused: {reason}")]
+    Form { hash: String, reason: String },
 }
 
 /// A refusal the server gave for a record, kept until the record changes again.
@@ -70,6 +74,9 @@ pub struct Round {
     pub reset: bool,
     /// Another round is needed (more to push or to pull).
     pub more: bool,
+    /// Form definitions stored this round, or the programme's list of current forms changed:
+    /// the app should redraw its list of forms.
+    pub forms_changed: bool,
 }
 
 /// The device side of the protocol.
@@ -87,6 +94,18 @@ impl Default for SyncClient {
     }
 }
 
+/// The version of each form new records use: the highest version the programme has not retired.
+fn current_forms(reference: &Reference) -> Vec<(String, u32)> {
+    let mut current: Vec<(String, u32)> = Vec::new();
+    for t in reference.templates.iter().filter(|t| !t.retired) {
+        match current.iter_mut().find(|(id, _)| *id == t.id) {
+            Some((_, v)) => *v = (*v).max(t.version),
+            None => current.push((t.id.clone(), t.version)),
+        }
+    }
+    current
+}
+
 fn hex_heads(heads: &[ChangeHash]) -> Vec<String> {
     heads.iter().map(|h| h.to_string()).collect()
 }
@@ -100,6 +119,24 @@ impl SyncClient {
     /// The reference data of the last sync (who the user is, their schools, tasks, templates).
     pub fn reference(store: &Store) -> Result<Option<Reference>, SyncError> {
         Ok(store.meta(REFERENCE)?.and_then(|json| serde_json::from_str(&json).ok()))
+    }
+
+    /// The forms the last reference data lists whose definitions this store lacks.
+    pub fn missing_forms(store: &Store) -> Result<Vec<String>, SyncError> {
+        let Some(reference) = Self::reference(store)? else { return Ok(Vec::new()) };
+        let held = store.form_hashes();
+        let mut missing: Vec<String> = Vec::new();
+        for t in &reference.templates {
+            if store.template(&t.id, Some(t.version)).is_some() {
+                continue;
+            }
+            if let Some(hash) = &t.hash {
+                if !held.contains(hash) && !missing.contains(hash) {
+                    missing.push(hash.clone());
+                }
+            }
+        }
+        Ok(missing)
     }
 
     /// Refusals still standing (the record has not changed since).
@@ -145,6 +182,7 @@ impl SyncClient {
             reference: Self::reference(store)?.map(|r| r.version),
             push,
             max_pull_bytes: Some(self.max_pull_bytes),
+            want_forms: Self::missing_forms(store)?,
         };
         Ok(Prepared { request, pushed, more_to_push })
     }
@@ -155,7 +193,16 @@ impl SyncClient {
         if resp.protocol != PROTOCOL {
             return Err(SyncError::Protocol(resp.protocol));
         }
+        // Every delivered definition is checked before anything of the round is stored.
+        for f in &resp.forms {
+            Store::check_form(&f.hash, &f.definition)
+                .map_err(|e| SyncError::Form { hash: f.hash.clone(), reason: e.to_string() })?;
+        }
         let mut round = Round::default();
+        for f in &resp.forms {
+            store.store_form(&f.hash, &f.definition)?;
+            round.forms_changed = true;
+        }
         for result in &resp.results {
             let Some((id, heads)) = prepared.pushed.iter().find(|(id, _)| id.as_str() == result.record) else { continue };
             match result.outcome {
@@ -180,26 +227,49 @@ impl SyncClient {
                 }
             }
         }
+        // A record of a form this store lacks but the programme lists, not yet asked for: the
+        // page is pulled again once the next round has brought the definition.
+        let listed = resp.reference.clone().or(Self::reference(store)?);
+        let mut hold = false;
         for pull in &resp.pull {
             let Ok(id) = RecordId::new(pull.record.clone()) else { continue };
             match store.apply_from_server(&id, &pull.changes, editor) {
                 Ok(_) => round.pulled += 1,
                 Err(StoreError::Record(RecordError::MissingHistory(_))) => round.reset = true,
                 Err(StoreError::Record(RecordError::UnknownTemplate { template, version })) => {
-                    // A template version this app lacks: the record waits on the server until the
-                    // app is updated (an update resets the scope, which pulls everything again).
-                    round.unreadable.push(format!("{}: template {template} v{version}", pull.record));
+                    let hash = listed
+                        .as_ref()
+                        .and_then(|r| r.templates.iter().find(|t| t.id == template && t.version == version))
+                        .and_then(|t| t.hash.clone());
+                    match hash {
+                        Some(h) if !prepared.request.want_forms.contains(&h) => hold = true,
+                        // A version the programme does not list (or one asked for and not
+                        // delivered): the record waits on the server until the app is updated
+                        // (an update resets the scope, which pulls everything again).
+                        _ => round.unreadable.push(format!("{}: template {template} v{version}", pull.record)),
+                    }
                 }
                 Err(e) => return Err(e.into()),
             }
         }
         if let Some(reference) = &resp.reference {
             store.set_meta(REFERENCE, &serde_json::to_string(reference).unwrap_or_default())?;
+            let current = current_forms(reference);
+            let before: Vec<(String, u32)> = store.templates().iter().map(|t| (t.id().to_string(), t.version())).collect();
+            store.set_current_forms(&current)?;
+            round.forms_changed |= before != current;
+            // The forms this reference lists that the store lacks are asked for in the next
+            // round, before any record of them is pulled (the server sends no pulls with new
+            // reference data).
+            round.more |= !Self::missing_forms(store)?.is_empty();
         }
         store.set_meta(SCOPE, &resp.scope)?;
         // A pull that could not be applied is fetched again from the start; merging is idempotent.
-        store.set_meta(CURSOR, &if round.reset { 0 } else { resp.cursor }.to_string())?;
-        round.more = round.more || resp.more || prepared.more_to_push;
+        // A held page is fetched again from where it began.
+        let page_start = if prepared.request.scope.as_deref() == Some(resp.scope.as_str()) { prepared.request.cursor } else { 0 };
+        let cursor = if round.reset { 0 } else if hold { page_start } else { resp.cursor };
+        store.set_meta(CURSOR, &cursor.to_string())?;
+        round.more = round.more || hold || resp.more || prepared.more_to_push;
         Ok(round)
     }
 }

@@ -53,6 +53,11 @@ pub struct SyncRequest {
     /// Size limit of the pulled changes in this response (server caps it).
     #[serde(default)]
     pub max_pull_bytes: Option<u64>,
+    /// Content hashes of form definitions the device's reference data lists but the device
+    /// lacks; the server answers with their definitions in [`SyncResponse::forms`]. Empty (and
+    /// left out) once the device holds every form of its programme.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub want_forms: Vec<String>,
 }
 
 /// The changes of one record the server has not acknowledged.
@@ -131,11 +136,26 @@ pub struct UserInfo {
     pub device: String,
 }
 
-/// A template version in use.
+/// A form version the programme has published.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TemplateRef {
     pub id: String,
     pub version: u32,
+    /// The content hash of its definition (SHA-256 of the JSON), with which a device asks for
+    /// it; absent from servers that only knew their built-in forms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// Retired: no new records of this version; its records stay readable.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retired: bool,
+}
+
+/// A form definition a device asked for: the JSON of `docs/templates.md`, whose SHA-256 must be
+/// `hash` (the device checks, and stores nothing of a round with a mismatch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormDef {
+    pub hash: String,
+    pub definition: String,
 }
 
 /// The reference data a device needs to fill forms: who it is, its schools, tasks, templates.
@@ -161,6 +181,9 @@ pub struct SyncResponse {
     pub pull: Vec<Pull>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<Reference>,
+    /// The definitions the request asked for in `want_forms` (those of the device's programme).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forms: Vec<FormDef>,
     /// Seconds since 1970 by the server's clock (devices show a warning when far off).
     pub server_time: i64,
 }
@@ -243,6 +266,7 @@ mod tests {
             reference: Some("v1".into()),
             push: vec![Push { record: "x".into(), changes: vec![0, 1, 2, 255], heads: vec!["ab".into()] }],
             max_pull_bytes: None,
+            want_forms: Vec::new(),
         };
         let bytes = encode(&req);
         assert_eq!(decode::<SyncRequest>(&bytes, true).expect("decodes"), req);

@@ -8,6 +8,7 @@
 
 mod builtin;
 mod check;
+mod compat;
 
 use std::collections::HashMap;
 
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::expr::Expr;
 
 pub use builtin::{builtin, builtin_templates, source as builtin_source, BUILTIN_IDS};
+pub use compat::{check_successor, Dropped};
 
 /// A text in Chinese (first) and English.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -315,6 +317,13 @@ pub struct Template {
     index: HashMap<String, usize>,
 }
 
+/// The content address of a definition's bytes, as lowercase hex SHA-256: a device checks a
+/// delivered definition against it before storing it.
+pub fn definition_hash(json: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(json.as_bytes()))
+}
+
 /// A template that cannot be used, with the file, the field and the problem.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("template {file}: field `{field}`: {problem}")]
@@ -342,6 +351,19 @@ impl Template {
     pub fn version(&self) -> u32 {
         self.def.version
     }
+
+    /// The definition as the registry stores and sync delivers it: the template's JSON in the
+    /// canonical form this build writes (the file's content, without its spacing).
+    pub fn definition(&self) -> String {
+        // A `TemplateDef` is plain data: serialising it cannot fail.
+        serde_json::to_string(&self.def).unwrap_or_else(|e| unreachable!("template serialises: {e}"))
+    }
+
+    /// The content address of this template: the SHA-256 of [`Template::definition`].
+    pub fn hash(&self) -> String {
+        definition_hash(&self.definition())
+    }
+
     /// The field with this id, anywhere in the form.
     pub fn field(&self, id: &str) -> Option<&CompiledField> {
         self.index.get(id).map(|&i| &self.fields[i])

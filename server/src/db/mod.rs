@@ -7,13 +7,14 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 5;
 const SCHEMA: &str = include_str!("schema.sql");
 /// `(from, sql)`: the step from version `from` to `from + 1`.
 const UPGRADES: &[(i64, &str)] = &[
     (1, include_str!("upgrade_1_to_2.sql")),
     (2, include_str!("upgrade_2_to_3.sql")),
     (3, include_str!("upgrade_3_to_4.sql")),
+    (4, include_str!("upgrade_4_to_5.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +23,8 @@ pub enum DbError {
     TooNew { path: String, found: i64 },
     #[error("central store {path}: {source}")]
     Sql { path: String, source: rusqlite::Error },
+    #[error("central store {path}: {reason}")]
+    Setup { path: String, reason: String },
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {

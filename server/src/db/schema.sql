@@ -1,4 +1,4 @@
--- The central store (user_version 4). One SQLite file in WAL mode; one writer.
+-- The central store (user_version 5). One SQLite file in WAL mode; one writer.
 
 -- programmes: a district's improvement programme (e.g. 瓯海区初中全面提升行动计划).
 CREATE TABLE programmes (
@@ -249,3 +249,28 @@ CREATE TABLE sessions (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX sessions_user ON sessions (user_id);
+
+-- form_defs: every form definition ever published, by content hash (SHA-256 of its JSON); never
+-- changed or removed, so a record can always be read with the version it was made with.
+CREATE TABLE form_defs (
+    hash TEXT PRIMARY KEY NOT NULL,
+    template_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    definition TEXT NOT NULL
+);
+
+-- form_versions: the versions each programme has published (the built-in library included);
+-- source says where it came from (built-in, a JSON file, an XLSForm workbook); a retired version
+-- takes no new records.
+CREATE TABLE form_versions (
+    programme_id TEXT NOT NULL REFERENCES programmes (id),
+    template_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    hash TEXT NOT NULL REFERENCES form_defs (hash),
+    source TEXT NOT NULL,
+    published_at INTEGER NOT NULL,
+    published_by TEXT NOT NULL,
+    retired_at INTEGER,
+    PRIMARY KEY (programme_id, template_id, version)
+);
+CREATE INDEX form_versions_hash ON form_versions (hash);

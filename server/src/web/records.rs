@@ -118,7 +118,8 @@ fn load(conn: &Connection, user: &WebUser, id: &str, now: i64) -> AppResult<(Rec
     }
     let doc = automerge::Automerge::load(&doc).map_err(|e| AppError::Internal(format!("record {id}: {e}")))?;
     let editor = web_editor(user)?;
-    let record = Record::from_doc(doc, sync::template_of, editor, Clock::fixed(now)).map_err(|e| AppError::Internal(format!("record {id}: {e}")))?;
+    let record = Record::from_doc(doc, crate::forms::resolver(conn, &programme), editor, Clock::fixed(now))
+        .map_err(|e| AppError::Internal(format!("record {id}: {e}")))?;
     Ok((record, school_name, programme))
 }
 

@@ -1,4 +1,4 @@
--- The current schema of a device store (user_version 2), created in one step on a new store.
+-- The current schema of a device store (user_version 3), created in one step on a new store.
 
 -- records: one row per filled form: its compacted Automerge document and the columns listed on.
 -- dirty: the record has changes the server has not acknowledged. synced_heads: the heads the
@@ -57,3 +57,15 @@ CREATE TABLE store_meta (
     key TEXT PRIMARY KEY NOT NULL,
     value TEXT NOT NULL
 );
+
+-- forms: every form version delivered by sync or added by the app, as its definition (JSON) by
+-- content hash (SHA-256 of the JSON). Never deleted: a record opens with the version it was made
+-- with for as long as the record is kept.
+CREATE TABLE forms (
+    hash TEXT PRIMARY KEY NOT NULL,
+    template_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    definition TEXT NOT NULL,
+    added_at INTEGER NOT NULL
+);
+CREATE INDEX forms_template ON forms (template_id, version);

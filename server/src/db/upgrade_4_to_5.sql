@@ -1,0 +1,27 @@
+-- user_version 4 → 5: the form registry. Programmes that existed before get the built-in
+-- library when the server starts (forms::install_missing_libraries).
+
+-- form_defs: every form definition ever published, by content hash (SHA-256 of its JSON); never
+-- changed or removed, so a record can always be read with the version it was made with.
+CREATE TABLE form_defs (
+    hash TEXT PRIMARY KEY NOT NULL,
+    template_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    definition TEXT NOT NULL
+);
+
+-- form_versions: the versions each programme has published (the built-in library included);
+-- source says where it came from (built-in, a JSON file, an XLSForm workbook); a retired version
+-- takes no new records.
+CREATE TABLE form_versions (
+    programme_id TEXT NOT NULL REFERENCES programmes (id),
+    template_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    hash TEXT NOT NULL REFERENCES form_defs (hash),
+    source TEXT NOT NULL,
+    published_at INTEGER NOT NULL,
+    published_by TEXT NOT NULL,
+    retired_at INTEGER,
+    PRIMARY KEY (programme_id, template_id, version)
+);
+CREATE INDEX form_versions_hash ON form_versions (hash);

@@ -1,0 +1,185 @@
+//! Scenario: a programme publishes its own lesson evaluation form on a real relay; tablets receive
+//! it on sync, fill it, merge each other's work; a second version adds a field while old records
+//! keep theirs; an incompatible version is refused naming the field; a form the relay does not
+//! have is refused; a retired version takes no new records.
+
+use std::path::Path;
+use std::process::Command;
+
+use shidao_core::record::Answer;
+use shidao_core::store::RecordFilter;
+use shidao_core::sync::SyncClient;
+use shidao_core::FieldRef;
+use shidao_tests::{programme, school, Relay, Tablet};
+
+const FORM: &str = "tingke-pingjia";
+
+fn admin(db: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_relay"))
+        .args(["--db", &db.display().to_string(), "admin"])
+        .args(args)
+        .output()
+        .expect("run admin");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+fn count(db: &Path, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(db).expect("open");
+    conn.query_row(sql, [], |r| r.get(0)).expect("count")
+}
+
+/// The committed v1 definition, changed by `edit`, written to `dir/name`.
+fn version_file(dir: &Path, name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> String {
+    let v1 = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/forms/tingke-pingjia-v1.json")).expect("form file");
+    let mut json: serde_json::Value = serde_json::from_str(&v1).expect("json");
+    edit(&mut json);
+    let path = dir.join(name);
+    std::fs::write(&path, serde_json::to_string_pretty(&json).expect("json")).expect("write");
+    path.display().to_string()
+}
+
+fn fields(json: &mut serde_json::Value, section: usize) -> &mut Vec<serde_json::Value> {
+    json["sections"][section]["fields"].as_array_mut().expect("fields")
+}
+
+fn fill_v1(record: &mut shidao_core::Record, teacher: &str) {
+    let set = |r: &mut shidao_core::Record, f: &str, a: Answer| r.set_answer(&FieldRef::top(f), a).unwrap_or_else(|e| panic!("{f}: {e}"));
+    set(record, "lesson_date", Answer::Date("2026-11-20".into()));
+    set(record, "teacher", Answer::Text(teacher.into()));
+    set(record, "subject", Answer::Choice("maths".into()));
+    set(record, "students", Answer::Integer(42));
+    set(record, "r_goal", Answer::Rating(4));
+    set(record, "r_participation", Answer::Rating(3));
+}
+
+#[tokio::test]
+async fn a_programme_publishes_its_own_form_and_tablets_fill_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("central.db");
+    let codes = programme(&db);
+    let code = |who: &str| codes.iter().find(|(u, _)| u == who).expect("code").1.clone();
+    let relay = Relay::start(env!("CARGO_BIN_EXE_relay").as_ref(), &db);
+
+    // 1. The programme's administrator publishes the district's own lesson evaluation form while
+    //    the relay serves; the list shows it beside the built-in library, with no records yet.
+    let v1 = concat!(env!("CARGO_MANIFEST_DIR"), "/forms/tingke-pingjia-v1.json");
+    let (ok, out) = admin(&db, &["publish-form", v1, "--programme", "ouhai"]);
+    assert!(ok && out.contains("published tingke-pingjia v1"), "{out}");
+    let (ok, again) = admin(&db, &["publish-form", v1, "--programme", "ouhai"]);
+    assert!(ok && again.contains("already published"), "{again}");
+    let (_, list) = admin(&db, &["forms", "--programme", "ouhai"]);
+    assert!(list.lines().any(|l| l.starts_with("tingke-pingjia\tv1\t区教研室课堂教学评价表\t0\tcurrent")), "{list}");
+    assert!(list.lines().any(|l| l.starts_with("classroom-observation\tv1\t")), "{list}");
+
+    // 2. Wang's tablet syncs and receives the form: it is offered for new records.
+    let wang = Tablet::enrol(&relay.url, &code("wang"), &dir.path().join("wang.db")).await.expect("enrol wang");
+    let summary = wang.sync().await.unwrap_or_else(|e| panic!("{e}\n{}", relay.log()));
+    assert!(summary.forms_changed);
+    assert!(wang.store.templates().iter().any(|t| t.id() == FORM && t.version() == 1));
+    assert!(SyncClient::missing_forms(&wang.store).expect("missing").is_empty());
+
+    // 3. In the classroom Wang fills a record of it (ratings, a computed share, a total) and syncs.
+    let mut lesson = wang.store.create(FORM, &school("ouhai-a"), &wang.editor).expect("create");
+    fill_v1(&mut lesson, "刘老师");
+    wang.store.save(&mut lesson).expect("save");
+    let id = lesson.id().clone();
+    let view = lesson.read();
+    assert!(view.validation.blocking().next().is_none(), "{:?}", view.validation);
+    // Goals 4 of 1–4 (50 of 50), participation 3 (2/3 of 50): 83.3.
+    assert_eq!(view.scores.first().and_then(|s| s.value).map(|v| (v * 10.0).round()), Some(833.0));
+    let summary = wang.sync().await.expect("wang syncs the lesson");
+    assert!(summary.refused.is_empty() && summary.accepted == 1, "{summary:?}");
+
+    // 4. Li's tablet, never synced before, gets the form and the record in one sync, adds a
+    //    comment, and Wang receives it: the record merges like a built-in one.
+    let li = Tablet::enrol(&relay.url, &code("li"), &dir.path().join("li.db")).await.expect("enrol li");
+    let summary = li.sync().await.expect("li syncs");
+    assert!(summary.unreadable.is_empty(), "{summary:?}");
+    let mut copy = li.store.load(&id, &li.editor).expect("li opens the record");
+    assert_eq!(copy.answer(&FieldRef::top("teacher")).expect("teacher").answer, Some(Answer::Text("刘老师".into())));
+    copy.splice_text(&FieldRef::top("comment"), 0, 0, "学生小组讨论充分。").expect("comment");
+    li.store.save(&mut copy).expect("save");
+    li.sync().await.expect("li pushes");
+    wang.sync().await.expect("wang pulls");
+    let merged = wang.store.load(&id, &wang.editor).expect("load");
+    assert_eq!(merged.answer(&FieldRef::top("comment")).expect("comment").answer, Some(Answer::LongText("学生小组讨论充分。".into())));
+
+    // 5. The relay projected it: answers, the computed share and the total, read with the
+    //    programme's own form.
+    assert_eq!(count(&db, &format!("SELECT COUNT(*) FROM answers WHERE record_id = '{id}' AND field IN ('teacher', 'r_goal', 'comment')")), 3);
+    assert_eq!(count(&db, &format!("SELECT CAST(number AS INTEGER) FROM computed WHERE record_id = '{id}' AND name = 'active_share'")), 75);
+    assert_eq!(count(&db, &format!("SELECT CAST(ROUND(score * 10) AS INTEGER) FROM records WHERE id = '{id}'")), 833);
+
+    // 6. Version 2 adds 教师基本功; the tablets sync: new records are v2, the old record still
+    //    opens, validates and reads under v1.
+    let v2 = version_file(dir.path(), "v2.json", |j| {
+        j["version"] = 2.into();
+        let rating = fields(j, 1)[0].clone();
+        let mut basics = rating;
+        basics["id"] = "r_basics".into();
+        basics["label"] = serde_json::json!({"zh": "教师基本功（教态、语言、板书、信息技术）", "en": "Teaching basics"});
+        fields(j, 1).push(basics);
+    });
+    let (ok, out) = admin(&db, &["publish-form", &v2, "--programme", "ouhai"]);
+    assert!(ok, "{out}");
+    let summary = wang.sync().await.expect("wang syncs");
+    assert!(summary.forms_changed);
+    let current = wang.store.template(FORM, None).expect("current");
+    assert_eq!(current.version(), 2);
+    let old = wang.store.load(&id, &wang.editor).expect("old record opens");
+    assert_eq!(old.template().version(), 1);
+    assert!(old.read().validation.blocking().next().is_none());
+    let mut newer = wang.store.create(FORM, &school("ouhai-a"), &wang.editor).expect("create v2");
+    assert_eq!(newer.template().version(), 2);
+    fill_v1(&mut newer, "孙老师");
+    newer.set_answer(&FieldRef::top("r_basics"), Answer::Rating(4)).expect("basics");
+    wang.store.save(&mut newer).expect("save");
+    let summary = wang.sync().await.expect("push v2");
+    assert!(summary.refused.is_empty(), "{summary:?}");
+    let (_, list) = admin(&db, &["forms", "--programme", "ouhai"]);
+    assert!(list.lines().any(|l| l.starts_with("tingke-pingjia\tv1\t区教研室课堂教学评价表\t1\tolder")), "{list}");
+    assert!(list.lines().any(|l| l.starts_with("tingke-pingjia\tv2\t区教研室课堂教学评价表\t1\tcurrent")), "{list}");
+
+    // 7. A version 3 that turns 学科 into free text is refused naming the field; nothing stored.
+    let v3 = version_file(dir.path(), "v3.json", |j| {
+        j["version"] = 3.into();
+        let subject = &mut fields(j, 0)[2];
+        subject["kind"] = "text".into();
+        subject.as_object_mut().expect("object").remove("options");
+    });
+    let (ok, out) = admin(&db, &["publish-form", &v3, "--programme", "ouhai"]);
+    assert!(!ok && out.contains("`subject`") && out.contains("changes kind"), "{out}");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM form_versions WHERE template_id = 'tingke-pingjia'"), 2);
+
+    // 8. A tablet that brings a version the relay does not have (added in the app) is refused
+    //    `unknown_template` for that record, and the relay stores nothing of it.
+    let v9 = version_file(dir.path(), "v9.json", |j| j["version"] = 9.into());
+    wang.store.add_template("v9.json", &std::fs::read_to_string(&v9).expect("read")).expect("app adds v9");
+    let t9 = wang.store.template(FORM, Some(9)).expect("v9");
+    let mut stray = shidao_core::Record::create(
+        t9,
+        shidao_core::NewRecord { id: shidao_core::RecordId::random(), school: school("ouhai-a") },
+        wang.editor.clone(),
+        shidao_core::Clock::system(),
+    )
+    .expect("record");
+    wang.store.save(&mut stray).expect("save");
+    let summary = wang.sync().await.expect("sync");
+    assert!(summary.refused.iter().any(|r| r.record == stray.id().as_str() && r.code == "unknown_template"), "{summary:?}");
+    assert_eq!(count(&db, &format!("SELECT COUNT(*) FROM records WHERE id = '{}'", stray.id())), 0);
+
+    // 9. Retiring v2 (say it was printed wrongly) makes v1 current again on the tablets; the v2
+    //    record stays readable on the relay and the tablets.
+    let (ok, out) = admin(&db, &["publish-form", "--programme", "ouhai", "--retire", "tingke-pingjia@2"]);
+    assert!(ok && out.contains("retired tingke-pingjia v2"), "{out}");
+    li.sync().await.expect("li syncs");
+    assert_eq!(li.store.template(FORM, None).expect("current").version(), 1);
+    let listed = li.store.list(&RecordFilter { template: Some(FORM.into()), ..RecordFilter::default() }).expect("list");
+    assert_eq!(listed.len(), 2);
+    for r in &listed {
+        li.store.load(&r.id, &li.editor).unwrap_or_else(|e| panic!("{} v{}: {e}", r.id, r.template_version));
+    }
+    let (ok, out) = admin(&db, &["publish-form", "--programme", "ouhai", "--retire", "tingke-pingjia@7"]);
+    assert!(!ok && out.contains("not published"), "{out}");
+}
