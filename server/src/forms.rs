@@ -396,3 +396,82 @@ pub fn definitions(conn: &Connection, wanted: &[String], listed: &[TemplateRef])
     }
     Ok(out)
 }
+
+/// The forms of a programme that carry a report meaning, each with the field or score that
+/// carries it (over every version published; field ids are stable across versions).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Carriers(pub Vec<(String, String)>);
+
+impl Carriers {
+    /// The form ids, each once, in the programme's order.
+    pub fn forms(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for (t, _) in &self.0 {
+            if !out.contains(&t.as_str()) {
+                out.push(t);
+            }
+        }
+        out
+    }
+
+    /// The first form, for links to the records behind a figure.
+    pub fn first(&self) -> &str {
+        self.0.first().map_or("", |(t, _)| t.as_str())
+    }
+
+    /// The field or score that carries the meaning in form `template`.
+    pub fn name_in(&self, template: &str) -> Option<&str> {
+        self.0.iter().find(|(t, _)| t == template).map(|(_, n)| n.as_str())
+    }
+
+    /// An SQL condition `(tcol = ? AND ncol = ?) OR …` (false when no form carries it); the
+    /// values are appended to `args` and numbered after what it holds.
+    pub fn condition(&self, tcol: &str, ncol: &str, args: &mut Vec<String>) -> String {
+        if self.0.is_empty() {
+            return "0".into();
+        }
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|(t, n)| {
+                args.push(t.clone());
+                args.push(n.clone());
+                format!("({tcol} = ?{} AND {ncol} = ?{})", args.len() - 1, args.len())
+            })
+            .collect();
+        format!("({})", parts.join(" OR "))
+    }
+
+    /// An SQL condition `tcol IN (?, …)` over the forms (false when none).
+    pub fn form_condition(&self, tcol: &str, args: &mut Vec<String>) -> String {
+        let forms = self.forms();
+        if forms.is_empty() {
+            return "0".into();
+        }
+        let marks: Vec<String> = forms
+            .iter()
+            .map(|t| {
+                args.push(t.to_string());
+                format!("?{}", args.len())
+            })
+            .collect();
+        format!("{tcol} IN ({})", marks.join(", "))
+    }
+}
+
+/// Which forms of the programme carry `meaning` (`lesson.total`, …; `template::meaning`).
+pub fn carriers(conn: &Connection, programme: &str, meaning: &str) -> AppResult<Carriers> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut stmt = conn.prepare_cached("SELECT template_id, hash FROM form_versions WHERE programme_id = ?1 ORDER BY template_id, version")?;
+    let rows: Vec<(String, String)> = stmt.query_map([programme], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    for (id, hash) in rows {
+        if let Some(t) = compiled(conn, &hash)? {
+            if let Some(name) = t.meaning(meaning) {
+                if !out.iter().any(|(i, n)| *i == id && n == name) {
+                    out.push((id, name.to_string()));
+                }
+            }
+        }
+    }
+    Ok(out).map(Carriers)
+}

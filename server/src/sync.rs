@@ -604,33 +604,37 @@ pub fn project(conn: &Connection, record: &Record, view: &RecordView) -> rusqlit
         }
     }
     let mut computed = conn.prepare_cached(
-        "INSERT OR REPLACE INTO computed (record_id, name, row_id, number, text, band) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT OR REPLACE INTO computed (record_id, name, row_id, number, text, band, display) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     for c in &view.computed {
         let row = c.field.row.as_ref().map(|r| r.to_string()).unwrap_or_default();
-        computed.execute(params![id, c.field.field, row, c.number, c.text, Option::<String>::None])?;
+        let display = template.field(&c.field.field).map(|f| f.value_label(&c.text, "zh"));
+        computed.execute(params![id, c.field.field, row, c.number, c.text, Option::<String>::None, display])?;
     }
     for s in &view.scores {
         let text = s.value.map(shidao_core::expr::fmt_num).unwrap_or_default();
-        computed.execute(params![id, s.id, "", s.value, text, s.band.as_ref().map(|b| b.zh.clone())])?;
+        computed.execute(params![id, s.id, "", s.value, text, s.band.as_ref().map(|b| b.zh.clone()), text])?;
     }
+    // The record's main score: a lesson's total where the form says which it is, else the
+    // form's first score.
+    let main_score = match template.meaning("lesson.total") {
+        Some(total) => view
+            .scores
+            .iter()
+            .find(|s| s.id == total)
+            .and_then(|s| s.value)
+            .or_else(|| view.computed.iter().find(|c| c.field.row.is_none() && c.field.field == total).and_then(|c| c.number)),
+        None => view.scores.first().and_then(|s| s.value),
+    };
     conn.prepare_cached(
         "UPDATE records SET score = ?2, author_role = (SELECT role FROM users WHERE users.id = records.created_by) WHERE id = ?1",
     )?
-    .execute(params![id, view.scores.first().and_then(|s| s.value)])?;
+    .execute(params![id, main_score])?;
     let school = record.school().map(|s| s.to_string()).unwrap_or_default();
-    match template.id() {
-        VISIT => project_rectifications(conn, id, &school, template, view)?,
-        TASK_PROGRESS => project_task_progress(conn, id, &school, view)?,
-        _ => {}
-    }
+    project_rectifications(conn, id, &school, template, view)?;
+    project_task_progress(conn, id, &school, template, view)?;
     Ok(())
 }
-
-/// The template whose rows of [`RECTIFICATIONS`] are rectification items.
-const VISIT: &str = "inspection-visit";
-const RECTIFICATIONS: &str = "rectifications";
-const TASK_PROGRESS: &str = "task-progress";
 
 /// The value of a text-like answer as `json_extract(value, '$.value')` reads it from `answers`.
 fn text_value(answer: Option<&Answer>) -> Option<String> {
@@ -640,8 +644,9 @@ fn text_value(answer: Option<&Answer>) -> Option<String> {
     }
 }
 
-/// One row of `rectifications`: every row of the visit's rectification group holding an answer
-/// (`upgrade_2_to_3.sql` backfills the same rows from `answers`).
+/// One row of `rectifications`: every row of the form's rectification group (the one its
+/// `rectification.group` meaning names) holding an answer (`upgrade_2_to_3.sql` backfilled the
+/// built-in visit's rows from `answers`).
 struct Rectification {
     /// The row's place among the group's rows with answers, in form order.
     index: usize,
@@ -654,11 +659,15 @@ struct Rectification {
 }
 
 fn project_rectifications(conn: &Connection, id: &str, school: &str, template: &Template, view: &RecordView) -> rusqlite::Result<()> {
+    let Some(group) = template.meaning("rectification.group").and_then(|g| template.field_index(g)) else { return Ok(()) };
+    let role = |meaning: &str| template.meaning(meaning);
+    let (item, owner, deadline, status) =
+        (role("rectification.item"), role("rectification.owner"), role("rectification.deadline"), role("rectification.status"));
     let mut rows: BTreeMap<String, Rectification> = BTreeMap::new();
     for a in &view.answers {
         let Some(row) = &a.field.row else { continue };
         let Some(f) = template.field(&a.field.field) else { continue };
-        if !matches!(f.parent, Parent::Repeat(g) if template.fields.get(g).is_some_and(|g| g.id() == RECTIFICATIONS)) {
+        if f.parent != Parent::Repeat(group) {
             continue;
         }
         let display = a.answer.as_ref().map(|v| v.display(f, "zh")).unwrap_or_default();
@@ -671,15 +680,26 @@ fn project_rectifications(conn: &Connection, id: &str, school: &str, template: &
             status: String::new(),
             closed: false,
         });
-        match f.id() {
-            "rect_item" => r.item = Some(display),
-            "rect_owner" => r.owner = display,
-            "rect_deadline" => r.deadline = text_value(a.answer.as_ref()),
-            "rect_status" => {
-                r.closed = matches!(text_value(a.answer.as_ref()).as_deref(), Some("done" | "verified"));
-                r.status = display;
+        let is = |m: Option<&str>| m == Some(f.id());
+        if is(item) {
+            r.item = Some(display);
+        } else if is(owner) {
+            r.owner = display;
+        } else if is(deadline) {
+            r.deadline = text_value(a.answer.as_ref());
+        } else if is(status) {
+            r.status = display;
+        }
+    }
+    // Closed: the form's `rectification.open` flag reads 0 for the row.
+    let open_flag = role("rectification.open");
+    for c in &view.computed {
+        if let (Some(row), Some(flag)) = (&c.field.row, open_flag) {
+            if c.field.field == flag {
+                if let Some(r) = rows.get_mut(row.as_str()) {
+                    r.closed = c.number == Some(0.0);
+                }
             }
-            _ => {}
         }
     }
     let mut insert = conn.prepare_cached(
@@ -692,17 +712,27 @@ fn project_rectifications(conn: &Connection, id: &str, school: &str, template: &
     Ok(())
 }
 
-/// The task a task-progress record reports on and its achieved amount, when it names a task.
-fn project_task_progress(conn: &Connection, id: &str, school: &str, view: &RecordView) -> rusqlite::Result<()> {
+
+/// The task a record reports on and its achieved amount, when the form has both meanings and the
+/// record names a task.
+fn project_task_progress(conn: &Connection, id: &str, school: &str, template: &Template, view: &RecordView) -> rusqlite::Result<()> {
+    let (Some(task_field), Some(achieved_field)) = (template.meaning("task.ref"), template.meaning("task.achieved")) else {
+        return Ok(());
+    };
     let task = view
         .answers
         .iter()
-        .find(|a| a.field.row.is_none() && a.field.field == "task_ref")
+        .find(|a| a.field.row.is_none() && a.field.field == task_field)
         .and_then(|a| text_value(a.answer.as_ref()));
-    let achieved = view.computed.iter().find(|c| c.field.row.is_none() && c.field.field == "achieved");
+    let achieved = view
+        .computed
+        .iter()
+        .find(|c| c.field.row.is_none() && c.field.field == achieved_field)
+        .map(|c| c.number)
+        .or_else(|| view.scores.iter().find(|s| s.id == achieved_field).map(|s| s.value));
     if let (Some(task), Some(achieved)) = (task, achieved) {
         conn.prepare_cached("INSERT INTO task_progress (record_id, school_id, task_ref, achieved) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![id, school, task, achieved.number])?;
+            .execute(params![id, school, task, achieved])?;
     }
     Ok(())
 }

@@ -53,6 +53,55 @@ fn fill_v1(record: &mut shidao_core::Record, teacher: &str) {
     set(record, "r_participation", Answer::Rating(3));
 }
 
+/// A supervisor signed in to the relay's pages: a client and the cookies of the session.
+struct Web {
+    http: reqwest::Client,
+    cookies: String,
+}
+
+impl Web {
+    async fn get(&self, url: String) -> reqwest::Response {
+        self.http.get(url).header("cookie", &self.cookies).send().await.expect("get")
+    }
+}
+
+fn cookies_of(resp: &reqwest::Response) -> Vec<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|s| s.split(';').next().map(str::to_string))
+        .collect()
+}
+
+async fn signed_in(base: &str, user: &str, password: &str) -> Web {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let page = http.get(format!("{base}/login")).send().await.expect("login page");
+    let mut cookies = cookies_of(&page);
+    let form = page.text().await.expect("body");
+    let key = "name=\"csrf\" value=\"";
+    let at = form.find(key).expect("csrf field") + key.len();
+    let csrf = form[at..].split('"').next().expect("csrf").to_string();
+    let enc = |s: &str| s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect::<String>();
+    let resp = http
+        .post(format!("{base}/login"))
+        .header("cookie", cookies.join("; "))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={}&user={}&password={}", enc(&csrf), enc(user), enc(password)))
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(resp.status().as_u16(), 303, "signed in");
+    cookies.extend(cookies_of(&resp));
+    Web { http, cookies: cookies.join("; ") }
+}
+
+async fn get(web: &Web, base: &str, path: &str) -> String {
+    let resp = web.get(format!("{base}{path}")).await;
+    assert_eq!(resp.status().as_u16(), 200, "{path}");
+    resp.text().await.expect("body")
+}
+
 #[tokio::test]
 async fn a_programme_publishes_its_own_form_and_tablets_fill_it() {
     let dir = tempfile::tempdir().expect("dir");
@@ -111,6 +160,49 @@ async fn a_programme_publishes_its_own_form_and_tablets_fill_it() {
     assert_eq!(count(&db, &format!("SELECT CAST(number AS INTEGER) FROM computed WHERE record_id = '{id}' AND name = 'active_share'")), 75);
     assert_eq!(count(&db, &format!("SELECT CAST(ROUND(score * 10) AS INTEGER) FROM records WHERE id = '{id}'")), 833);
 
+    // 5b. Wang also fills the baseline assessment (built in) completely; the supervisor signs in
+    //     and reads, on the record page and in the CSV, XLSX and JSON exports, the computed
+    //     values and scores in words (达标 / 未达标, 良好), not codes.
+    let mut baseline = wang.store.create("baseline-assessment", &school("ouhai-a"), &wang.editor).expect("baseline");
+    shidao_core::sample::fill_completely(&mut baseline, 1, &mut shidao_core::sample::Rng::new(7)).expect("fill");
+    wang.store.save(&mut baseline).expect("save");
+    wang.sync().await.expect("push baseline");
+    let (ok, out) = Command::new(env!("CARGO_BIN_EXE_relay"))
+        .args(["--db", &db.display().to_string(), "admin", "set-password", "--user", "sup"])
+        .env("SHIDAO_PASSWORD", "督导-pass-1")
+        .output()
+        .map(|o| (o.status.success(), String::from_utf8_lossy(&o.stderr).to_string()))
+        .expect("set password");
+    assert!(ok, "{out}");
+    let web = signed_in(&relay.url, "sup", "督导-pass-1").await;
+    let page = get(&web, &relay.url, &format!("/records/{id}")).await;
+    assert!(page.contains("计算结果") && page.contains("参与学生比例"), "the record page shows computed values");
+    // The form says which score is the lesson's total: its lesson counts in the school report
+    //    and on the dashboard like a built-in observation.
+    let report = get(&web, &relay.url, "/schools/ouhai-a").await;
+    assert!(report.contains("<td class=\"n\">83.3</td>"), "the school report's mean total is the district form's total");
+    let dashboard = get(&web, &relay.url, "/").await;
+    assert!(dashboard.contains("83.3"), "the dashboard's mean lesson score");
+    let csv = get(&web, &relay.url, "/export/tingke-pingjia.csv?version=1").await;
+    let header = csv.lines().next().expect("header");
+    assert!(header.contains("active_share 参与学生比例") && header.contains("total 总分") && header.contains("total 等第"), "{header}");
+    let row = csv.lines().find(|l| l.starts_with(id.as_str())).expect("row of the lesson");
+    assert!(row.contains(",75,") && row.contains("83.3") && row.contains("良好"), "{row}");
+    let csv = get(&web, &relay.url, "/export/baseline-assessment.csv").await;
+    let row = csv.lines().nth(1).expect("baseline row");
+    assert!(row.contains("达标") || row.contains("未达标"), "the 达标 flags read as words: {row}");
+    assert!(!csv.lines().next().unwrap_or_default().is_empty());
+    let codes = get(&web, &relay.url, "/export/baseline-assessment.csv?codes=1").await;
+    assert!(!codes.lines().nth(1).expect("row").contains("达标"), "with codes the flags are 1/0");
+    let json = get(&web, &relay.url, "/api/records?template=tingke-pingjia").await;
+    let json: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let total = json["records"].as_array().expect("records").iter().flat_map(|r| r["computed"].as_array().cloned().unwrap_or_default())
+        .find(|c| c["name"] == "total").expect("total in the API");
+    assert_eq!((total["band"].as_str(), total["text"].as_str()), (Some("良好"), Some("83.33")));
+    let xlsx = web.get(format!("{}/export/tingke-pingjia.xlsx?version=1", relay.url)).await;
+    assert_eq!(xlsx.status().as_u16(), 200);
+    assert!(xlsx.bytes().await.expect("bytes").starts_with(b"PK"), "an XLSX workbook");
+
     // 6. Version 2 adds 教师基本功; the tablets sync: new records are v2, the old record still
     //    opens, validates and reads under v1.
     let v2 = version_file(dir.path(), "v2.json", |j| {
@@ -147,6 +239,7 @@ async fn a_programme_publishes_its_own_form_and_tablets_fill_it() {
         let subject = &mut fields(j, 0)[2];
         subject["kind"] = "text".into();
         subject.as_object_mut().expect("object").remove("options");
+        j["meanings"].as_object_mut().expect("meanings").remove("lesson.subject");
     });
     let (ok, out) = admin(&db, &["publish-form", &v3, "--programme", "ouhai"]);
     assert!(!ok && out.contains("`subject`") && out.contains("changes kind"), "{out}");

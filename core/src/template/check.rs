@@ -27,7 +27,8 @@ impl Checker<'_> {
             return Err(self.err(id, "id must match [a-z][a-z0-9_]*"));
         }
         let choice = matches!(f.kind, FieldKind::SingleChoice | FieldKind::MultipleChoice);
-        if choice {
+        // A computed field may name what its values mean (`1` → 达标, `red` → 滞后).
+        if choice || (f.kind == FieldKind::Computed && !f.options.is_empty()) {
             if f.options.is_empty() {
                 return Err(self.err(id, "a choice field needs at least one option"));
             }
@@ -41,7 +42,7 @@ impl Checker<'_> {
                 }
             }
         } else if !f.options.is_empty() {
-            return Err(self.err(id, "only choice fields have options"));
+            return Err(self.err(id, "only choice and computed fields have options"));
         }
         if f.kind == FieldKind::Rating {
             if f.scale.len() < 2 {
@@ -253,7 +254,9 @@ pub(super) fn compile(file: &str, def: TemplateDef) -> Result<Template, Template
         }
     }
 
-    Ok(Template { def, fields, section_relevant, scores, index })
+    let template = Template { def, fields, section_relevant, scores, index };
+    super::meaning::check(file, &template)?;
+    Ok(template)
 }
 
 fn check_cycles(

@@ -9,6 +9,7 @@
 mod builtin;
 mod check;
 mod compat;
+pub mod meaning;
 
 use std::collections::HashMap;
 
@@ -127,7 +128,7 @@ pub struct Field {
     pub constraint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub constraint_message: Option<Label>,
-    /// Options of a choice field.
+    /// Options of a choice field; on a computed field, labels of its values.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<Choice>,
     /// Levels of a rating field, lowest first.
@@ -254,6 +255,10 @@ pub struct TemplateDef {
     pub sections: Vec<Section>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scores: Vec<Score>,
+    /// What fields and scores mean to the programme's reports: meaning → field or score id
+    /// (`"lesson.total": "total"`; the names are in [`meaning::MEANINGS`]).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub meanings: std::collections::BTreeMap<String, String>,
 }
 
 /// Where a field sits: at the top of the form, or inside a repeat group.
@@ -290,6 +295,15 @@ impl CompiledField {
     pub fn option(&self, value: &str) -> Option<&Choice> {
         self.def.options.iter().find(|c| c.value == value)
     }
+    /// A computed value as a person reads it: the label the template gives that value (e.g.
+    /// `1` → 达标, `red` → 滞后) in `lang`, else the value itself.
+    pub fn value_label(&self, text: &str, lang: &str) -> String {
+        match self.option(text) {
+            Some(o) => o.label.get(lang).to_string(),
+            None => text.to_string(),
+        }
+    }
+
     /// The lowest and highest level of a rating scale.
     pub fn scale_range(&self) -> Option<(i64, i64)> {
         let lo = self.def.scale.iter().map(|l| l.value).min()?;
@@ -362,6 +376,11 @@ impl Template {
     /// The content address of this template: the SHA-256 of [`Template::definition`].
     pub fn hash(&self) -> String {
         definition_hash(&self.definition())
+    }
+
+    /// The field or score that carries a report meaning (`lesson.total`), if the form declares it.
+    pub fn meaning(&self, name: &str) -> Option<&str> {
+        self.def.meanings.get(name).map(String::as_str)
     }
 
     /// The field with this id, anywhere in the form.

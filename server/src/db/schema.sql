@@ -145,7 +145,8 @@ CREATE TABLE answers (
 );
 CREATE INDEX answers_field ON answers (field, record_id);
 
--- computed: computed fields and scores of every record, kept like answers.
+-- computed: computed fields and scores of every record, kept like answers. text is the value as
+-- computed (`1`, `red`); display the label the form gives it (达标, 滞后), in Chinese.
 CREATE TABLE computed (
     record_id TEXT NOT NULL REFERENCES records (id),
     name TEXT NOT NULL,
@@ -153,6 +154,7 @@ CREATE TABLE computed (
     number REAL,
     text TEXT NOT NULL,
     band TEXT,
+    display TEXT,
     PRIMARY KEY (record_id, name, row_id)
 );
 CREATE INDEX computed_name ON computed (name, record_id);

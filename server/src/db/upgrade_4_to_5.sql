@@ -1,4 +1,4 @@
--- user_version 4 → 5: the form registry. Programmes that existed before get the built-in
+-- user_version 4 → 5: the form registry, and labels of computed values. Programmes that existed before get the built-in
 -- library when the server starts (forms::install_missing_libraries).
 
 -- form_defs: every form definition ever published, by content hash (SHA-256 of its JSON); never
@@ -25,3 +25,7 @@ CREATE TABLE form_versions (
     PRIMARY KEY (programme_id, template_id, version)
 );
 CREATE INDEX form_versions_hash ON form_versions (hash);
+
+-- computed.display: the label the form gives a computed value (达标 for 1, 滞后 for red); filled
+-- when a record is next projected (until then exports show the value as computed).
+ALTER TABLE computed ADD COLUMN display TEXT;

@@ -6,35 +6,81 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 use serde::Deserialize;
 use shidao_core::template::Parent;
 
 use super::auth::WebUser;
-use super::page::{esc, layout, Lang};
+use super::page::{esc, layout, url, Lang};
 use super::records::exported;
 use crate::error::{AppError, AppResult};
 use crate::AppState;
 
-/// `GET /exports`: what can be exported.
-pub async fn index(user: WebUser, lang: Lang) -> Html<String> {
+/// `GET /exports`: what can be exported: every form version the user's programme published.
+pub async fn index(State(state): State<AppState>, user: WebUser, lang: Lang) -> AppResult<Html<String>> {
+    let programme = user.programme.clone();
+    let versions = state.blocking(move |conn| exportable(conn, programme.as_deref())).await?;
     let mut h = format!(
-        "<h1>{}</h1><table><tr><th>{}</th><th>CSV / XLSX</th><th>JSON</th></tr>",
+        "<h1>{}</h1><table><tr><th>{}</th><th>{}</th><th>{}</th><th>CSV / XLSX</th><th>JSON</th></tr>",
         lang.t("导出", "Exports"),
-        lang.t("表单", "Form")
+        lang.t("表单", "Form"),
+        lang.t("版本", "Version"),
+        lang.t("记录数", "Records"),
     );
-    for t in shidao_core::builtin_templates() {
-        let id = t.id();
+    for f in versions {
+        let (id, v) = (url(&f.id), f.version);
+        let title = if lang.en { &f.title_en } else { &f.title_zh };
         h.push_str(&format!(
-            r#"<tr><td>{}</td><td><a href="/export/{id}.csv">{}</a> · <a href="/export/{id}.csv?codes=1">{}</a> · <a href="/export/{id}.csv?authors=1">{}</a> · <a href="/export/{id}.xlsx">XLSX</a></td><td><a href="/api/records?template={id}">JSON</a></td></tr>"#,
-            esc(t.def.title.get(lang.code())),
+            r#"<tr><td>{}</td><td>v{v}{}</td><td class="n">{}</td><td><a href="/export/{id}.csv?version={v}">{}</a> · <a href="/export/{id}.csv?version={v}&codes=1">{}</a> · <a href="/export/{id}.csv?version={v}&authors=1">{}</a> · <a href="/export/{id}.xlsx?version={v}">XLSX</a></td><td><a href="/api/records?template={id}&version={v}">JSON</a></td></tr>"#,
+            esc(title),
+            if f.retired_at.is_some() { lang.t("（已停用）", " (retired)") } else { "" },
+            f.records,
             lang.t("选项名称", "labels"),
             lang.t("选项代码", "codes"),
             lang.t("含填写人和时间", "with authors and times"),
         ));
     }
     h.push_str("</table>");
-    layout(lang, lang.t("导出", "Exports"), Some(&user), &h)
+    Ok(layout(lang, lang.t("导出", "Exports"), Some(&user), &h))
+}
+
+/// The form versions a user may export: their programme's, or every programme's for a user of
+/// none; the built-in library's versions without records are left out of the list.
+fn exportable(conn: &rusqlite::Connection, programme: Option<&str>) -> AppResult<Vec<crate::forms::FormVersion>> {
+    let programmes: Vec<String> = match programme {
+        Some(p) => vec![p.to_string()],
+        None => conn.prepare("SELECT id FROM programmes ORDER BY id")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?,
+    };
+    let mut out: Vec<crate::forms::FormVersion> = Vec::new();
+    for p in programmes {
+        for f in crate::forms::list(conn, &p)? {
+            let shown = f.records > 0 || f.current;
+            if shown && !out.iter().any(|o| o.id == f.id && o.version == f.version) {
+                out.push(f);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The version of form `id` an export reads: the one asked for, else the current one; from the
+/// user's programme (or the first programme that published it, for a user of none).
+fn export_template(conn: &rusqlite::Connection, programme: Option<&str>, id: &str, version: Option<u32>) -> AppResult<std::sync::Arc<shidao_core::Template>> {
+    let versions: Vec<crate::forms::FormVersion> = exportable(conn, programme)?.into_iter().filter(|f| f.id == id).collect();
+    let chosen = match version {
+        Some(v) => versions.iter().find(|f| f.version == v),
+        None => versions.iter().find(|f| f.current).or(versions.last()),
+    }
+    .ok_or_else(|| AppError::NotFound(format!("no form {id}{} to export", version.map(|v| format!(" v{v}")).unwrap_or_default())))?;
+    let found: Option<String> = conn
+        .query_row(
+            "SELECT programme_id FROM form_versions WHERE template_id = ?1 AND version = ?2 AND (?3 IS NULL OR programme_id = ?3) ORDER BY programme_id LIMIT 1",
+            params![id, chosen.version, programme],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let p = found.ok_or_else(|| AppError::NotFound(format!("no form {id} v{}", chosen.version)))?;
+    crate::forms::template(conn, &p, id, chosen.version)?.ok_or_else(|| AppError::NotFound(format!("no form {id} v{}", chosen.version)))
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -45,6 +91,8 @@ pub struct ExportQuery {
     authors: Option<String>,
     #[serde(default)]
     school: Option<String>,
+    #[serde(default)]
+    version: Option<u32>,
 }
 
 fn csv_cell(s: &str) -> String {
@@ -67,6 +115,7 @@ fn for_each_row(
     mut row: impl FnMut(Vec<String>) -> bool,
 ) -> AppResult<()> {
     let fields: Vec<_> = template.fields.iter().filter(|f| exported(f.kind())).collect();
+    let computed: Vec<_> = template.fields.iter().filter(|f| f.kind() == shidao_core::template::FieldKind::Computed).collect();
     let mut header = vec!["record_id", "school", "status", "created_by", "date"].into_iter().map(String::from).collect::<Vec<_>>();
     for f in &fields {
         header.push(format!("{} {}", f.id(), f.def.label.get(lang.code())));
@@ -75,15 +124,24 @@ fn for_each_row(
             header.push(format!("{} {}", f.id(), lang.t("时间", "at")));
         }
     }
+    for f in &computed {
+        header.push(format!("{} {}", f.id(), f.def.label.get(lang.code())));
+    }
+    for s in &template.def.scores {
+        header.push(format!("{} {}", s.id, s.label.get(lang.code())));
+        header.push(format!("{} {}", s.id, lang.t("等第", "band")));
+    }
     if !row(header) {
         return Ok(());
     }
     let mut recs = conn.prepare(
         "SELECT r.id, r.school_id, r.status, r.created_by, COALESCE(r.record_date, '') FROM records r JOIN schools s ON s.id = r.school_id
-         WHERE r.template_id = ?1 AND (?2 IS NULL OR s.programme_id = ?2) AND (?3 IS NULL OR r.school_id = ?3) ORDER BY r.record_date, r.id",
+         WHERE r.template_id = ?1 AND r.template_version = ?4 AND (?2 IS NULL OR s.programme_id = ?2) AND (?3 IS NULL OR r.school_id = ?3)
+         ORDER BY r.record_date, r.id",
     )?;
+    let mut values = conn.prepare_cached("SELECT name, row_id, text, display, band FROM computed WHERE record_id = ?1 ORDER BY name, row_id")?;
     let mut answers = conn.prepare_cached("SELECT field, row_id, value, display, author, at FROM answers WHERE record_id = ?1 ORDER BY field, row_id")?;
-    let mut rows = recs.query(params![template.id(), programme, school])?;
+    let mut rows = recs.query(params![template.id(), programme, school, template.version()])?;
     while let Some(r) = rows.next()? {
         let id: String = r.get(0)?;
         let mut cells = vec![id.clone(), r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?];
@@ -119,6 +177,32 @@ fn for_each_row(
                 cells.push(joined(&|v| v.1.clone()));
                 cells.push(joined(&|v| if v.2 > 0 { super::records::when(v.2) } else { String::new() }));
             }
+        }
+        // Computed values as the form labels them (达标, 滞后), or as computed with `codes`;
+        // scores with their band.
+        let mut by_name: std::collections::HashMap<String, Vec<(String, String, String)>> = std::collections::HashMap::new();
+        let mut c = values.query([&id])?;
+        while let Some(x) = c.next()? {
+            let text: String = x.get(2)?;
+            let display = x.get::<_, Option<String>>(3)?.unwrap_or_else(|| text.clone());
+            by_name.entry(x.get(0)?).or_default().push((text, display, x.get::<_, Option<String>>(4)?.unwrap_or_default()));
+        }
+        for f in &computed {
+            let vals = by_name.remove(f.id()).unwrap_or_default();
+            let sep = if matches!(f.parent, Parent::Repeat(_)) { " | " } else { "" };
+            let shown = |v: &(String, String, String)| match (codes, f.option(&v.0)) {
+                (false, Some(o)) => o.label.get(lang.code()).to_string(),
+                _ => v.0.clone(),
+            };
+            cells.push(vals.iter().map(shown).collect::<Vec<_>>().join(sep));
+        }
+        for s in &template.def.scores {
+            let v = by_name.remove(&s.id).and_then(|v| v.into_iter().next());
+            let band = v.as_ref().and_then(|v| {
+                s.bands.iter().find(|b| b.label.zh == v.2).map(|b| b.label.get(lang.code()).to_string()).or(Some(v.2.clone()))
+            });
+            cells.push(v.map(|v| v.0).unwrap_or_default());
+            cells.push(band.unwrap_or_default());
         }
         if !row(cells) {
             return Ok(());
@@ -179,7 +263,8 @@ pub async fn download(State(state): State<AppState>, user: WebUser, lang: Lang, 
         (_, Some(t)) => (t.to_string(), true),
         _ => return Err(AppError::NotFound("exports end in .csv or .xlsx".into())),
     };
-    let template = shidao_core::builtin(&template_id).ok_or_else(|| AppError::NotFound(format!("no template {template_id}")))?;
+    let (programme, version, id) = (user.programme.clone(), q.version, template_id.clone());
+    let template = state.blocking(move |conn| export_template(conn, programme.as_deref(), &id, version)).await?;
     let codes = q.codes.as_deref() == Some("1");
     let authors = q.authors.as_deref() == Some("1");
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
@@ -237,6 +322,8 @@ pub struct ApiQuery {
     after: Option<String>,
     #[serde(default)]
     limit: Option<u32>,
+    #[serde(default)]
+    version: Option<u32>,
 }
 
 /// `GET /api/records?template=…`: the same data as JSON, a page at a time (`after` = last id).
@@ -246,16 +333,21 @@ pub async fn api(State(state): State<AppState>, user: WebUser, Query(q): Query<A
     let out = state
         .blocking(move |conn| {
             let mut recs = conn.prepare_cached(
-                "SELECT r.id, r.school_id, r.status, r.created_by, r.record_date FROM records r JOIN schools s ON s.id = r.school_id
+                "SELECT r.id, r.school_id, r.status, r.created_by, r.record_date, r.template_version FROM records r JOIN schools s ON s.id = r.school_id
                  WHERE r.template_id = ?1 AND (?2 IS NULL OR s.programme_id = ?2) AND (?3 IS NULL OR r.school_id = ?3) AND r.id > COALESCE(?4, '')
+                   AND (?6 IS NULL OR r.template_version = ?6)
                  ORDER BY r.id LIMIT ?5",
             )?;
-            let rows: Vec<(String, String, String, String, Option<String>)> = recs
-                .query_map(params![q.template, programme, q.school, q.after, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+            type Row = (String, String, String, String, Option<String>, u32);
+            let rows: Vec<Row> = recs
+                .query_map(params![q.template, programme, q.school, q.after, limit, q.version], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                })?
                 .collect::<rusqlite::Result<_>>()?;
+            let mut computed = conn.prepare_cached("SELECT name, row_id, number, text, display, band FROM computed WHERE record_id = ?1 ORDER BY name, row_id")?;
             let mut answers = conn.prepare_cached("SELECT field, row_id, value, author, at, conflicts FROM answers WHERE record_id = ?1")?;
             let mut items = Vec::new();
-            for (id, school, status, created_by, date) in &rows {
+            for (id, school, status, created_by, date, version) in &rows {
                 let a: Vec<serde_json::Value> = answers
                     .query_map([id], |r| {
                         Ok(serde_json::json!({
@@ -268,7 +360,21 @@ pub async fn api(State(state): State<AppState>, user: WebUser, Query(q): Query<A
                         }))
                     })?
                     .collect::<rusqlite::Result<_>>()?;
-                items.push(serde_json::json!({"id": id, "school": school, "status": status, "created_by": created_by, "date": date, "answers": a}));
+                // Computed values and scores: the number (if any), the value as computed, its label
+                // (达标 for 1), and a score's band.
+                let c: Vec<serde_json::Value> = computed
+                    .query_map([id], |r| {
+                        Ok(serde_json::json!({
+                            "name": r.get::<_, String>(0)?,
+                            "row": r.get::<_, String>(1)?,
+                            "number": r.get::<_, Option<f64>>(2)?,
+                            "text": r.get::<_, String>(3)?,
+                            "display": r.get::<_, Option<String>>(4)?,
+                            "band": r.get::<_, Option<String>>(5)?,
+                        }))
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                items.push(serde_json::json!({"id": id, "version": version, "school": school, "status": status, "created_by": created_by, "date": date, "answers": a, "computed": c}));
             }
             let next = rows.last().filter(|_| rows.len() as u32 == limit).map(|r| r.0.clone());
             Ok(serde_json::json!({ "records": items, "next": next }))

@@ -28,8 +28,12 @@ pub fn when(secs: i64) -> String {
     format!("{day} {:02}:{:02}", rem / 3600, rem % 3600 / 60)
 }
 
-fn template_title(lang: Lang, id: &str) -> String {
-    shidao_core::builtin(id).map(|t| t.def.title.get(lang.code()).to_string()).unwrap_or_else(|| id.to_string())
+/// A form's title as its programme published the version (the id when it cannot be read).
+fn template_title(conn: &Connection, lang: Lang, programme: &str, id: &str, version: u32) -> String {
+    match crate::forms::template(conn, programme, id, version) {
+        Ok(Some(t)) => t.def.title.get(lang.code()).to_string(),
+        _ => id.to_string(),
+    }
 }
 
 fn status_label(lang: Lang, s: &str) -> &'static str {
@@ -58,7 +62,8 @@ pub async fn list(State(state): State<AppState>, user: WebUser, lang: Lang, Quer
     let body = state
         .blocking(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT r.id, r.template_id, s.name, r.record_date, r.status, COALESCE(u.name, r.created_by), r.updated_at
+                "SELECT r.id, r.template_id, s.name, r.record_date, r.status, COALESCE(u.name, r.created_by), r.updated_at,
+                        s.programme_id, r.template_version
                  FROM records r JOIN schools s ON s.id = r.school_id LEFT JOIN users u ON u.id = r.created_by
                  WHERE (?1 IS NULL OR r.school_id = ?1) AND (?2 IS NULL OR r.template_id = ?2) AND (?3 IS NULL OR r.status = ?3)
                    AND (?4 IS NULL OR u.role = ?4) AND (?5 IS NULL OR r.record_date >= ?5) AND (?6 IS NULL OR r.record_date <= ?6)
@@ -66,9 +71,10 @@ pub async fn list(State(state): State<AppState>, user: WebUser, lang: Lang, Quer
                  ORDER BY r.record_date DESC, r.id LIMIT 1000",
             )?;
             // Only the user's programme (`?7`), like every other page.
-            let rows: Vec<(String, String, String, Option<String>, String, String, i64)> = stmt
+            type Row = (String, String, String, Option<String>, String, String, i64, String, u32);
+            let rows: Vec<Row> = stmt
                 .query_map(params![q.school, q.template, q.status, q.role, q.from, q.to, programme], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             let mut h = format!(
@@ -82,11 +88,11 @@ pub async fn list(State(state): State<AppState>, user: WebUser, lang: Lang, Quer
                 lang.t("填写人", "Author"),
                 lang.t("最近同步", "Last synced")
             );
-            for (id, template, school, date, status, author, updated) in rows {
+            for (id, template, school, date, status, author, updated, programme, version) in rows {
                 h.push_str(&format!(
                     r#"<tr><td><a href="/records/{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
                     url(&id),
-                    esc(&template_title(lang, &template)),
+                    esc(&template_title(conn, lang, &programme, &template, version)),
                     esc(&school),
                     esc(&date.unwrap_or_default()),
                     status_label(lang, &status),
@@ -228,6 +234,25 @@ pub async fn view(State(state): State<AppState>, user: WebUser, lang: Lang, Path
                         esc(s.label.get(lang.code())),
                         super::page::num(s.value),
                         esc(s.band.as_ref().map(|b| b.get(lang.code())).unwrap_or(""))
+                    ));
+                }
+                h.push_str("</table>");
+            }
+            // Computed values (ratios, 达标 flags, completion), as the form labels them.
+            if !v.computed.is_empty() {
+                h.push_str(&format!("<h2>{}</h2><table>", lang.t("计算结果", "Computed values")));
+                for c in &v.computed {
+                    let Some(f) = t.field(&c.field.field) else { continue };
+                    let label = match (&c.field.row, f.parent) {
+                        (Some(row), Parent::Repeat(gi)) => format!("{} [{}] · {}", t.fields[gi].def.label.get(lang.code()), &row.as_str()[..4.min(row.as_str().len())], f.def.label.get(lang.code())),
+                        _ => f.def.label.get(lang.code()).to_string(),
+                    };
+                    let unit = f.def.unit.as_ref().filter(|_| f.option(&c.text).is_none()).map(|u| u.get(lang.code()).to_string()).unwrap_or_default();
+                    h.push_str(&format!(
+                        "<tr><th>{}</th><td class=\"n\">{} {}</td></tr>",
+                        esc(&label),
+                        esc(&f.value_label(&c.text, lang.code())),
+                        esc(&unit)
                     ));
                 }
                 h.push_str("</table>");

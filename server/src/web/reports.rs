@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::auth::WebUser;
 use super::page::{esc, layout, line_chart, num, url, Lang};
 use crate::error::{AppError, AppResult};
+use crate::forms::{self, Carriers};
 use crate::AppState;
 
 /// The term a report covers.
@@ -46,6 +47,45 @@ fn per_school(conn: &Connection, sql: &str, args: &[&dyn rusqlite::ToSql]) -> Ap
     let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt.query_map(args, |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<f64>>(1)?.unwrap_or(0.0))))?;
     Ok(rows.collect::<rusqlite::Result<HashMap<_, _>>>()?)
+}
+
+/// Counts per school from one grouped query whose arguments are all text (numbered `?1`…).
+fn per_school_args(conn: &Connection, sql: &str, args: &[String]) -> AppResult<HashMap<String, f64>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<f64>>(1)?.unwrap_or(0.0))))?;
+    Ok(rows.collect::<rusqlite::Result<HashMap<_, _>>>()?)
+}
+
+/// The programme's forms by what they are to the reports (declared by their `meanings`).
+struct Kinds {
+    lessons: Carriers,
+    guidance: Carriers,
+    visits: Carriers,
+    evaluations: Carriers,
+}
+
+fn kinds(conn: &Connection, programme: &str) -> AppResult<Kinds> {
+    let merged = |names: &[&str]| -> AppResult<Carriers> {
+        let mut all = Vec::new();
+        for n in names {
+            all.extend(forms::carriers(conn, programme, n)?.0);
+        }
+        Ok(Carriers(all))
+    };
+    Ok(Kinds {
+        lessons: forms::carriers(conn, programme, "lesson.total")?,
+        guidance: forms::carriers(conn, programme, "guidance.hours")?,
+        visits: merged(&[
+            "visit.module.lessons",
+            "visit.module.documents",
+            "visit.module.walk",
+            "visit.module.talks",
+            "visit.module.questionnaires",
+            "visit.module.tests",
+            "rectification.group",
+        ])?,
+        evaluations: merged(&AREAS.iter().map(|a| a.3).collect::<Vec<_>>())?,
+    })
 }
 
 const PRINCIPAL_QUOTA: f64 = 30.0;
@@ -156,29 +196,39 @@ pub fn dashboard_html(conn: &Connection, u: &WebUser, lang: Lang, today: &str) -
     let month_start = format!("{}-01", &today[..7]);
     let (ts, te) = (term.start.as_str(), term.end.as_str());
     let records = per_school(conn, "SELECT school_id, COUNT(*) FROM records WHERE record_date BETWEEN ?1 AND ?2 GROUP BY school_id", &[&ts, &te])?;
-    let principal = per_school(
+    let kinds = kinds(conn, &term.programme)?;
+    let mut args = vec![ts.to_string(), te.to_string()];
+    let lesson_forms = kinds.lessons.form_condition("r.template_id", &mut args);
+    let principal = per_school_args(
         conn,
-        "SELECT r.school_id, COUNT(*) FROM records r JOIN users u ON u.id = r.created_by
-         WHERE r.template_id = 'classroom-observation' AND u.role = 'principal' AND r.record_date BETWEEN ?1 AND ?2 GROUP BY r.school_id",
-        &[&ts, &te],
+        &format!(
+            "SELECT r.school_id, COUNT(*) FROM records r JOIN users u ON u.id = r.created_by
+             WHERE {lesson_forms} AND u.role = 'principal' AND r.record_date BETWEEN ?1 AND ?2 GROUP BY r.school_id"
+        ),
+        &args,
     )?;
-    let experts = per_school(
+    let mut args = vec![month_start.clone()];
+    let guidance_forms = kinds.guidance.form_condition("r.template_id", &mut args);
+    let experts = per_school_args(
         conn,
-        "SELECT r.school_id, COUNT(DISTINCT r.created_by) FROM records r JOIN users u ON u.id = r.created_by
-         WHERE r.template_id = 'guidance-log' AND u.role = 'expert' AND r.record_date >= ?1 GROUP BY r.school_id",
-        &[&month_start],
+        &format!(
+            "SELECT r.school_id, COUNT(DISTINCT r.created_by) FROM records r JOIN users u ON u.id = r.created_by
+             WHERE {guidance_forms} AND u.role = 'expert' AND r.record_date >= ?1 GROUP BY r.school_id"
+        ),
+        &args,
     )?;
     let overdue = per_school(
         conn,
         "SELECT school_id, COUNT(*) FROM rectifications WHERE closed = 0 AND deadline < ?1 GROUP BY school_id",
         &[&today.to_string()],
     )?;
-    // A lesson's total is its template's first score, kept on the record.
-    let mean_score = per_school(
+    // A lesson's total (the form's `lesson.total`) is kept on the record.
+    let mut args = vec![ts.to_string(), te.to_string()];
+    let lesson_forms = kinds.lessons.form_condition("template_id", &mut args);
+    let mean_score = per_school_args(
         conn,
-        "SELECT school_id, AVG(score) FROM records
-         WHERE template_id = 'classroom-observation' AND record_date BETWEEN ?1 AND ?2 GROUP BY school_id",
-        &[&ts, &te],
+        &format!("SELECT school_id, AVG(score) FROM records WHERE {lesson_forms} AND record_date BETWEEN ?1 AND ?2 GROUP BY school_id"),
+        &args,
     )?;
     let to_review = per_school(conn, "SELECT school_id, COUNT(*) FROM records WHERE status = 'submitted' GROUP BY school_id", &[])?;
     let returned = per_school(conn, "SELECT school_id, COUNT(*) FROM records WHERE status = 'returned' GROUP BY school_id", &[])?;
@@ -285,21 +335,42 @@ pub struct ReportQuery {
     pub to: Option<String>,
 }
 
-/// Mean of a computed value or score over a school's records of a template in the term.
-fn mean_of(conn: &Connection, school: &str, template: &str, name: &str, from: &str, to: &str) -> AppResult<(Option<f64>, i64)> {
+/// Mean of the computed value or score carrying a meaning over a school's records in a period.
+fn mean_of(conn: &Connection, school: &str, programme: &str, meaning: &str, from: &str, to: &str) -> AppResult<(Option<f64>, i64)> {
+    let mut args = vec![school.to_string(), from.to_string(), to.to_string()];
+    let cond = forms::carriers(conn, programme, meaning)?.condition("r.template_id", "c.name", &mut args);
     Ok(conn.query_row(
-        "SELECT AVG(c.number), COUNT(c.number) FROM computed c JOIN records r ON r.id = c.record_id
-         WHERE r.school_id = ?1 AND r.template_id = ?2 AND c.name = ?3 AND c.row_id = '' AND r.record_date BETWEEN ?4 AND ?5",
-        params![school, template, name, from, to],
+        &format!(
+            "SELECT AVG(c.number), COUNT(c.number) FROM computed c JOIN records r ON r.id = c.record_id
+             WHERE r.school_id = ?1 AND {cond} AND c.row_id = '' AND r.record_date BETWEEN ?2 AND ?3"
+        ),
+        rusqlite::params_from_iter(&args),
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?)
 }
 
-fn sum_answer(conn: &Connection, school: &str, template: &str, field: &str, from: &str, to: &str) -> AppResult<Option<f64>> {
+/// Mean (or sum) of the answer carrying a meaning over a school's records in a period.
+fn answers_of(conn: &Connection, school: &str, programme: &str, meaning: &str, from: &str, to: &str, sum: bool) -> AppResult<Option<f64>> {
+    let mut args = vec![school.to_string(), from.to_string(), to.to_string()];
+    let cond = forms::carriers(conn, programme, meaning)?.condition("r.template_id", "a.field", &mut args);
+    let agg = if sum { "SUM" } else { "AVG" };
     Ok(conn.query_row(
-        "SELECT SUM(a.number) FROM answers a JOIN records r ON r.id = a.record_id
-         WHERE r.school_id = ?1 AND r.template_id = ?2 AND a.field = ?3 AND r.record_date BETWEEN ?4 AND ?5",
-        params![school, template, field, from, to],
+        &format!(
+            "SELECT {agg}(a.number) FROM answers a JOIN records r ON r.id = a.record_id
+             WHERE r.school_id = ?1 AND {cond} AND r.record_date BETWEEN ?2 AND ?3"
+        ),
+        rusqlite::params_from_iter(&args),
+        |r| r.get(0),
+    )?)
+}
+
+/// How many of a school's records in a period are of these forms.
+fn count_of(conn: &Connection, school: &str, forms: &Carriers, from: &str, to: &str, what: &str) -> AppResult<i64> {
+    let mut args = vec![school.to_string(), from.to_string(), to.to_string()];
+    let cond = forms.form_condition("r.template_id", &mut args);
+    Ok(conn.query_row(
+        &format!("SELECT {what} FROM records r WHERE r.school_id = ?1 AND {cond} AND r.record_date BETWEEN ?2 AND ?3"),
+        rusqlite::params_from_iter(&args),
         |r| r.get(0),
     )?)
 }
@@ -307,14 +378,14 @@ fn sum_answer(conn: &Connection, school: &str, template: &str, field: &str, from
 /// An evaluation record: its id, its date and its scores by name.
 type Evaluation = (String, String, HashMap<String, f64>);
 
-/// The six development areas, with their evaluation score names and the evidence they draw on.
+/// The six development areas, with the meaning of their evaluation score.
 const AREAS: [(&str, &str, &str, &str); 6] = [
-    ("cadre", "干部培养", "Leadership development", "score_cadre"),
-    ("teacher", "教师发展", "Teacher development", "score_teacher"),
-    ("student", "学生成长", "Student growth", "score_student"),
-    ("resource", "资源配置", "Resources", "score_resource"),
-    ("curriculum", "课程教学", "Curriculum and teaching", "score_curriculum"),
-    ("feature", "特色建设", "Distinctive programmes", "score_feature"),
+    ("cadre", "干部培养", "Leadership development", "evaluation.area.cadre"),
+    ("teacher", "教师发展", "Teacher development", "evaluation.area.teacher"),
+    ("student", "学生成长", "Student growth", "evaluation.area.student"),
+    ("resource", "资源配置", "Resources", "evaluation.area.resource"),
+    ("curriculum", "课程教学", "Curriculum and teaching", "evaluation.area.curriculum"),
+    ("feature", "特色建设", "Distinctive programmes", "evaluation.area.feature"),
 ];
 
 /// `GET /schools/{id}`: the school report for a term.
@@ -357,43 +428,54 @@ pub fn report_html(conn: &Connection, user: &WebUser, lang: Lang, school: &str, 
         lang.t("打印 / PDF", "Print / PDF"),
     );
 
+    // Which of the programme's forms are lesson observations, visits, guidance logs and
+    // evaluations, and which of their fields carry what the report reads: their `meanings`.
+    let programme = term.programme.as_str();
+    let kinds = kinds(conn, programme)?;
     // Lesson observations: the figures every chapter of teaching refers to.
+    let mut args = vec![school.to_string(), from.clone(), to.clone()];
+    let totals = kinds.lessons.condition("r.template_id", "c.name", &mut args);
+    let lesson_forms = kinds.lessons.form_condition("r.template_id", &mut args);
     let obs: (i64, Option<f64>) = conn.query_row(
-        "SELECT COUNT(*), AVG(c.number) FROM records r LEFT JOIN computed c ON c.record_id = r.id AND c.name = 'total'
-         WHERE r.school_id = ?1 AND r.template_id = 'classroom-observation' AND r.record_date BETWEEN ?2 AND ?3",
-        params![school, from, to],
+        &format!(
+            "SELECT COUNT(*), AVG(c.number) FROM records r LEFT JOIN computed c ON c.record_id = r.id AND c.row_id = '' AND {totals}
+             WHERE r.school_id = ?1 AND {lesson_forms} AND r.record_date BETWEEN ?2 AND ?3"
+        ),
+        rusqlite::params_from_iter(&args),
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    let licc: Vec<(String, Option<f64>)> = ["licc_student_learning", "licc_teacher_teaching", "licc_curriculum", "licc_culture"]
-        .iter()
-        .map(|n| mean_of(conn, school, "classroom-observation", n, &from, &to).map(|(v, _)| ((*n).to_string(), v)))
-        .collect::<AppResult<_>>()?;
-    let (tol, _) = mean_of(conn, school, "classroom-observation", "time_on_learning", &from, &to)?;
-    let (agree, agree_n) = mean_of(conn, school, "classroom-observation", "agree_exact", &from, &to)?;
-    let (agree1, _) = mean_of(conn, school, "classroom-observation", "agree_within1", &from, &to)?;
+    let licc: Vec<(String, Option<f64>)> =
+        ["lesson.licc.student_learning", "lesson.licc.teacher_teaching", "lesson.licc.curriculum", "lesson.licc.culture"]
+            .iter()
+            .map(|n| mean_of(conn, school, programme, n, &from, &to).map(|(v, _)| ((*n).to_string(), v)))
+            .collect::<AppResult<_>>()?;
+    let (tol, _) = mean_of(conn, school, programme, "lesson.time_on_learning", &from, &to)?;
+    let (agree, agree_n) = mean_of(conn, school, programme, "lesson.agreement_exact", &from, &to)?;
+    let (agree1, _) = mean_of(conn, school, programme, "lesson.agreement_within1", &from, &to)?;
+    let mut args = vec![school.to_string(), from.clone(), to.clone()];
+    let lesson_forms = kinds.lessons.form_condition("r.template_id", &mut args);
     let principal: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM records r JOIN users u ON u.id = r.created_by WHERE r.school_id = ?1 AND r.template_id = 'classroom-observation'
-         AND u.role = 'principal' AND r.record_date BETWEEN ?2 AND ?3",
-        params![school, from, to],
+        &format!(
+            "SELECT COUNT(*) FROM records r JOIN users u ON u.id = r.created_by WHERE r.school_id = ?1 AND {lesson_forms}
+             AND u.role = 'principal' AND r.record_date BETWEEN ?2 AND ?3"
+        ),
+        rusqlite::params_from_iter(&args),
         |r| r.get(0),
     )?;
     // Visits: module ratings and open rectifications.
-    let visits: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM records WHERE school_id = ?1 AND template_id = 'inspection-visit' AND record_date BETWEEN ?2 AND ?3",
-        params![school, from, to],
-        |r| r.get(0),
-    )?;
-    let modules = ["lessons_rating", "docs_rating", "walk_rating", "talks_rating", "quest_rating", "test_rating"];
+    let visits = count_of(conn, school, &kinds.visits, &from, &to, "COUNT(*)")?;
+    let modules = [
+        "visit.module.lessons",
+        "visit.module.documents",
+        "visit.module.walk",
+        "visit.module.talks",
+        "visit.module.questionnaires",
+        "visit.module.tests",
+    ];
     let module_names = [("课堂教学", "Lessons"), ("资料检查", "Documents"), ("校园巡视", "Site walk"), ("座谈访谈", "Talks"), ("问卷调查", "Questionnaires"), ("学业抽测", "Spot tests")];
     let mut module_means = Vec::new();
     for m in modules {
-        let v: Option<f64> = conn.query_row(
-            "SELECT AVG(a.number) FROM answers a JOIN records r ON r.id = a.record_id WHERE r.school_id = ?1 AND r.template_id = 'inspection-visit'
-             AND a.field = ?2 AND r.record_date BETWEEN ?3 AND ?4",
-            params![school, m, from, to],
-            |r| r.get(0),
-        )?;
-        module_means.push(v);
+        module_means.push(answers_of(conn, school, programme, m, &from, &to, false)?);
     }
     // By deadline, then record, then the rows' order on the form.
     let mut stmt = conn.prepare_cached(
@@ -403,30 +485,31 @@ pub fn report_html(conn: &Connection, user: &WebUser, lang: Lang, school: &str, 
     let rects: Vec<(String, String, String, String, String)> =
         stmt.query_map([school], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?.collect::<rusqlite::Result<_>>()?;
     // Experts: hours and the share of agreed actions done.
-    let hours = sum_answer(conn, school, "guidance-log", "hours", &from, &to)?;
-    let logs: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM records WHERE school_id = ?1 AND template_id = 'guidance-log' AND record_date BETWEEN ?2 AND ?3",
-        params![school, from, to],
-        |r| r.get(0),
-    )?;
-    let (done_share, _) = mean_of(conn, school, "guidance-log", "prev_done_share", &from, &to)?;
-    let experts: i64 = conn.query_row(
-        "SELECT COUNT(DISTINCT r.created_by) FROM records r WHERE r.school_id = ?1 AND r.template_id = 'guidance-log' AND r.record_date BETWEEN ?2 AND ?3",
-        params![school, from, to],
-        |r| r.get(0),
-    )?;
-    // Evaluations: the first (baseline) and the latest, per area.
+    let hours = answers_of(conn, school, programme, "guidance.hours", &from, &to, true)?;
+    let logs = count_of(conn, school, &kinds.guidance, &from, &to, "COUNT(*)")?;
+    let (done_share, _) = mean_of(conn, school, programme, "guidance.done_share", &from, &to)?;
+    let experts = count_of(conn, school, &kinds.guidance, &from, &to, "COUNT(DISTINCT r.created_by)")?;
+    // Evaluations: the first (baseline) and the latest, per area; each area's score is the one
+    // the record's own form names for it.
+    let area_carriers: Vec<Carriers> = AREAS.iter().map(|a| forms::carriers(conn, programme, a.3)).collect::<AppResult<_>>()?;
     let eval_scores = |order: &str| -> AppResult<Option<Evaluation>> {
-        let row: Option<(String, String)> = conn
+        let mut args = vec![school.to_string()];
+        let cond = kinds.evaluations.form_condition("template_id", &mut args);
+        let row: Option<(String, String, String)> = conn
             .query_row(
-                &format!("SELECT id, COALESCE(record_date, '') FROM records WHERE school_id = ?1 AND template_id = 'supervision-evaluation' ORDER BY record_date {order}, id LIMIT 1"),
-                [school],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                &format!("SELECT id, COALESCE(record_date, ''), template_id FROM records WHERE school_id = ?1 AND {cond} ORDER BY record_date {order}, id LIMIT 1"),
+                rusqlite::params_from_iter(&args),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        let Some((id, date)) = row else { return Ok(None) };
+        let Some((id, date, template)) = row else { return Ok(None) };
         let mut stmt = conn.prepare_cached("SELECT name, number FROM computed WHERE record_id = ?1 AND number IS NOT NULL AND row_id = ''")?;
-        let m = stmt.query_map([&id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?.collect::<rusqlite::Result<HashMap<_, _>>>()?;
+        let by_name = stmt.query_map([&id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?.collect::<rusqlite::Result<HashMap<_, _>>>()?;
+        let m = AREAS
+            .iter()
+            .zip(&area_carriers)
+            .filter_map(|(a, c)| c.name_in(&template).and_then(|n| by_name.get(n)).map(|v| (a.3.to_string(), *v)))
+            .collect();
         Ok(Some((id, date, m)))
     };
     let first = eval_scores("ASC")?;
@@ -437,7 +520,7 @@ pub fn report_html(conn: &Connection, user: &WebUser, lang: Lang, school: &str, 
         h.push_str(&format!("<h2>{}、{}</h2>", ["一", "二", "三", "四", "五", "六"][i], lang.t(zh, en)));
         let base = first.as_ref().and_then(|(_, _, m)| m.get(*score).copied());
         let now = latest.as_ref().and_then(|(_, _, m)| m.get(*score).copied());
-        let eval_link = latest.as_ref().map(|(id, ..)| format!("/records/{}", url(id))).unwrap_or_else(|| link("supervision-evaluation", ""));
+        let eval_link = latest.as_ref().map(|(id, ..)| format!("/records/{}", url(id))).unwrap_or_else(|| link(kinds.evaluations.first(), ""));
         h.push_str(&format!(
             r#"<p>{} <a href="{}">{}</a> → <a href="{}">{}</a> · {} <b>{}</b></p>"#,
             lang.t("发展评估得分（初次 → 最近）：", "Evaluation score (first → latest): "),
@@ -456,7 +539,7 @@ pub fn report_html(conn: &Connection, user: &WebUser, lang: Lang, school: &str, 
                 r#"<p>{} <a class="{}" href="{}">{}</a> {}</p>"#,
                 lang.t("校长本期听评课", "Lessons the principal observed:"),
                 if (principal as f64) < PRINCIPAL_QUOTA { "flag" } else { "ok" },
-                esc(&link("classroom-observation", "&role=principal")),
+                esc(&link(kinds.lessons.first(), "&role=principal")),
                 principal,
                 lang.t("节（要求 ≥30 节/学期）", "(required: ≥30 a term)")
             )),
@@ -471,7 +554,7 @@ pub fn report_html(conn: &Connection, user: &WebUser, lang: Lang, school: &str, 
                 experts,
                 num(hours),
                 num(done_share),
-                l = esc(&link("guidance-log", "")),
+                l = esc(&link(kinds.guidance.first(), "")),
             )),
             "curriculum" => {
                 h.push_str(&format!(
@@ -486,7 +569,7 @@ pub fn report_html(conn: &Connection, user: &WebUser, lang: Lang, school: &str, 
                     lang.t("双人评分一致率（完全 / ±1）", "Rater agreement (exact / ±1)"),
                     obs.0,
                     num(obs.1),
-                    l = esc(&link("classroom-observation", "")),
+                    l = esc(&link(kinds.lessons.first(), "")),
                 ));
                 for (_, v) in &licc {
                     h.push_str(&format!(r#"<td class="n">{}</td>"#, num(*v)));
@@ -498,16 +581,18 @@ pub fn report_html(conn: &Connection, user: &WebUser, lang: Lang, school: &str, 
                     num(agree1)
                 ));
                 // Mean lesson score by month, as a chart.
-                let mut stmt = conn.prepare_cached(
-                    "SELECT substr(r.record_date, 1, 7), AVG(c.number) FROM records r JOIN computed c ON c.record_id = r.id AND c.name = 'total'
-                     WHERE r.school_id = ?1 AND r.template_id = 'classroom-observation' AND r.record_date BETWEEN ?2 AND ?3 GROUP BY 1 ORDER BY 1",
-                )?;
+                let mut args = vec![school.to_string(), from.clone(), to.clone()];
+                let totals = kinds.lessons.condition("r.template_id", "c.name", &mut args);
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT substr(r.record_date, 1, 7), AVG(c.number) FROM records r JOIN computed c ON c.record_id = r.id AND c.row_id = ''
+                     WHERE r.school_id = ?1 AND {totals} AND r.record_date BETWEEN ?2 AND ?3 GROUP BY 1 ORDER BY 1"
+                ))?;
                 let points: Vec<(String, f64, String)> = stmt
-                    .query_map(params![school, from, to], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?
+                    .query_map(rusqlite::params_from_iter(&args), |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?
                     .collect::<rusqlite::Result<Vec<_>>>()?
                     .into_iter()
                     .map(|(m, v)| {
-                        let l = link("classroom-observation", &format!("&from={m}-01&to={m}-31"));
+                        let l = link(kinds.lessons.first(), &format!("&from={m}-01&to={m}-31"));
                         (m, v, l)
                     })
                     .collect();
@@ -516,7 +601,7 @@ pub fn report_html(conn: &Connection, user: &WebUser, lang: Lang, school: &str, 
                 h.push_str(&format!(
                     r#"<h3>{} (<a href="{}">{}</a>)</h3><table><tr>"#,
                     lang.t("教学视导", "Inspection visits"),
-                    esc(&link("inspection-visit", "")),
+                    esc(&link(kinds.visits.first(), "")),
                     visits
                 ));
                 for (zh_m, en_m) in module_names {
