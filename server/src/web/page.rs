@@ -84,11 +84,12 @@ button.secondary{background:#fff;color:#12355b}textarea,input[type=text],input[t
 pub fn layout(lang: Lang, title: &str, user: Option<&WebUser>, body: &str) -> Html<String> {
     let nav = match user {
         Some(u) => format!(
-            r#"<a href="/">{dash}</a><a href="/records?status=submitted">{review}</a><a href="/exports">{exports}</a><span class="sp"></span>
+            r#"<a href="/">{dash}</a><a href="/records?status=submitted">{review}</a><a href="/exports">{exports}</a>{forms}<span class="sp"></span>
 <span>{name}</span><form class="inline" method="post" action="/logout"><input type="hidden" name="csrf" value="{csrf}"><button class="secondary" type="submit">{out}</button></form>"#,
             dash = lang.t("总览", "Dashboard"),
             review = lang.t("待审核", "To review"),
             exports = lang.t("导出", "Exports"),
+            forms = if u.role.reviews() { format!(r#"<a href="/admin/forms">{}</a>"#, lang.t("表单管理", "Forms")) } else { String::new() },
             name = esc(&u.name),
             csrf = esc(&u.csrf),
             out = lang.t("退出", "Sign out"),
