@@ -4,7 +4,8 @@
 //!
 //! What must stay true:
 //! - Only admins change anything; supervisors see the list read-only and every POST of theirs is
-//!   refused before its body is read. Every POST carries the session's CSRF token.
+//!   refused before anything in it is looked at (an upload before its file is read). Every POST
+//!   carries the session's CSRF token.
 //! - A refused upload or publication stores nothing and shows its message (file, place, problem).
 //! - The preview judges compatibility with the same code publishing uses (`forms::publish`, run
 //!   in a transaction that is rolled back), and the publish step checks the definition it is sent
@@ -78,7 +79,11 @@ fn refusal(lang: Lang, user: &WebUser, programme: &str, e: &AppError) -> Respons
     };
     let body = format!(
         r#"<h1>{}</h1><p class="flag" id="refusal">{}</p><p class="muted">{}</p><p><a href="{}">{}</a></p>"#,
-        lang.t("未能完成", "Not done"),
+        if status == StatusCode::FORBIDDEN || status == StatusCode::NOT_FOUND || status == StatusCode::INTERNAL_SERVER_ERROR {
+            lang.t("未能完成", "Not done")
+        } else {
+            lang.t("表单未通过检查", "The form was refused")
+        },
         esc(&shown),
         lang.t("未保存任何内容。", "Nothing was stored."),
         esc(&back(user, programme, "")),
@@ -179,7 +184,7 @@ pub async fn list(State(state): State<AppState>, user: WebUser, lang: Lang, Quer
                     "<td></td>".to_string()
                 } else {
                     format!(
-                        r#"<td><form class="inline" method="post" action="/admin/forms/retire"><input type="hidden" name="csrf" value="{}"><input type="hidden" name="programme" value="{}"><input type="hidden" name="form" value="{}"><input type="hidden" name="version" value="{}"><button class="secondary retire" type="submit">{}</button></form></td>"#,
+                        r#"<td class="nw"><form class="inline" method="post" action="/admin/forms/retire"><input type="hidden" name="csrf" value="{}"><input type="hidden" name="programme" value="{}"><input type="hidden" name="form" value="{}"><input type="hidden" name="version" value="{}"><button class="secondary retire" type="submit">{}</button></form></td>"#,
                         esc(&u.csrf),
                         esc(&programme),
                         esc(&f.id),
@@ -189,7 +194,7 @@ pub async fn list(State(state): State<AppState>, user: WebUser, lang: Lang, Quer
                 };
                 let by = if f.published_by == "shidao" { lang.t("内置", "built-in").to_string() } else { f.published_by.clone() };
                 h.push_str(&format!(
-                    r#"<tr data-form="{id}" data-version="{v}"><td><code>{id}</code></td><td class="n">v{v}</td><td>{title}</td><td class="n">{records}</td><td><span class="{state_class}">{state_text}</span></td><td>{source}</td><td>{at}</td><td>{by}</td><td><code>{hash}</code></td>{action}</tr>"#,
+                    r#"<tr data-form="{id}" data-version="{v}"><td><code>{id}</code></td><td class="n">v{v}</td><td>{title}</td><td class="n">{records}</td><td class="nw"><span class="{state_class}">{state_text}</span></td><td>{source}</td><td class="nw">{at}</td><td>{by}</td><td><code>{hash}</code></td>{action}</tr>"#,
                     id = esc(&f.id),
                     v = f.version,
                     title = both(&Label { zh: f.title_zh.clone(), en: f.title_en.clone() }),
