@@ -252,7 +252,17 @@ async fn admin_publishes_a_form_in_chromium() {
     }
     assert!(!state.with_db(|c| forms::list(c, "lucheng")).expect("list").iter().any(|f| f.id == "tingke-pingjia"), "nothing stored");
 
-    // 3. The good form: the preview shows its sections and fields in Chinese.
+    // 3. A file over the size cap: refused with the limit, in the browser too.
+    let huge = dir.path().join("huge.json");
+    std::fs::write(&huge, vec![b' '; 2 * forms::MAX_FORM_BYTES]).expect("write");
+    browser.go(&format!("{base}/admin/forms")).await;
+    browser.source_with("form-file").await;
+    browser.type_in("#form-file", &huge.display().to_string()).await;
+    browser.click("#preview").await;
+    let page = browser.source_with("id=\"refusal\"").await;
+    assert!(page.contains("id=\"refusal\"") && page.contains("超过 5 MiB 上限"), "the size cap's refusal: {}", &page[..page.len().min(3000)]);
+
+    // 4. The good form: the preview shows its sections and fields in Chinese.
     browser.go(&format!("{base}/admin/forms")).await;
     browser.source_with("form-file").await;
     browser.type_in("#form-file", &good.display().to_string()).await;
@@ -265,7 +275,7 @@ async fn admin_publishes_a_form_in_chromium() {
         browser.screenshot(&d.join("form-preview.png")).await;
     }
 
-    // 4. Publish: back on the list with the result and the new version.
+    // 5. Publish: back on the list with the result and the new version.
     browser.click("#publish").await;
     let page = browser.source_with("id=\"result\"").await;
     assert!(page.contains("已发布：tingke-pingjia v1"), "the result message");

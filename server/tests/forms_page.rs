@@ -35,6 +35,7 @@ impl World {
             let hash = hash_password("correct-horse").expect("hash");
             accounts::add_user(c, "adm", "管理员", Role::Admin, Some("p"), &[], Some(&hash), 0).expect("admin");
             accounts::add_user(c, "sup", "督导", Role::Supervisor, Some("p"), &[], Some(&hash), 0).expect("supervisor");
+            accounts::add_user(c, "root", "区级管理员", Role::Admin, None, &[], Some(&hash), 0).expect("admin of every programme");
         });
         World { state, _dir: dir }
     }
@@ -212,6 +213,18 @@ async fn supervisors_read_admins_act_and_every_post_needs_the_token() {
     assert!(retired.is_some(), "the version is retired");
     let page = w.get(&adm, "/admin/forms").await;
     assert!(page.body.contains("已停用"));
+    // An admin of no programme picks one; the forms go where the page says.
+    let (root, root_csrf) = w.session("root");
+    let page = w.get(&root, "/admin/forms?programme=q").await;
+    assert!(page.body.contains("另一个项目") && page.body.contains(r#"href="/admin/forms?programme=p""#), "{}", page.body);
+    assert_eq!(hidden(&page.body, "programme"), "q");
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| if *k == "programme" { (*k, "q") } else if *k == "csrf" { (*k, root_csrf.as_str()) } else { (*k, *v) }).collect();
+    let a = w.post(&root, "/admin/forms/publish", &form).await;
+    assert_eq!(a.location.as_deref(), Some("/admin/forms?programme=q&done=published&form=tingke-pingjia&version=1"), "{}", a.body);
+    assert!(w.state.with_db(|c| forms::list(c, "q")).expect("list").iter().any(|f| f.id == "tingke-pingjia" && f.published_by == "root"));
+    let a = w.get(&root, "/admin/forms?programme=nowhere").await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+
     let unknown = [("csrf", adm_csrf.as_str()), ("form", "tingke-pingjia"), ("version", "7")];
     let a = w.post(&adm, "/admin/forms/retire", &unknown).await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
@@ -321,4 +334,29 @@ async fn uploads_are_previewed_and_refusals_name_their_place() {
     let a = w.upload(&adm, &csrf, "<b>x</b>.json", nasty.as_bytes(), false).await;
     assert!(a.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;评价表") && a.body.contains("&lt;b&gt;x&lt;/b&gt;.json"), "{}", a.body);
     assert!(!a.body.contains("<script>") && !a.body.contains("<b>x</b>"));
+}
+
+#[tokio::test]
+async fn an_upload_far_over_the_cap_gets_its_refusal_over_a_real_socket() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let w = World::new();
+    let (adm, csrf) = w.session("adm");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(shidao_server::serve(listener, w.state.clone(), std::future::pending()));
+    let mut body = format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n").into_bytes();
+    body.extend_from_slice(format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"huge.json\"\r\n\r\n").as_bytes());
+    body.extend(std::iter::repeat_n(b' ', 3 * forms::MAX_FORM_BYTES));
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/admin/forms/preview"))
+        .header("cookie", adm)
+        .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
+        .body(body)
+        .send()
+        .await
+        .expect("the answer arrives (the connection is not cut)");
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let text = resp.text().await.expect("body");
+    assert!(text.contains(r#"id="refusal""#) && text.contains("超过 5 MiB 上限"), "{text}");
 }

@@ -251,11 +251,7 @@ enum Standing {
 /// Runs the publication in a transaction that is rolled back: the same checks as publishing,
 /// nothing kept.
 fn standing(conn: &mut Connection, programme: &str, form: &Checked, by: &str, now: i64) -> AppResult<Standing> {
-    let newest: Option<u32> = conn.query_row(
-        "SELECT MAX(version) FROM form_versions WHERE programme_id = ?1 AND template_id = ?2",
-        rusqlite::params![programme, form.template.id()],
-        |r| r.get(0),
-    )?;
+    let newest = forms::newest_version(conn, programme, form.template.id())?;
     let tx = conn.transaction()?;
     let outcome = forms::publish(&tx, programme, form, "preview", by, now);
     tx.rollback()?;
