@@ -154,6 +154,9 @@ async fn supervisors_read_admins_act_and_every_post_needs_the_token() {
     let live = w.state.with_db(|c| forms::list(c, "p")).expect("list").iter().filter(|f| f.retired_at.is_none()).count();
     assert!(live >= 6);
     assert_eq!(page.body.matches("class=\"secondary retire\"").count(), live);
+    // In English on request.
+    let en = w.get(&format!("{adm}; shidao_lang=en"), "/admin/forms").await;
+    assert!(en.body.contains("Upload a form or a new version") && en.body.contains(">current<") && !en.body.contains("上传新表单"), "{}", en.body);
     // Another programme's page is not theirs.
     assert_eq!(w.get(&adm, "/admin/forms?programme=q").await.status, StatusCode::FORBIDDEN);
 
@@ -329,7 +332,25 @@ async fn uploads_are_previewed_and_refusals_name_their_place() {
     assert!(a.body.contains("field `subject`"), "{}", a.body);
     assert_eq!((w.registry(), w.definitions()), before, "the refused versions stored nothing");
 
-    // 7. Texts of a definition are escaped.
+    // 7. The built-in forms preview with what the tablet form above lacks: repeat groups with
+    //    their sub-fields, hints, units, level descriptions. Unchanged, they are published already.
+    let visit = shidao_core::template::builtin_source("inspection-visit").expect("built-in");
+    let a = w.upload(&adm, &csrf, "inspection-visit.json", visit.as_bytes(), false).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let p = &a.body;
+    let team = p.find(r#"<tr data-field="team">"#).expect("the team repeat group");
+    let member = p.find(r#"<tr data-field="member_name">"#).expect("its sub-field");
+    let inner = p[team..].find("<table class=\"fields\">").map(|i| i + team).expect("a table of sub-fields in the group's row");
+    assert!(team < inner && inner < member, "the sub-field sits inside the group's row");
+    for text in ["重复组", "视导组成员", "行数：1 – …", "推门视导选", "单位：节 <span class=\"muted\" lang=\"en\">lessons</span>", "此版本已发布"] {
+        assert!(p.contains(text), "the visit preview lacks {text}");
+    }
+    let lesson = shidao_core::template::builtin_source("classroom-observation").expect("built-in");
+    let a = w.upload(&adm, &csrf, "classroom-observation.json", lesson.as_bytes(), false).await;
+    assert!(a.body.contains("<b>1</b> 薄弱 <span class=\"muted\" lang=\"en\">Weak</span>：无明确目标，或目标与教学内容明显不符"), "a level with its description");
+    assert!(a.body.contains("课堂评价总分") && a.body.contains("r_content</code> × 15"));
+
+    // 8. Texts of a definition are escaped.
     let nasty = GOOD.replace("区教研室课堂教学评价表", "<script>alert(1)</script>评价表").replace("\"version\": 1", "\"version\": 4");
     let a = w.upload(&adm, &csrf, "<b>x</b>.json", nasty.as_bytes(), false).await;
     assert!(a.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;评价表") && a.body.contains("&lt;b&gt;x&lt;/b&gt;.json"), "{}", a.body);
