@@ -309,6 +309,10 @@ async fn uploads_are_previewed_and_refusals_name_their_place() {
     assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
     let a = w.upload(&adm, &csrf, "tingke-pingjia-v1.json", GOOD.as_bytes(), false).await;
     assert!(a.body.contains("此版本已发布") && !a.body.contains(r#"id="publish""#), "{}", a.body);
+    // Other content under the published version number is refused, saying which number to use.
+    let reworded = GOOD.replace("授课教师", "任课教师");
+    let a = w.upload(&adm, &csrf, "reworded.json", reworded.as_bytes(), false).await;
+    assert!(a.body.contains("不能发布") && a.body.contains("publish it as v2") && !a.body.contains(r#"id="publish""#), "{}", a.body);
 
     // 6. A compatible v2 (a field added) is a new version; an incompatible one (a kind changed)
     //    is refused against the published v1 naming the field, with no publish button.
