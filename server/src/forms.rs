@@ -222,7 +222,8 @@ fn programme_exists(conn: &Connection, programme: &str) -> AppResult<()> {
     known.map(|_| ()).ok_or_else(|| AppError::NotFound(format!("programme {programme} does not exist")))
 }
 
-fn newest_version(conn: &Connection, programme: &str, id: &str) -> AppResult<Option<u32>> {
+/// The highest version of form `id` the programme has published, if any.
+pub fn newest_version(conn: &Connection, programme: &str, id: &str) -> AppResult<Option<u32>> {
     Ok(conn.query_row(
         "SELECT MAX(version) FROM form_versions WHERE programme_id = ?1 AND template_id = ?2",
         params![programme, id],

@@ -1,6 +1,7 @@
 //! The review pages in a real browser: headless Chromium driven through chromedriver (WebDriver).
 //! A supervisor signs in, opens the dashboard and a school report, resolves a conflict, returns a
-//! record with a comment; the author's tablet syncs and shows the comment.
+//! record with a comment; the author's tablet syncs and shows the comment. An admin uploads a
+//! broken form (the refusal names its place), previews a good one and publishes it.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (scripts/install-test-deps.sh installs them).
 
@@ -13,7 +14,7 @@ use shidao_core::store::Store;
 use shidao_core::sync::http::{Cancel, HttpSync};
 use shidao_core::template::Role;
 use shidao_core::{DeviceId, Editor, RecordId, Status, UserId};
-use shidao_server::{accounts, demo, serve, AppState};
+use shidao_server::{accounts, demo, forms, serve, AppState};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -202,4 +203,87 @@ async fn supervisor_works_in_chromium() {
     let got = tablet.load(&RecordId::new(&submitted).expect("id"), &me).expect("record on the tablet");
     assert_eq!(got.status(), Status::Returned);
     assert_eq!(got.return_comment().as_deref(), Some(comment));
+}
+
+#[tokio::test]
+async fn admin_publishes_a_form_in_chromium() {
+    // The WebDriver client speaks through reqwest, which needs rustls's provider (the other test's
+    // demo seeding installs it).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("dir");
+    let state = AppState::open(&dir.path().join("central.db")).expect("store");
+    state.with_db(|c| {
+        accounts::add_programme(c, "lucheng", "鹿城区初中强校工程", None).expect("programme");
+        accounts::add_school(c, "lucheng", "lc-01", "鹿城实验中学", "优质", "").expect("school");
+        let hash = shidao_server::web::auth::hash_password("admin-password").expect("hash");
+        accounts::add_user(c, "lc-admin", "区管理员", Role::Admin, Some("lucheng"), &[], Some(&hash), 0).expect("admin");
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(serve(listener, state.clone(), std::future::pending()));
+    let browser = Driver::start(&dir.path().join("profile")).await;
+    let shots = std::env::var_os("SHIDAO_SCREENSHOTS").map(std::path::PathBuf::from);
+    // The good form from the repository; a broken copy refers to a field that does not exist.
+    let good = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/forms/tingke-pingjia-v1.json");
+    let good = good.canonicalize().expect("tests/forms/tingke-pingjia-v1.json");
+    let text = std::fs::read_to_string(&good).expect("read the form");
+    let broken = dir.path().join("tingke-broken.json");
+    std::fs::write(&broken, text.replace("answered(${r_goal})", "answered(${r_gaol})")).expect("write");
+
+    // 1. Sign in; the header links the forms page.
+    browser.go(&format!("{base}/")).await;
+    assert!(browser.source().await.contains("督导登录"), "sent to sign-in");
+    browser.type_in("#user", "lc-admin").await;
+    browser.type_in("#password", "admin-password").await;
+    browser.click("#sign-in").await;
+    browser.source_with("鹿城区初中强校工程").await;
+    browser.click("a[href='/admin/forms']").await;
+    let page = browser.source_with("form-file").await;
+    assert!(page.contains("表单管理") && page.contains("classroom-observation"), "the forms page lists the built-in library");
+
+    // 2. A broken form: the refusal is shown with the file, the field and the problem.
+    browser.type_in("#form-file", &broken.display().to_string()).await;
+    browser.click("#preview").await;
+    let page = browser.source_with("id=\"refusal\"").await;
+    assert!(page.contains("id=\"refusal\""), "a refusal page");
+    assert!(page.contains("tingke-broken.json") && page.contains("field `comment`") && page.contains("r_gaol"), "the refusal names its place");
+    if let Some(d) = &shots {
+        browser.screenshot(&d.join("form-refused.png")).await;
+    }
+    assert!(!state.with_db(|c| forms::list(c, "lucheng")).expect("list").iter().any(|f| f.id == "tingke-pingjia"), "nothing stored");
+
+    // 3. A file over the size cap: refused with the limit, in the browser too.
+    let huge = dir.path().join("huge.json");
+    std::fs::write(&huge, vec![b' '; 2 * forms::MAX_FORM_BYTES]).expect("write");
+    browser.go(&format!("{base}/admin/forms")).await;
+    browser.source_with("form-file").await;
+    browser.type_in("#form-file", &huge.display().to_string()).await;
+    browser.click("#preview").await;
+    let page = browser.source_with("id=\"refusal\"").await;
+    assert!(page.contains("id=\"refusal\"") && page.contains("超过 5 MiB 上限"), "the size cap's refusal: {}", &page[..page.len().min(3000)]);
+
+    // 4. The good form: the preview shows its sections and fields in Chinese.
+    browser.go(&format!("{base}/admin/forms")).await;
+    browser.source_with("form-file").await;
+    browser.type_in("#form-file", &good.display().to_string()).await;
+    browser.click("#preview").await;
+    let page = browser.source_with("id=\"publish\"").await;
+    for text in ["区教研室课堂教学评价表", "1. 基本信息", "2. 评价", "听课日期", "学生参与度", "一个班不超过60人", "优秀", "新表单"] {
+        assert!(page.contains(text), "the preview lacks {text}");
+    }
+    if let Some(d) = &shots {
+        browser.screenshot(&d.join("form-preview.png")).await;
+    }
+
+    // 5. Publish: back on the list with the result and the new version.
+    browser.click("#publish").await;
+    let page = browser.source_with("id=\"result\"").await;
+    assert!(page.contains("已发布：tingke-pingjia v1"), "the result message");
+    assert!(page.contains(r#"data-form="tingke-pingjia" data-version="1""#) && page.contains("区教研室课堂教学评价表"), "the list shows the new version");
+    let listed = state.with_db(|c| forms::list(c, "lucheng")).expect("list");
+    let mine = listed.iter().find(|f| f.id == "tingke-pingjia").expect("published");
+    assert_eq!((mine.version, mine.published_by.as_str(), mine.current), (1, "lc-admin", true));
+    if let Some(d) = &shots {
+        browser.screenshot(&d.join("forms.png")).await;
+    }
 }

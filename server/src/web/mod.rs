@@ -1,15 +1,16 @@
 //! The supervisors' pages: sign-in, the programme dashboard, school reports, records with review,
-//! and exports. Server-rendered HTML in Chinese (English on request), no script but a print
-//! button; they work on a laptop and on a tablet.
+//! exports, and the forms admin page. Server-rendered HTML in Chinese (English on request), no
+//! script but a print button; they work on a laptop and on a tablet.
 
 pub mod auth;
 mod export;
+mod forms;
 pub mod page;
 mod records;
 mod reports;
 pub mod throttle;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -191,4 +192,8 @@ pub fn routes() -> Router<AppState> {
         .route("/exports", get(export::index))
         .route("/export/{file}", get(export::download))
         .route("/api/records", get(export::api))
+        .route("/admin/forms", get(forms::list))
+        .route("/admin/forms/preview", post(forms::preview).layer(DefaultBodyLimit::max(forms::UPLOAD_LIMIT)))
+        .route("/admin/forms/publish", post(forms::publish).layer(DefaultBodyLimit::max(forms::PUBLISH_LIMIT)))
+        .route("/admin/forms/retire", post(forms::retire))
 }

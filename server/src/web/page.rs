@@ -72,7 +72,7 @@ th{background:#eef1f5}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .flag{color:#b3261e;font-weight:600}.ok{color:#1e7b34}.amber{color:#a15c00;font-weight:600}
 .badge{display:inline-block;padding:0 .4rem;border-radius:.6rem;font-size:.8rem;background:#e3e8ef}
 .badge.green{background:#d8f0dd;color:#1e7b34}.badge.amber{background:#fbe7c6;color:#7a4600}.badge.red{background:#f8d7d4;color:#8c1d18}
-.conflict{background:#fff5e0}.muted{color:#68707a;font-size:.85rem}
+.nw{white-space:nowrap}.conflict{background:#fff5e0}.muted{color:#68707a;font-size:.85rem}
 form.inline{display:inline}button,input[type=submit]{padding:.3rem .8rem;border:1px solid #12355b;background:#12355b;color:#fff;border-radius:.2rem;cursor:pointer}
 button.secondary{background:#fff;color:#12355b}textarea,input[type=text],input[type=password]{width:100%;max-width:28rem;padding:.35rem;box-sizing:border-box}
 .cards{display:flex;gap:.8rem;flex-wrap:wrap}.card{background:#fff;border:1px solid #d5dae0;padding:.6rem .9rem;min-width:9rem}
@@ -84,11 +84,12 @@ button.secondary{background:#fff;color:#12355b}textarea,input[type=text],input[t
 pub fn layout(lang: Lang, title: &str, user: Option<&WebUser>, body: &str) -> Html<String> {
     let nav = match user {
         Some(u) => format!(
-            r#"<a href="/">{dash}</a><a href="/records?status=submitted">{review}</a><a href="/exports">{exports}</a><span class="sp"></span>
+            r#"<a href="/">{dash}</a><a href="/records?status=submitted">{review}</a><a href="/exports">{exports}</a>{forms}<span class="sp"></span>
 <span>{name}</span><form class="inline" method="post" action="/logout"><input type="hidden" name="csrf" value="{csrf}"><button class="secondary" type="submit">{out}</button></form>"#,
             dash = lang.t("总览", "Dashboard"),
             review = lang.t("待审核", "To review"),
             exports = lang.t("导出", "Exports"),
+            forms = if u.role.reviews() { format!(r#"<a href="/admin/forms">{}</a>"#, lang.t("表单管理", "Forms")) } else { String::new() },
             name = esc(&u.name),
             csrf = esc(&u.csrf),
             out = lang.t("退出", "Sign out"),
