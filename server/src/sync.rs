@@ -24,6 +24,9 @@ use crate::accounts::{self, Device, Scope};
 use crate::forms;
 use crate::error::{AppError, AppResult};
 
+/// Most form definitions one request may ask for (a programme publishes tens).
+const MAX_WANTED_FORMS: usize = 1000;
+
 /// Largest page of pulled changes a device may ask for.
 const MAX_PULL_BYTES: u64 = 8 * 1024 * 1024;
 
@@ -65,6 +68,9 @@ pub fn handle(conn: &mut Connection, device: &Device, req: SyncRequest, clock: &
     }
     if req.request_id.is_empty() || req.request_id.len() > 100 {
         return Err(AppError::BadRequest("request_id must be 1–100 characters".into()));
+    }
+    if req.want_forms.len() > MAX_WANTED_FORMS {
+        return Err(AppError::BadRequest(format!("want_forms lists {} forms; at most {MAX_WANTED_FORMS}", req.want_forms.len())));
     }
     let mut seen = HashSet::new();
     for p in &req.push {
