@@ -54,7 +54,18 @@ pub enum BookError {
 }
 
 /// The workbook's sheets, read in full.
+///
+/// calamine asserts on some damaged files (found by `damaged_workbooks_never_panic`, e.g. a
+/// truncated .xls); such a panic is caught here and reported as a damaged workbook, so that a bad
+/// upload is an error for its sender and never takes the relay's request down.
 pub fn read(bytes: &[u8]) -> Result<Vec<Sheet>, BookError> {
+    match std::panic::catch_unwind(|| read_unguarded(bytes)) {
+        Ok(r) => r,
+        Err(_) => Err(BookError::NotAWorkbook("the file is damaged (its contents do not hold together)".into())),
+    }
+}
+
+fn read_unguarded(bytes: &[u8]) -> Result<Vec<Sheet>, BookError> {
     let cursor = Cursor::new(bytes.to_vec());
     let mut book: Sheets<Cursor<Vec<u8>>> = if bytes.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]) {
         // An OLE container: a legacy .xls, or an encrypted .xlsx (which lives in one too).
