@@ -448,6 +448,13 @@ pub(crate) fn import(file_name: &str, bytes: &[u8], opts: &Options) -> Result<Im
     };
     let mut cx = Ctx { reported: HashSet::new(), errors: Vec::new(), warnings: Vec::new(), skip: opts.skip_unsupported };
     let out = build(file_name, &sheets, opts, &mut cx);
+    // In workbook order: the whole file, then sheet by sheet (as the workbook has them), row by row.
+    let order = |i: &Issue| {
+        let sheet = sheets.iter().position(|s| s.name == i.place.sheet).map_or(0, |p| p + 1);
+        (i.place.sheet != "workbook", sheet, i.place.row.unwrap_or(0))
+    };
+    cx.errors.sort_by_key(order);
+    cx.warnings.sort_by_key(order);
     match out {
         Some(imported) if cx.errors.is_empty() => Ok(Imported { warnings: cx.warnings, ..imported }),
         _ => {

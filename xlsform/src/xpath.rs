@@ -155,7 +155,8 @@ pub fn translate(src: &str, resolve: &mut dyn FnMut(&str) -> Result<String, XErr
                 }
                 let call = chars.get(k) == Some(&'(');
                 match word.as_str() {
-                    "and" | "or" | "div" | "mod" if !call => {
+                    // Operators even before a bracket: `15 div (2 + 1)`.
+                    "and" | "or" | "div" | "mod" => {
                         if !out.is_empty() && !out.ends_with(' ') {
                             out.push(' ');
                         }
@@ -199,6 +200,8 @@ mod tests {
     fn xpath_maps_functions_and_references() {
         assert_eq!(tr("count-selected(${Tags}) >= 2 and string-length(.) < 5").as_deref(), Ok("count_selected(${tags}) >= 2 and string_length(.) < 5"));
         assert_eq!(tr("${a} div 2 mod 3").as_deref(), Ok("${a} div 2 mod 3"));
+        assert_eq!(tr("15 div (${a} + 1) and(${b})").as_deref(), Ok("15 div (${a} + 1) and (${b})"));
+        assert_eq!(tr("true or false").as_deref(), Ok("true() or false()"));
         assert_eq!(tr("not(selected (., 'yes'))").as_deref(), Ok("not(selected (., 'yes'))"));
         assert_eq!(tr("concat(${a}, \"-\", 'x')").as_deref(), Ok("concat(${a}, \"-\", 'x')"));
     }

@@ -35,7 +35,12 @@ fn fill_and_validate(file: &str, imp: &Imported) {
 fn outcome(r: &Result<Imported, ImportError>) -> String {
     match r {
         Ok(i) => format!("imported ({} fields, {} warnings)", i.template.fields.len(), i.warnings.len()),
-        Err(e) => format!("refused: {}", e.issues.first().map(|i| i.to_string()).unwrap_or_default()),
+        Err(e) => {
+            let first = e.issues.first().map(|i| i.to_string()).unwrap_or_default();
+            let first = first.split(" (import with skip_unsupported").next().unwrap_or_default().replace('|', "\\|");
+            let more = if e.issues.len() > 1 { format!(" (+{} more)", e.issues.len() - 1) } else { String::new() };
+            format!("refused: {first}{more}")
+        }
     }
 }
 
@@ -166,8 +171,10 @@ fn corpus_workbooks_import_or_are_refused_with_their_place() {
         }
     }
     if std::env::var("SHIDAO_FORMS_TABLE").is_ok() {
+        println!("| workbook | pyxform | as is | with skip_unsupported |\n|---|---|---|---|");
         for (f, p, s) in &table {
-            println!("| {f} | {p} | {s} |");
+            let accepted = verdicts.iter().find(|(v, _)| v == f).is_some_and(|v| v.1);
+            println!("| {f} | {} | {p} | {s} |", if accepted { "accepted" } else { "rejected" });
         }
     }
 }
