@@ -257,3 +257,59 @@ fn versions_map_to_numbers_deterministically() {
     assert_eq!(v("2024-05-08 23:11").ok(), Some(2405082311));
     assert!(v("v2 beta").is_err());
 }
+
+#[test]
+fn a_loader_refusal_is_mapped_back_to_its_row() {
+    // A range of one point becomes a rating of one level, which the template loader refuses.
+    let mut s = vec![vec!["type", "name", "label", "parameters"]];
+    s.push(vec!["text", "a", "甲"]);
+    s.push(vec!["range", "one", "单点", "start=3 end=3 step=1"]);
+    let wb = workbook(&[("survey", s), ("settings", vec![vec!["form_id", "version"], vec!["t", "1"]])]);
+    let e = refused(&wb);
+    let i = issue(&e, "field `one`");
+    assert_eq!((i.place.sheet.as_str(), i.place.row), ("survey", Some(3)));
+    assert!(i.message.contains("at least two levels"), "{i}");
+}
+
+#[test]
+fn labels_follow_the_language_columns_chinese_first() {
+    let s = vec![
+        vec!["type", "name", "label::English (en)", "label::中文 (zh)", "hint::English (en)", "hint::中文 (zh)"],
+        vec!["text", "school", "School", "学校名称", "Full name", "写全称"],
+        vec!["text", "only_en", "English only"],
+    ];
+    let settings = vec![vec!["form_id", "version", "filled_by"], vec!["langs", "1", "expert"]];
+    let imp = imported(&workbook(&[("survey", s), ("settings", settings)]));
+    let f = imp.template.field("school").expect("school");
+    assert_eq!((f.def.label.zh.as_str(), f.def.label.en.as_str()), ("学校名称", "School"));
+    assert_eq!(f.def.hint.as_ref().map(|h| h.zh.as_str()), Some("写全称"));
+    let f = imp.template.field("only_en").expect("only_en");
+    assert_eq!((f.def.label.zh.as_str(), f.def.label.en.as_str()), ("English only", "English only"));
+    assert_eq!(imp.template.def.filled_by, vec![Role::Expert]);
+    assert!(imp.warnings.iter().all(|w| !w.message.contains("no Chinese label")), "{:?}", imp.warnings);
+}
+
+#[test]
+fn or_other_adds_an_option_and_a_text_shown_for_it() {
+    let imp = imported(&survey(vec![vec!["select_one yn or_other", "ok", "满意吗"]]));
+    let t = &imp.template;
+    assert!(t.field("ok").expect("ok").option("other").is_some());
+    let o = t.field("ok_other").expect("the other text");
+    assert_eq!(o.kind(), FieldKind::Text);
+    assert_eq!(o.def.relevant.as_deref(), Some("selected(${ok}, 'other')"));
+}
+
+#[test]
+fn metadata_rows_are_dropped_with_a_warning_and_today_still_reads() {
+    let imp = imported(&survey(vec![
+        vec!["start", "start"],
+        vec!["today", "today"],
+        vec!["date", "visit", "视导日期", "", ". <= ${today}"],
+    ]));
+    assert!(imp.template.field("start").is_none() && imp.template.field("today").is_none());
+    assert_eq!(imp.template.field("visit").expect("visit").def.constraint.as_deref(), Some(". <= today()"));
+    assert!(imp.warnings.iter().any(|w| w.place.row == Some(2) && w.message.contains("not a field")));
+    let e = refused(&survey(vec![vec!["start", "start"], vec!["text", "t", "说明", "${start} != ''"]]));
+    let i = issue(&e, "`${start}` is record metadata (row 2)");
+    assert_eq!(i.place.row, Some(3));
+}
