@@ -415,10 +415,10 @@ impl Parser {
                         args.len()
                     )));
                 }
-                if let (Func::Regex, Some(Expr::Str(pattern))) = (func, args.get(1)) {
-                    if let Err(e) = compile_regex(pattern) {
-                        return Err(self.err(format!("`regex` pattern `{pattern}` is not a valid regular expression: {e}")));
-                    }
+                if let (Func::Regex, Some(Expr::Str(pattern))) = (func, args.get(1))
+                    && let Err(e) = compile_regex(pattern)
+                {
+                    return Err(self.err(format!("`regex` pattern `{pattern}` is not a valid regular expression: {e}")));
                 }
                 Ok(Expr::Call(func, args))
             }
