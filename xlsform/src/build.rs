@@ -781,14 +781,13 @@ fn build(file_name: &str, sheets: &[Sheet], opts: &Options, cx: &mut Ctx) -> Opt
                 continue;
             }
         }
-        if !name.is_empty() {
-            if let Some(prev) = names.get(&name) {
+        if !name.is_empty()
+            && let Some(prev) = names.get(&name) {
                 cx.err(place(Some(&ncol)), format!("the name `{name}` is used twice (rows {} and {})", prev.row, r.number));
                 if !is_begin {
                     continue;
                 }
             }
-        }
         let label = cols.label.get(r, &langs);
         let hint = cols.hint.get(r, &langs);
         let cell = |k: &str| r.get(cols.one.get(k).copied()).to_string();
@@ -965,10 +964,14 @@ fn build(file_name: &str, sheets: &[Sheet], opts: &Options, cx: &mut Ctx) -> Opt
                         let mut o = new_q(r.number, Some(oname.clone()), oid.clone(), FieldKind::Text, Label { zh: "请注明其他".into(), en: "Specify other".into() });
                         o.inherited = q.inherited.clone();
                         o.exprs.push(("relevant", tcol.clone(), format!("selected(${{{name}}}, 'other')")));
-                        if names.contains_key(&oname) {
-                            cx.err(place(Some(&tcol)), format!("`or_other` adds the field `{oname}`, but that name is already used"));
-                        } else {
-                            names.insert(oname, NameInfo { row: r.number, target: Target::Field { id: oid, ack: false }, dropped: None });
+                        match names.entry(oname.clone()) {
+                            std::collections::hash_map::Entry::Occupied(_) => cx.err(
+                                place(Some(&tcol)),
+                                format!("`or_other` adds the field `{oname}`, but that name is already used"),
+                            ),
+                            std::collections::hash_map::Entry::Vacant(v) => {
+                                v.insert(NameInfo { row: r.number, target: Target::Field { id: oid, ack: false }, dropped: None });
+                            }
                         }
                         other = Some(o);
                     }
@@ -1143,11 +1146,10 @@ fn build(file_name: &str, sheets: &[Sheet], opts: &Options, cx: &mut Ctx) -> Opt
                 let why = if q.subs.is_empty() { "it has no questions" } else { "all its questions are left out" };
                 cx.warn(at(&sname, Some(q.row), None), format!("the repeat `{}` is left out: {why}", q.field.id));
                 q.dropped = true;
-                if let Some(n) = &q.name {
-                    if let Some(info) = names.get_mut(n) {
+                if let Some(n) = &q.name
+                    && let Some(info) = names.get_mut(n) {
                         info.dropped = Some(format!("the repeat is empty ({why})"));
                     }
-                }
             }
         }
     }
@@ -1173,14 +1175,13 @@ fn build(file_name: &str, sheets: &[Sheet], opts: &Options, cx: &mut Ctx) -> Opt
         if !referrer_kept {
             continue;
         }
-        if let Some(info) = names.get(n) {
-            if let Some(why) = &info.dropped {
+        if let Some(info) = names.get(n)
+            && let Some(why) = &info.dropped {
                 cx.err(
                     at(&sname, Some(*row), Some(col)),
                     format!("refers to `${{{n}}}` (survey row {}), which shidao cannot hold: {why}", info.row),
                 );
             }
-        }
     }
     // Dependency cycles over relevance, calculations and required-when (ODK Validate's check).
     let id_of: HashMap<String, String> = names
@@ -1455,11 +1456,10 @@ fn find_cycle(deps: &HashMap<String, (u32, Vec<String>)>, id_of: &HashMap<String
         path.push(id.to_string());
         if let Some((_, names)) = deps.get(id) {
             for n in names {
-                if let Some(next) = id_of.get(n) {
-                    if let Some(c) = visit(next, deps, id_of, state, path) {
+                if let Some(next) = id_of.get(n)
+                    && let Some(c) = visit(next, deps, id_of, state, path) {
                         return Some(c);
                     }
-                }
             }
         }
         path.pop();

@@ -142,11 +142,10 @@ fn corpus_workbooks_import_or_are_refused_with_their_place() {
         check(file, &plain, *want_plain, "as is");
         check(file, &skipped, *want_skip, "skip_unsupported");
         table.push((file.clone(), outcome(&plain), outcome(&skipped)));
-        if let (Ok(want), Ok(i)) = (std::env::var("SHIDAO_FORMS_JSON"), &skipped) {
-            if file.contains(&want) {
+        if let (Ok(want), Ok(i)) = (std::env::var("SHIDAO_FORMS_JSON"), &skipped)
+            && file.contains(&want) {
                 println!("{}", i.json);
             }
-        }
         if std::env::var("SHIDAO_FORMS_DEBUG").is_ok() {
             println!("## {file}");
             for r in [&plain, &skipped] {
