@@ -217,7 +217,7 @@ enum Frame {
     /// A repeat: its index in the current section's questions.
     Repeat(usize, u32),
     /// A repeat that is left out (nested in a repeat): everything inside goes with it.
-    Dropped(u32, &'static str),
+    Dropped(u32, &'static str, bool /* a repeat (else a group) */),
 }
 
 fn find_sheet<'a>(sheets: &'a [Sheet], name: &str) -> Option<&'a Sheet> {
@@ -746,7 +746,7 @@ fn build(file_name: &str, sheets: &[Sheet], opts: &Options, cx: &mut Ctx) -> Opt
         let place = |col: Option<&str>| at(&sname, Some(r.number), col);
         let tcol = survey.header[ty_col.unwrap_or(0)].clone();
         let ncol = survey.header[name_col.unwrap_or(0)].clone();
-        let in_dropped = stack.iter().find_map(|f| if let Frame::Dropped(row, why) = f { Some((*row, *why)) } else { None });
+        let in_dropped = stack.iter().find_map(|f| if let Frame::Dropped(row, why, _) = f { Some((*row, *why)) } else { None });
         let class = classify(&ty);
 
         // Structure rows first.
@@ -758,7 +758,8 @@ fn build(file_name: &str, sheets: &[Sheet], opts: &Options, cx: &mut Ctx) -> Opt
                     Some(f) => {
                         let (open_row, is_repeat) = match &f {
                             Frame::Section(_, r) | Frame::Nested(r, _) => (*r, false),
-                            Frame::Repeat(_, r) | Frame::Dropped(r, _) => (*r, true),
+                            Frame::Repeat(_, r) | Frame::Dropped(r, _, true) => (*r, true),
+                            Frame::Dropped(r, _, false) => (*r, false),
                         };
                         if is_repeat != want_repeat {
                             cx.err(
@@ -799,7 +800,7 @@ fn build(file_name: &str, sheets: &[Sheet], opts: &Options, cx: &mut Ctx) -> Opt
                 names.insert(name.clone(), NameInfo { row: r.number, target: Target::Group, dropped: Some(format!("{why} (row {drow})")) });
             }
             if matches!(class, TypeClass::BeginGroup | TypeClass::BeginRepeat) {
-                stack.push(Frame::Dropped(drow, why));
+                stack.push(Frame::Dropped(drow, why, matches!(class, TypeClass::BeginRepeat)));
             }
             continue;
         }
@@ -843,7 +844,7 @@ fn build(file_name: &str, sheets: &[Sheet], opts: &Options, cx: &mut Ctx) -> Opt
                     let msg = format!("the repeat `{name}` is inside the repeat opened at row {outer}: shidao's repeats cannot nest");
                     cx.unsupported(place(Some(&tcol)), msg);
                     names.insert(name.clone(), NameInfo { row: r.number, target: Target::Group, dropped: Some("a repeat inside a repeat".into()) });
-                    stack.push(Frame::Dropped(r.number, "inside a repeat nested in a repeat"));
+                    stack.push(Frame::Dropped(r.number, "inside a repeat nested in a repeat", true));
                     continue;
                 }
                 ensure_section(&mut secs, &stack, &mut section_ids, &title_label);
@@ -1078,7 +1079,8 @@ fn build(file_name: &str, sheets: &[Sheet], opts: &Options, cx: &mut Ctx) -> Opt
     for f in stack.iter().rev() {
         let (row, what) = match f {
             Frame::Section(_, r) | Frame::Nested(r, _) => (*r, "group"),
-            Frame::Repeat(_, r) | Frame::Dropped(r, _) => (*r, "repeat"),
+            Frame::Repeat(_, r) | Frame::Dropped(r, _, true) => (*r, "repeat"),
+            Frame::Dropped(r, _, false) => (*r, "group"),
         };
         cx.err(at(&sname, Some(row), Some(&survey.header[ty_col.unwrap_or(0)])), format!("this {what} is never closed (no `end {what}`)"));
     }
@@ -1120,10 +1122,12 @@ fn build(file_name: &str, sheets: &[Sheet], opts: &Options, cx: &mut Ctx) -> Opt
     let mut deps: HashMap<String, (u32, Vec<String>)> = HashMap::new();
     let mut refs_of: Vec<(String, u32, String, String)> = Vec::new(); // (referrer id, row, column, referred name)
     for s in &mut secs {
+        let mut sec_reads: Vec<String> = Vec::new();
         if let Some((col, row, src)) = s.relevant.clone() {
             match tr_checked(&src, &mut resolve) {
                 Ok((text, ns)) => {
                     s.relevant = Some((col.clone(), row, text));
+                    sec_reads.extend(ns.iter().cloned());
                     for n in ns {
                         refs_of.push((format!("group {}", s.id), row, col.clone(), n));
                     }
@@ -1137,10 +1141,19 @@ fn build(file_name: &str, sheets: &[Sheet], opts: &Options, cx: &mut Ctx) -> Opt
                 }
             }
         }
+        if s.dropped {
+            continue;
+        }
         for q in s.qs.iter_mut() {
             translate_q(q, &mut resolve, cx, &sname, &mut names, &mut deps, &mut refs_of);
             for sub in q.subs.iter_mut() {
                 translate_q(sub, &mut resolve, cx, &sname, &mut names, &mut deps, &mut refs_of);
+            }
+            // A question of a group with `relevant` reads what the group's relevance reads.
+            for id in std::iter::once(&q.field.id).chain(q.subs.iter().map(|s| &s.field.id)) {
+                if let Some(d) = deps.get_mut(id) {
+                    d.1.extend(sec_reads.iter().cloned());
+                }
             }
             if q.field.kind == FieldKind::Repeat && !q.dropped && q.subs.iter().all(|s| s.dropped) {
                 let why = if q.subs.is_empty() { "it has no questions" } else { "all its questions are left out" };

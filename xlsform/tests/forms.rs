@@ -313,3 +313,29 @@ fn metadata_rows_are_dropped_with_a_warning_and_today_still_reads() {
     let i = issue(&e, "`${start}` is record metadata (row 2)");
     assert_eq!(i.place.row, Some(3));
 }
+
+#[test]
+fn a_group_relevance_that_reads_its_own_question_is_a_cycle() {
+    let wb = survey(vec![
+        vec!["begin_group", "g", "组", "${a} > 1"],
+        vec!["integer", "a", "甲"],
+        vec!["end_group"],
+    ]);
+    assert!(issue(&refused(&wb), "cycle").message.contains("`a` (row 3)"));
+}
+
+#[test]
+fn groups_inside_a_left_out_repeat_close_cleanly() {
+    let wb = survey(vec![
+        vec!["begin_repeat", "outer", "外"],
+        vec!["text", "keep", "留"],
+        vec!["begin_repeat", "inner", "内"],
+        vec!["begin_group", "g", "组"],
+        vec!["text", "gone", "去"],
+        vec!["end_group"],
+        vec!["end_repeat"],
+        vec!["end_repeat"],
+    ]);
+    let imp = import("form.xlsx", &wb, &Options { skip_unsupported: true, ..opts() }).unwrap_or_else(|e| panic!("{e}"));
+    assert!(imp.template.field("keep").is_some() && imp.template.field("gone").is_none());
+}
