@@ -655,10 +655,7 @@ fn call(f: Func, args: &[Expr], env: &dyn Env) -> EValue {
         Func::Regex => {
             // As XLSForm's regex(): true when the pattern matches somewhere in the text.
             let text = args[0].eval(env).to_string();
-            match compile_regex(&args[1].eval(env).to_string()) {
-                Ok(re) => EValue::Bool(re.is_match(&text)),
-                Err(_) => EValue::Bool(false),
-            }
+            EValue::Bool(regex_matches(&args[1].eval(env).to_string(), &text))
         }
     }
 }
@@ -667,6 +664,26 @@ fn call(f: Func, args: &[Expr], env: &dyn Env) -> EValue {
 /// memory of a device. Matching is linear in the text (no backtracking).
 fn compile_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
     regex::RegexBuilder::new(pattern).size_limit(1 << 20).dfa_size_limit(1 << 20).build()
+}
+
+/// Whether `pattern` matches somewhere in `text`; an invalid pattern matches nothing. Compiled
+/// patterns are kept per thread (a form has a handful, evaluated on every validation).
+fn regex_matches(pattern: &str, text: &str) -> bool {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    thread_local! {
+        static CACHE: RefCell<HashMap<String, Option<regex::Regex>>> = RefCell::new(HashMap::new());
+    }
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if !cache.contains_key(pattern) {
+            if cache.len() >= 64 {
+                cache.clear();
+            }
+            cache.insert(pattern.to_string(), compile_regex(pattern).ok());
+        }
+        cache.get(pattern).and_then(Option::as_ref).is_some_and(|re| re.is_match(text))
+    })
 }
 
 /// Days since 1970-01-01 of a `YYYY-MM-DD` date, or `None` if it is not a real date.
