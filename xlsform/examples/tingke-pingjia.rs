@@ -1,5 +1,6 @@
 //! Writes the 听课评价表 (lesson evaluation) XLSForm workbook that `tests/forms/tingke-pingjia.xlsx`
-//! is a copy of: `cargo run -p shidao-xlsform --example tingke-pingjia -- OUT.xlsx`.
+//! (at the repository root) is a copy of:
+//! `cargo run -p shidao-xlsform --example tingke-pingjia -- tests/forms/tingke-pingjia.xlsx`.
 //!
 //! The workbook itself is defined once, in `tests/support/mod.rs`; this only saves it.
 

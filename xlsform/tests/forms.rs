@@ -1,5 +1,6 @@
 //! Workbooks written in the test with rust_xlsxwriter: the 听课评价表 (and its committed copy in
-//! `tests/forms/`), and bad input, each refused with a clear error naming its place.
+//! the repository's `tests/forms/`, which the scenario tests publish), and bad input, each refused
+//! with a clear error naming its place.
 
 mod support;
 
@@ -98,8 +99,8 @@ fn tingke_pingjia_maps_every_part() {
 
 #[test]
 fn committed_tingke_workbook_is_the_generated_one() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/forms/tingke-pingjia.xlsx");
-    let committed = std::fs::read(path).expect("tests/forms/tingke-pingjia.xlsx (write it with the example tingke-pingjia)");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/forms/tingke-pingjia.xlsx");
+    let committed = std::fs::read(path).expect("tests/forms/tingke-pingjia.xlsx at the repository root (write it with the example tingke-pingjia)");
     assert!(committed.len() < 50 * 1024, "{} bytes", committed.len());
     let a = import("tingke-pingjia.xlsx", &committed, &opts()).expect("committed copy imports");
     let b = imported(&support::tingke_pingjia());

@@ -1,7 +1,8 @@
 //! Test support: writing XLSForm workbooks with rust_xlsxwriter, and the 听课评价表 (lesson
-//! evaluation) workbook that `tests/forms/tingke-pingjia.xlsx` is a copy of.
+//! evaluation) workbook that `tests/forms/tingke-pingjia.xlsx` (at the repository root) is a copy of.
 //!
-//! The example `cargo run -p shidao-xlsform --example tingke-pingjia -- PATH` writes the same
+//! The example `cargo run -p shidao-xlsform --example tingke-pingjia -- tests/forms/tingke-pingjia.xlsx`
+//! writes the same
 //! workbook; the test `committed_tingke_workbook_is_the_generated_one` keeps the committed copy
 //! equal (as imported) to what [`tingke_pingjia`] writes. What must stay true: the form is
 //! realistic and Chinese first, and uses a group, a repeat, choices, ratings, `relevant`,
