@@ -98,6 +98,18 @@ fn tingke_pingjia_maps_every_part() {
 }
 
 #[test]
+fn tingke_pingjia_v2_adds_one_field_and_keeps_the_others() {
+    let v1 = imported(&support::tingke_pingjia());
+    let v2 = imported(&support::tingke_pingjia_v2());
+    assert_eq!((v2.template.id(), v2.template.version()), ("tingke-pingjia", 2026090102));
+    let ids = |i: &Imported| i.template.fields.iter().map(|f| (f.id().to_string(), f.kind())).collect::<Vec<_>>();
+    let (a, b) = (ids(&v1), ids(&v2));
+    assert_eq!(b.len(), a.len() + 1);
+    assert!(a.iter().all(|f| b.contains(f)), "v2 keeps every field of v1 with its kind");
+    assert_eq!(v2.template.field("homework").map(|f| f.kind()), Some(FieldKind::LongText));
+}
+
+#[test]
 fn committed_tingke_workbook_is_the_generated_one() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/forms/tingke-pingjia.xlsx");
     let committed = std::fs::read(path).expect("tests/forms/tingke-pingjia.xlsx at the repository root (write it with the example tingke-pingjia)");

@@ -54,8 +54,18 @@ const SURVEY_HEADER: [&str; 14] = [
     "parameters",
 ];
 
-/// The 听课评价表: a lesson evaluation as a district's 教研室 would write it.
+/// The 听课评价表: a lesson evaluation as a district's 教研室 would write it (version 2026090101).
 pub fn tingke_pingjia() -> Vec<u8> {
+    tingke(false)
+}
+
+/// Its next version (2026090102): the same form plus one question, `homework` (作业布置), so
+/// that records of the first version stay valid under their own version.
+pub fn tingke_pingjia_v2() -> Vec<u8> {
+    tingke(true)
+}
+
+fn tingke(v2: bool) -> Vec<u8> {
     // type, name, zh, en, hint zh, hint en, required, relevant, constraint, msg zh, msg en, calculation, appearance, parameters
     let q = |cells: &[&'static str]| -> Vec<&'static str> { cells.to_vec() };
     let mut survey = vec![SURVEY_HEADER.to_vec()];
@@ -84,6 +94,11 @@ pub fn tingke_pingjia() -> Vec<u8> {
         ]),
         q(&["note", "total_note", "总分（满分 100）：${total}", "Total (out of 100): ${total}"]),
         q(&["text", "low_reason", "总分低于 60 分的主要原因", "Main reasons for a total below 60", "", "", "yes", "${total} < 60"]),
+    ]);
+    if v2 {
+        survey.push(q(&["text", "homework", "作业布置", "Homework set", "", "", "", "", "", "", "", "", "multiline"]));
+    }
+    survey.extend([
         q(&["end_group"]),
         q(&["begin_repeat", "moments", "课堂片段记录", "Lesson moments", "按时间顺序记录", "In order of time"]),
         q(&["time", "m_time", "时间", "Time"]),
@@ -137,7 +152,7 @@ pub fn tingke_pingjia() -> Vec<u8> {
     ];
     let settings = vec![
         vec!["form_title::中文 (zh)", "form_title::English (en)", "form_id", "version", "filled_by", "default_language"],
-        vec!["听课评价表", "Lesson evaluation", "tingke-pingjia", "2026090101", "inspector, expert", "中文 (zh)"],
+        vec!["听课评价表", "Lesson evaluation", "tingke-pingjia", if v2 { "2026090102" } else { "2026090101" }, "inspector, expert", "中文 (zh)"],
     ];
     workbook(&[("survey", survey), ("choices", choices), ("settings", settings)])
 }
