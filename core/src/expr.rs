@@ -151,6 +151,8 @@ funcs! {
     Today => "today", 0, 0;
     DaysBetween => "days_between", 2, 2;
     Agreement => "agreement", 3, usize::MAX;
+    Concat => "concat", 1, usize::MAX;
+    Regex => "regex", 2, 2;
     True => "true", 0, 0;
     False => "false", 0, 0;
 }
@@ -413,6 +415,11 @@ impl Parser {
                         args.len()
                     )));
                 }
+                if let (Func::Regex, Some(Expr::Str(pattern))) = (func, args.get(1))
+                    && let Err(e) = compile_regex(pattern)
+                {
+                    return Err(self.err(format!("`regex` pattern `{pattern}` is not a valid regular expression: {e}")));
+                }
                 Ok(Expr::Call(func, args))
             }
             other => {
@@ -644,7 +651,39 @@ fn call(f: Func, args: &[Expr], env: &dyn Env) -> EValue {
             }
             if pairs == 0 { EValue::Empty } else { EValue::Num(f64::from(agree) / f64::from(pairs)) }
         }
+        Func::Concat => EValue::Str(args.iter().map(|a| a.eval(env).to_string()).collect()),
+        Func::Regex => {
+            // As XLSForm's regex(): true when the pattern matches somewhere in the text.
+            let text = args[0].eval(env).to_string();
+            EValue::Bool(regex_matches(&args[1].eval(env).to_string(), &text))
+        }
     }
+}
+
+/// A `regex()` pattern, compiled with a size limit so that a hostile pattern cannot take the
+/// memory of a device. Matching is linear in the text (no backtracking).
+fn compile_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(pattern).size_limit(1 << 20).dfa_size_limit(1 << 20).build()
+}
+
+/// Whether `pattern` matches somewhere in `text`; an invalid pattern matches nothing. Compiled
+/// patterns are kept per thread (a form has a handful, evaluated on every validation).
+fn regex_matches(pattern: &str, text: &str) -> bool {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    thread_local! {
+        static CACHE: RefCell<HashMap<String, Option<regex::Regex>>> = RefCell::new(HashMap::new());
+    }
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if !cache.contains_key(pattern) {
+            if cache.len() >= 64 {
+                cache.clear();
+            }
+            cache.insert(pattern.to_string(), compile_regex(pattern).ok());
+        }
+        cache.get(pattern).and_then(Option::as_ref).is_some_and(|re| re.is_match(text))
+    })
 }
 
 /// Days since 1970-01-01 of a `YYYY-MM-DD` date, or `None` if it is not a real date.
@@ -761,6 +800,17 @@ mod tests {
         assert_eq!(ev("agreement(1, 3, 4, 5, 2, 1, ${missing})"), EValue::Num(0.5));
         assert_eq!(ev("coalesce(${missing}, ${s})"), EValue::Str("tuimen".into()));
         assert_eq!(ev("string_length('课堂观察')"), EValue::Num(4.0));
+    }
+
+    #[test]
+    fn concat_and_regex() {
+        assert_eq!(ev("concat(${s}, '-', ${a}, ${missing})"), EValue::Str("tuimen-3".into()));
+        assert_eq!(ev("regex(${s}, '^tui')"), EValue::Bool(true));
+        assert_eq!(ev("regex(${s}, 'men$') and not(regex(${s}, '^men'))"), EValue::Bool(true));
+        assert_eq!(ev("regex('13812345678', '^1[0-9]{10}$')"), EValue::Bool(true));
+        assert_eq!(ev("regex('1381234', '^1[0-9]{10}$')"), EValue::Bool(false));
+        let e = Expr::parse("regex(., '(unclosed')").unwrap_err();
+        assert!(e.problem.contains("not a valid regular expression"), "{e}");
     }
 
     #[test]

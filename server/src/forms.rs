@@ -144,8 +144,15 @@ pub fn check(source: &Source<'_>) -> AppResult<Checked> {
     Ok(Checked { template, definition, hash, warnings })
 }
 
-fn xlsform(file: &str, _bytes: &[u8], _skip_unsupported: bool) -> AppResult<(Arc<Template>, Vec<String>)> {
-    Err(AppError::BadRequest(format!("{file}: XLSForm workbooks cannot be read by this build")))
+fn xlsform(file: &str, bytes: &[u8], skip_unsupported: bool) -> AppResult<(Arc<Template>, Vec<String>)> {
+    let opts = shidao_xlsform::Options { skip_unsupported, filled_by: Vec::new() };
+    match shidao_xlsform::import(file, bytes, &opts) {
+        Ok(imported) => Ok((imported.template, imported.warnings.iter().map(|w| w.to_string()).collect())),
+        Err(e) => Err(AppError::BadRequest(format!(
+            "{file}: {}",
+            e.issues.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("; ")
+        ))),
+    }
 }
 
 /// Reads and checks a form file by its name: `.xlsx`/`.xls` as an XLSForm workbook, anything
