@@ -2,8 +2,11 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
-use crate::{admin, serve, serve_tls, shutdown_signal, AppState};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use crate::{admin, listen, serve, serve_tls_with, serve_with, shutdown_signal, AppState};
 
 #[derive(Debug, Parser)]
 #[command(name = "shidao-server", version, about = "shidao sync relay and review server")]
@@ -26,6 +29,8 @@ enum Command {
         tls_cert: Option<PathBuf>,
         #[arg(long, env = "SHIDAO_TLS_KEY", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Start the server with a seeded demo programme (瓯海区, 19 schools) and print how to sign in.
     Demo {
@@ -37,6 +42,65 @@ enum Command {
         #[command(subcommand)]
         command: admin::AdminCommand,
     },
+}
+
+/// What clients may hold of the relay (see `docs/reliability.md`, "Slow and hostile clients").
+/// Times are in seconds (fractions allowed).
+#[derive(Debug, Args)]
+struct LimitArgs {
+    /// Time a client has to send a request's head, from when the connection waits for it (a new
+    /// connection, or a kept-alive one after an answer).
+    #[arg(long, env = "SHIDAO_HEADER_TIMEOUT", default_value = "20", value_parser = seconds, value_name = "SECS")]
+    header_timeout: Duration,
+    /// A connection on which nothing moves for this long while no request is handled (or whose
+    /// client stopped reading an answer) is closed.
+    #[arg(long, env = "SHIDAO_IDLE_TIMEOUT", default_value = "15", value_parser = seconds, value_name = "SECS")]
+    idle_timeout: Duration,
+    /// Slowest average rate a request body may arrive at, once --body-grace has passed.
+    #[arg(long, env = "SHIDAO_BODY_MIN_RATE", default_value = "256", value_parser = clap::value_parser!(u64).range(1..), value_name = "BYTES_PER_SEC")]
+    body_min_rate: u64,
+    #[arg(long, env = "SHIDAO_BODY_GRACE", default_value = "20", value_parser = seconds, value_name = "SECS")]
+    body_grace: Duration,
+    #[arg(long, env = "SHIDAO_TLS_HANDSHAKE_TIMEOUT", default_value = "10", value_parser = seconds, value_name = "SECS")]
+    tls_handshake_timeout: Duration,
+    /// Connections held at once; past it new ones get 503 with Retry-After. Default: the
+    /// descriptor limit less a reserve.
+    #[arg(long, env = "SHIDAO_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
+    max_connections: Option<u64>,
+    /// Connections held at once per client address (IPv6: per /64); behind a trusted proxy,
+    /// requests in flight per forwarded address.
+    #[arg(long, env = "SHIDAO_MAX_CONNECTIONS_PER_ADDRESS", default_value = "64", value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
+    max_connections_per_address: u64,
+    /// A reverse proxy whose X-Forwarded-For is believed (repeat, or comma-separated in the
+    /// environment). Without one, the header is ignored.
+    #[arg(long = "trusted-proxy", env = "SHIDAO_TRUSTED_PROXIES", value_delimiter = ',', value_name = "IP")]
+    trusted_proxies: Vec<IpAddr>,
+}
+
+impl LimitArgs {
+    fn limits(self) -> listen::Limits {
+        let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        listen::Limits {
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            body_min_rate: self.body_min_rate,
+            body_grace: self.body_grace,
+            tls_handshake_timeout: self.tls_handshake_timeout,
+            max_connections: self.max_connections.map(count),
+            max_per_address: count(self.max_connections_per_address),
+            trusted_proxies: self.trusted_proxies,
+            ..listen::Limits::default()
+        }
+    }
+}
+
+/// A positive number of seconds, at most a day.
+fn seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text.trim().parse().map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!("{text} s: give a time above 0 and at most a day (86400)"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// Parses the command line, runs the command, and returns the exit code.
@@ -66,7 +130,12 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         return demo(&db, listen);
     }
     let state = AppState::open(&cli.db)?;
-    match cli.command.unwrap_or(Command::Serve { listen: "127.0.0.1:7878".into(), tls_cert: None, tls_key: None }) {
+    let command = match cli.command {
+        Some(c) => c,
+        // No command: `serve` with its defaults.
+        None => Cli::parse_from(["shidao-server", "serve"]).command.ok_or("no command")?,
+    };
+    match command {
         Command::Demo { .. } => unreachable!("handled above"),
         Command::Admin { command } => {
             let now = state.clock.now();
@@ -78,7 +147,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!("{out}");
             Ok(())
         }
-        Command::Serve { listen, tls_cert, tls_key } => {
+        Command::Serve { listen, tls_cert, tls_key, limits } => {
+            let limits = limits.limits();
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async move {
                 match (tls_cert, tls_key) {
@@ -87,7 +157,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                         let addr = listener.local_addr()?;
                         println!("listening on https://{addr}");
                         tracing::info!(%addr, db = %cli.db.display(), "serving HTTPS");
-                        serve_tls(listener, state, &cert, &key).await?;
+                        serve_tls_with(listener, state, &cert, &key, limits, shutdown_signal()).await?;
                     }
                     _ => {
                         let listener = tokio::net::TcpListener::bind(&listen).await?;
@@ -95,7 +165,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                         // Tests read this line to learn the port when listening on :0.
                         println!("listening on http://{addr}");
                         tracing::info!(%addr, db = %cli.db.display(), "serving HTTP");
-                        serve(listener, state, shutdown_signal()).await?;
+                        serve_with(listener, state, limits, shutdown_signal()).await?;
                     }
                 }
                 Ok::<(), Box<dyn std::error::Error>>(())
