@@ -153,14 +153,14 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             rt.block_on(async move {
                 match (tls_cert, tls_key) {
                     (Some(cert), Some(key)) => {
-                        let listener = std::net::TcpListener::bind(&listen)?;
+                        let listener = listen::bind(&listen).await?.into_std()?;
                         let addr = listener.local_addr()?;
                         println!("listening on https://{addr}");
                         tracing::info!(%addr, db = %cli.db.display(), "serving HTTPS");
                         serve_tls_with(listener, state, &cert, &key, limits, shutdown_signal()).await?;
                     }
                     _ => {
-                        let listener = tokio::net::TcpListener::bind(&listen).await?;
+                        let listener = listen::bind(&listen).await?;
                         let addr = listener.local_addr()?;
                         // Tests read this line to learn the port when listening on :0.
                         println!("listening on http://{addr}");

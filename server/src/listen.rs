@@ -8,9 +8,10 @@
 //!   on a slow link completes while a trickle is dropped), and a connection on which nothing
 //!   moves while no request is being handled (idle keep-alive, a client that stopped reading);
 //! - the connections held are capped in all and per client address. When all places are taken,
-//!   the connection that has waited longest for a request (at least [`EVICT_AFTER`]; one with a
-//!   request being handled is never chosen) is closed to make room, so a flood of connections
-//!   that never send a request cannot keep out a client that does. Past the per-address cap, or
+//!   the connection that has waited longest for a request (at least [`EVICT_AFTER`]), or whose
+//!   request body is already behind the minimum rate, is closed to make room (a request being
+//!   handled otherwise never is), so a flood of connections that send nothing useful cannot
+//!   keep out a client that does. Past the per-address cap, or
 //!   when every place is busy with a request, the relay answers `503` with `Retry-After` and
 //!   closes, and never stalls the accept loop (refusals are bounded too: past
 //!   [`REFUSING_AT_ONCE`] of them the socket is simply closed);
@@ -49,7 +50,7 @@ pub const REFUSING_AT_ONCE: usize = 64;
 pub const RESERVED_DESCRIPTORS: u64 = 64 + REFUSING_AT_ONCE as u64;
 /// How long a connection must have waited for a request before it may be closed to make room
 /// (so a client whose request is on its way is not cut).
-pub const EVICT_AFTER: Duration = Duration::from_millis(500);
+pub const EVICT_AFTER: Duration = Duration::from_millis(250);
 /// How long a refusal may take to write and to drain what the client sent.
 const REFUSAL_TIME: Duration = Duration::from_secs(2);
 
@@ -203,8 +204,8 @@ impl Held {
             let victim = counts
                 .conns
                 .values()
-                .filter(|c| c.in_flight.load(Ordering::Relaxed) == 0 && !c.evicted.load(Ordering::Relaxed))
-                .map(|c| (c.waiting(), c))
+                .filter(|c| !c.evicted.load(Ordering::Relaxed))
+                .filter_map(|c| Some((c.waiting()?, c)))
                 .filter(|(waited, _)| *waited >= EVICT_AFTER)
                 .max_by_key(|(waited, _)| *waited);
             let Some((_, victim)) = victim else {
@@ -247,6 +248,26 @@ impl Drop for Slot {
             }
         }
     }
+}
+
+/// Connections the kernel may complete before the relay takes them. A burst of reconnections
+/// (a network back after an outage, or a flood) past this overflows the queue, and clients whose
+/// handshake the kernel dropped are left with connections the relay never sees; the kernel caps
+/// it at `net.core.somaxconn`.
+pub const BACKLOG: u32 = 4096;
+
+/// Binds `addr` (`host:port`; the first address it resolves to) with [`BACKLOG`].
+pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a).and_then(|()| socket.listen(BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("`{addr}` names no address"))))
 }
 
 /// Serves `app` on `listener` (over TLS when `tls` is given) until `shutdown` resolves.
@@ -397,7 +418,10 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, retry_after: Durati
     .await;
 }
 
-/// What a connection knows of its traffic, for the idle check.
+/// [`Activity::waiting_since`] while a request is being handled.
+const NOT_WAITING: u64 = u64::MAX;
+
+/// What a connection knows of its traffic, for the idle check and for choosing one to close.
 #[derive(Debug)]
 struct Activity {
     start: Instant,
@@ -407,7 +431,9 @@ struct Activity {
     write_blocked: std::sync::atomic::AtomicBool,
     /// Requests being handled (from the head until the answer's last byte).
     in_flight: AtomicUsize,
-    /// Milliseconds since `start` when the connection began waiting for its next request.
+    /// Milliseconds since `start` when the connection began waiting for its next request, or
+    /// when its request's body began once that body is behind the minimum rate; [`NOT_WAITING`]
+    /// while a request is handled otherwise.
     waiting_since: AtomicU64,
     /// Told to close to make room for another.
     evicted: std::sync::atomic::AtomicBool,
@@ -435,9 +461,24 @@ impl Activity {
         self.last.store(self.now_ms(), Ordering::Relaxed);
     }
 
-    /// How long the connection has waited for a request (meaningful while none is in flight).
-    fn waiting(&self) -> Duration {
-        Duration::from_millis(self.now_ms().saturating_sub(self.waiting_since.load(Ordering::Relaxed)))
+    /// How long the connection has waited for a request (or for a body behind its rate);
+    /// `None` while a request is handled.
+    fn waiting(&self) -> Option<Duration> {
+        match self.waiting_since.load(Ordering::Relaxed) {
+            NOT_WAITING => None,
+            since => Some(Duration::from_millis(self.now_ms().saturating_sub(since))),
+        }
+    }
+
+    fn request_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.waiting_since.store(NOT_WAITING, Ordering::Relaxed);
+    }
+
+    fn request_ended(&self) {
+        self.touch();
+        self.waiting_since.store(self.now_ms(), Ordering::Relaxed);
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// How long nothing has moved.
@@ -615,7 +656,7 @@ impl Service {
         };
         let (mut parts, body) = req.into_parts();
         parts.extensions.insert(ClientAddr(client));
-        let body = MinRateBody::new(body, self.limits.body_min_rate, self.limits.body_grace);
+        let body = MinRateBody::new(body, self.limits.body_min_rate, self.limits.body_grace, self.activity.clone());
         let req = Request::from_parts(parts, Body::new(body));
         let resp = match self.app.oneshot(req).await {
             Ok(r) => r,
@@ -654,16 +695,14 @@ struct InFlight(Arc<Activity>);
 
 impl InFlight {
     fn new(a: Arc<Activity>) -> InFlight {
-        a.in_flight.fetch_add(1, Ordering::Relaxed);
+        a.request_started();
         InFlight(a)
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.touch();
-        self.0.waiting_since.store(self.0.now_ms(), Ordering::Relaxed);
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.request_ended();
     }
 }
 
@@ -700,6 +739,7 @@ pub struct BodyTooSlow {
 
 /// A request body that fails once it is behind its minimum rate: after `grace` from the first
 /// read, `received` bytes must have come within `grace + received / rate`.
+/// While it is behind the rate (grace or not) its connection may be closed to make room.
 struct MinRateBody {
     inner: Incoming,
     rate: u64,
@@ -707,11 +747,33 @@ struct MinRateBody {
     started: Option<Instant>,
     received: u64,
     timer: Option<Pin<Box<Sleep>>>,
+    activity: Arc<Activity>,
+    /// When the body began, in the connection's milliseconds.
+    started_ms: u64,
+    behind: bool,
 }
 
 impl MinRateBody {
-    fn new(inner: Incoming, rate: u64, grace: Duration) -> MinRateBody {
-        MinRateBody { inner, rate: rate.max(1), grace, started: None, received: 0, timer: None }
+    fn new(inner: Incoming, rate: u64, grace: Duration, activity: Arc<Activity>) -> MinRateBody {
+        MinRateBody { inner, rate: rate.max(1), grace, started: None, received: 0, timer: None, activity, started_ms: 0, behind: false }
+    }
+
+    /// Notes whether the body is behind its rate right now (ignoring the grace).
+    fn note_pace(&mut self, start: Instant, done: bool) {
+        let behind = !done && (self.received as f64) < self.rate as f64 * start.elapsed().as_secs_f64();
+        if behind != self.behind {
+            self.behind = behind;
+            let since = if behind { self.started_ms } else { NOT_WAITING };
+            self.activity.waiting_since.store(since, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for MinRateBody {
+    fn drop(&mut self) {
+        if self.behind && self.activity.in_flight.load(Ordering::Relaxed) > 0 {
+            self.activity.waiting_since.store(NOT_WAITING, Ordering::Relaxed);
+        }
     }
 }
 
@@ -721,17 +783,28 @@ impl HttpBody for MinRateBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
-        let start = *this.started.get_or_insert_with(Instant::now);
+        let start = match this.started {
+            Some(s) => s,
+            None => {
+                this.started_ms = this.activity.now_ms();
+                *this.started.insert(Instant::now())
+            }
+        };
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.received += data.len() as u64;
                 }
+                this.note_pace(start, false);
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                this.note_pace(start, true);
+                Poll::Ready(None)
+            }
             Poll::Pending => {
+                this.note_pace(start, false);
                 let deadline = start + this.grace + Duration::from_secs_f64(this.received as f64 / this.rate as f64);
                 let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
                 if timer.deadline() != deadline {
@@ -775,7 +848,7 @@ mod tests {
         let (x, y): (IpAddr, IpAddr) = ("10.0.0.1".parse().expect("ip"), "10.0.0.2".parse().expect("ip"));
         let busy = || {
             let a = Arc::new(Activity::new());
-            a.in_flight.fetch_add(1, Ordering::Relaxed);
+            a.request_started();
             a
         };
         let one = held.take(Some(&busy()), Some(x)).expect("first");
@@ -809,7 +882,7 @@ mod tests {
         // 4. A connection with a request being handled is never chosen.
         let held = Arc::new(Held::new(1, 10));
         let working = Arc::new(Activity::new());
-        working.in_flight.fetch_add(1, Ordering::Relaxed);
+        working.request_started();
         let _w = held.take(Some(&working), None).expect("w");
         tokio::time::advance(Duration::from_secs(60)).await;
         assert!(matches!(held.take(Some(&Arc::new(Activity::new())), None), Err(Full::Total)));
