@@ -393,10 +393,13 @@ impl Drop for OpenGuard {
     }
 }
 
+/// The error body of every refusal at a cap (the JSON every other refusal has).
+const BUSY_BODY: &str = r#"{"code":"busy","reason":"服务器繁忙，请稍后再试 / the server is busy; try again shortly"}"#;
+
 /// The whole answer to a refused connection: 503, how long to wait, and the JSON error body
 /// every other refusal has.
 fn refusal(retry_after: Duration) -> String {
-    let body = r#"{"code":"busy","reason":"服务器繁忙，请稍后再试 / the server is busy; try again shortly"}"#;
+    let body = BUSY_BODY;
     format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         retry_after.as_secs().max(1),
@@ -668,8 +671,7 @@ impl Service {
 
 /// A 503 for a request over the per-address cap behind a proxy.
 fn busy(retry_after: Duration) -> Response<Body> {
-    let body = r#"{"code":"busy","reason":"服务器繁忙，请稍后再试 / the server is busy; try again shortly"}"#;
-    let mut resp = Response::new(Body::from(body));
+    let mut resp = Response::new(Body::from(BUSY_BODY));
     *resp.status_mut() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
     resp.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("application/json"));
     resp.headers_mut().insert("retry-after", axum::http::HeaderValue::from(retry_after.as_secs().max(1)));
@@ -902,6 +904,55 @@ mod tests {
         assert_eq!(forwarded(&junk, &[proxy]), None);
         let none = Request::get("/").body(()).expect("req");
         assert_eq!(forwarded(&none, &[proxy]), None);
+    }
+
+    /// Serves a router that answers each request's [`ClientAddr`]; returns its address.
+    async fn echo_server(limits: Limits) -> SocketAddr {
+        let app = Router::new().route("/who", axum::routing::get(|ClientAddr(a): ClientAddr| async move { a.to_string() }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(run(listener, app, None, limits, std::future::pending()));
+        addr
+    }
+
+    async fn exchange(addr: SocketAddr, request: &str) -> String {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(request.as_bytes()).await.expect("write");
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut answer)).await.expect("answered in time").expect("read");
+        answer
+    }
+
+    #[tokio::test]
+    async fn the_forwarded_address_is_believed_from_a_trusted_proxy_only() {
+        let request = "GET /who HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.9\r\nConnection: close\r\n\r\n";
+        let trusting = echo_server(Limits { trusted_proxies: vec!["127.0.0.1".parse().expect("ip")], ..Limits::default() }).await;
+        let answer = exchange(trusting, request).await;
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("203.0.113.9"), "{answer}");
+        let plain = echo_server(Limits::default()).await;
+        let answer = exchange(plain, request).await;
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("127.0.0.1"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn an_unfinished_head_is_dropped_and_an_address_past_its_cap_is_told_503() {
+        let addr = echo_server(Limits { header_timeout: Duration::from_millis(300), max_per_address: 1, ..Limits::default() }).await;
+        // 1. A head that never ends: the connection is closed after the header timeout.
+        let mut slow = TcpStream::connect(addr).await.expect("connect");
+        slow.write_all(b"GET /who HTTP/1.1\r\nHost: x\r\n").await.expect("write");
+        // 2. Meanwhile the address holds its one place: a second connection is refused at once.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let answer = exchange(addr, "GET /who HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(answer.starts_with("HTTP/1.1 503") && answer.contains("retry-after: 5"), "{answer}");
+        let start = Instant::now();
+        let mut rest = Vec::new();
+        // Closed cleanly or by a reset, either way within the timeout (plus scheduling).
+        let _closed = tokio::time::timeout(Duration::from_secs(3), slow.read_to_end(&mut rest)).await.expect("closed in time");
+        assert!(start.elapsed() < Duration::from_secs(2), "closed after {:?}", start.elapsed());
+        // 3. The place is free again: a whole request is answered.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let answer = exchange(addr, "GET /who HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
 
     #[test]

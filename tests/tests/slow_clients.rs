@@ -228,15 +228,23 @@ fn addr_of(url: &str) -> SocketAddr {
 /// Latencies of legitimate requests, in order of arrival.
 #[derive(Debug, Default)]
 struct Served {
+    /// Every request answered (in time or not).
     times: Vec<Duration>,
+    /// Answered, but later than [`SERVED_WITHIN`].
+    slow: Vec<String>,
+    /// Not answered as it should be.
     failures: Vec<String>,
 }
 
 impl Served {
     fn add(&mut self, what: &str, took: Duration, ok: Result<(), String>) {
         match ok {
-            Ok(()) if took <= SERVED_WITHIN => self.times.push(took),
-            Ok(()) => self.failures.push(format!("{what}: served but took {took:?}")),
+            Ok(()) => {
+                self.times.push(took);
+                if took > SERVED_WITHIN {
+                    self.slow.push(format!("{what}: served but took {took:?}"));
+                }
+            }
             Err(e) => self.failures.push(format!("{what}: {e} (after {took:?})")),
         }
     }
@@ -472,7 +480,7 @@ async fn slow_idle_and_hostile_clients_do_not_lock_anyone_out() {
         all.no_connect += t.no_connect;
     }
     println!(
-        "slow_clients: attackers={slow} for {:.0}s: connections={} refused_503={} dropped={} late={} outlived={}; legitimate served={} failed={} p50={}ms p99={}ms max={}ms; \
+        "slow_clients: attackers={slow} for {:.0}s: connections={} refused_503={} dropped={} late={} outlived={}; legitimate served={} (over {}s: {}) failed={} p50={}ms p99={}ms max={}ms; \
          relay fds under attack={fds_under_attack}; RSS plain {}→{} MB peak, https {}→{} MB peak",
         attack_took.as_secs_f64(),
         all.tried,
@@ -481,6 +489,8 @@ async fn slow_idle_and_hostile_clients_do_not_lock_anyone_out() {
         all.late,
         all.outlived,
         served.times.len(),
+        SERVED_WITHIN.as_secs(),
+        served.slow.len(),
         served.failures.len(),
         served.percentile(0.5).as_millis(),
         served.percentile(0.99).as_millis(),
@@ -493,7 +503,8 @@ async fn slow_idle_and_hostile_clients_do_not_lock_anyone_out() {
 
     // 5. What must hold. Everyone legitimate was served in time; the attack was real (thousands
     //    of connections held, the relay near its cap); none was held past its limit.
-    assert!(served.failures.is_empty(), "legitimate requests not served in {SERVED_WITHIN:?}:\n{}", served.failures.join("\n"));
+    assert!(served.failures.is_empty(), "legitimate requests not served:\n{}", served.failures.join("\n"));
+    assert!(served.slow.is_empty(), "legitimate requests not served in {SERVED_WITHIN:?}:\n{}", served.slow.join("\n"));
     assert!(served.times.len() >= 20 * rounds, "every tablet synced every round: {} served", served.times.len());
     assert!(all.tried >= slow as u64, "every attacker connected at least once: {all:?}");
     assert!(fds_under_attack > 500, "the attack filled the relay: it held only {fds_under_attack} descriptors");
