@@ -136,12 +136,11 @@ pub fn raise_fd_limit() -> Option<u64> {
     {
         use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
         let now = getrlimit(Resource::Nofile);
-        if let (Some(current), Some(maximum)) = (now.current, now.maximum) {
-            if current < maximum {
-                if let Err(e) = setrlimit(Resource::Nofile, Rlimit { current: Some(maximum), maximum: Some(maximum) }) {
-                    tracing::warn!(current, maximum, error = %e, "could not raise the descriptor limit");
-                }
-            }
+        if let (Some(current), Some(maximum)) = (now.current, now.maximum)
+            && current < maximum
+            && let Err(e) = setrlimit(Resource::Nofile, Rlimit { current: Some(maximum), maximum: Some(maximum) })
+        {
+            tracing::warn!(current, maximum, error = %e, "could not raise the descriptor limit");
         }
         getrlimit(Resource::Nofile).current
     }
@@ -195,10 +194,10 @@ impl Held {
     fn take(self: &Arc<Self>, conn: Option<&Arc<Activity>>, address: Option<IpAddr>) -> Result<Slot, Full> {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let counts = &mut *counts;
-        if let Some(a) = address {
-            if counts.per_address.get(&a).copied().unwrap_or(0) >= self.max_per_address {
-                return Err(Full::Address);
-            }
+        if let Some(a) = address
+            && counts.per_address.get(&a).copied().unwrap_or(0) >= self.max_per_address
+        {
+            return Err(Full::Address);
         }
         if conn.is_some() && counts.total - counts.evicting >= self.max_total {
             let victim = counts
@@ -233,18 +232,18 @@ impl Drop for Slot {
         let mut counts = self.held.counts.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(id) = self.id {
             counts.total = counts.total.saturating_sub(1);
-            if let Some(c) = counts.conns.remove(&id) {
-                if c.evicted.load(Ordering::Relaxed) {
-                    counts.evicting = counts.evicting.saturating_sub(1);
-                }
+            if let Some(c) = counts.conns.remove(&id)
+                && c.evicted.load(Ordering::Relaxed)
+            {
+                counts.evicting = counts.evicting.saturating_sub(1);
             }
         }
-        if let Some(a) = self.address {
-            if let Some(n) = counts.per_address.get_mut(&a) {
-                *n -= 1;
-                if *n == 0 {
-                    counts.per_address.remove(&a);
-                }
+        if let Some(a) = self.address
+            && let Some(n) = counts.per_address.get_mut(&a)
+        {
+            *n -= 1;
+            if *n == 0 {
+                counts.per_address.remove(&a);
             }
         }
     }
@@ -296,10 +295,10 @@ pub async fn run(
         trusted_proxies = ?limits.trusted_proxies,
         "connection limits"
     );
-    if let Some(fds) = fd_limit {
-        if (max_total as u64).saturating_add(RESERVED_DESCRIPTORS) > fds {
-            tracing::warn!(fds, max_total, "the connection cap is above what the descriptor limit allows; raise `ulimit -n` (LimitNOFILE)");
-        }
+    if let Some(fds) = fd_limit
+        && (max_total as u64).saturating_add(RESERVED_DESCRIPTORS) > fds
+    {
+        tracing::warn!(fds, max_total, "the connection cap is above what the descriptor limit allows; raise `ulimit -n` (LimitNOFILE)");
     }
     let held = Arc::new(Held::new(max_total, limits.max_per_address));
     let refusing = Arc::new(Semaphore::new(REFUSING_AT_ONCE));

@@ -464,7 +464,7 @@ async fn slow_idle_and_hostile_clients_do_not_lock_anyone_out() {
     let attack_took = started.elapsed();
 
     // 4. The figures.
-    let served = served.lock().expect("served");
+    let served = std::mem::take(&mut *served.lock().expect("served"));
     let mut all = Tally::default();
     for (kind, tally) in &tallies {
         let t = tally.lock().expect("tally");
