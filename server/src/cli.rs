@@ -67,7 +67,7 @@ struct LimitArgs {
     #[arg(long, env = "SHIDAO_TLS_HANDSHAKE_TIMEOUT", value_parser = seconds, value_name = "SECS")]
     tls_handshake_timeout: Option<Duration>,
     /// Connections held at once; past it new ones get 503 with Retry-After [the descriptor
-    /// limit less 128].
+    /// limit less 192].
     #[arg(long, env = "SHIDAO_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
     max_connections: Option<u64>,
     /// Connections held at once per client address (IPv6: per /64); behind a trusted proxy,

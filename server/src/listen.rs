@@ -8,7 +8,8 @@
 //!   on a slow link completes while a trickle is dropped), and a connection on which nothing
 //!   moves while no request is being handled (idle keep-alive, a client that stopped reading);
 //! - the connections held are capped in all and per client address. When all places are taken,
-//!   the connection that has waited longest for a request (at least [`EVICT_AFTER`]), or whose
+//!   the connection that has waited longest for a request (at least [`EVICT_AFTER`]; one that
+//!   never had a request answered before one that has), or whose
 //!   request body is already behind the minimum rate, is closed to make room (a request being
 //!   handled otherwise never is), so a flood of connections that send nothing useful cannot
 //!   keep out a client that does. Past the per-address cap, or
@@ -46,13 +47,16 @@ use tower::ServiceExt;
 /// Refusals (503 answers) written at once at most; past it a refused socket is closed at once.
 pub const REFUSING_AT_ONCE: usize = 64;
 /// Descriptors kept free of client connections when the cap is derived from the descriptor
-/// limit: the store and its journal, readers for exports, logs, the refusals above.
-pub const RESERVED_DESCRIPTORS: u64 = 64 + REFUSING_AT_ONCE as u64;
+/// limit: the store and its journal, readers for exports, logs, connections told to close and
+/// not gone yet, the refusals above.
+pub const RESERVED_DESCRIPTORS: u64 = 128 + REFUSING_AT_ONCE as u64;
 /// How long a connection must have waited for a request before it may be closed to make room
 /// (so a client whose request is on its way is not cut).
 pub const EVICT_AFTER: Duration = Duration::from_millis(250);
+/// Connections told to close to make room and not gone yet, at most.
+const EVICTING_AT_ONCE: usize = 96;
 /// How long a refusal may take to write and to drain what the client sent.
-const REFUSAL_TIME: Duration = Duration::from_secs(2);
+const REFUSAL_TIME: Duration = Duration::from_secs(1);
 
 /// The limits on what clients may hold; every one a setting of `serve` (see `cli.rs`).
 #[derive(Debug, Clone)]
@@ -200,13 +204,20 @@ impl Held {
             return Err(Full::Address);
         }
         if conn.is_some() && counts.total - counts.evicting >= self.max_total {
+            // Connections told to close still hold their descriptors until their task runs;
+            // past a few of them, refuse rather than grow past the cap.
+            if counts.evicting >= EVICTING_AT_ONCE {
+                return Err(Full::Total);
+            }
             let victim = counts
                 .conns
                 .values()
                 .filter(|c| !c.evicted.load(Ordering::Relaxed))
                 .filter_map(|c| Some((c.waiting()?, c)))
                 .filter(|(waited, _)| *waited >= EVICT_AFTER)
-                .max_by_key(|(waited, _)| *waited);
+                // Connections that never had a request answered go first (a kept-alive client's
+                // next request is likelier to come than a stalled head's end).
+                .max_by_key(|(waited, c)| (!c.answered.load(Ordering::Relaxed), *waited));
             let Some((_, victim)) = victim else {
                 return Err(Full::Total);
             };
@@ -439,6 +450,8 @@ struct Activity {
     waiting_since: AtomicU64,
     /// Told to close to make room for another.
     evicted: std::sync::atomic::AtomicBool,
+    /// A request on it has been answered.
+    answered: std::sync::atomic::AtomicBool,
     evict: tokio::sync::Notify,
 }
 
@@ -451,6 +464,7 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             waiting_since: AtomicU64::new(0),
             evicted: false.into(),
+            answered: false.into(),
             evict: tokio::sync::Notify::new(),
         }
     }
@@ -479,6 +493,7 @@ impl Activity {
 
     fn request_ended(&self) {
         self.touch();
+        self.answered.store(true, Ordering::Relaxed);
         self.waiting_since.store(self.now_ms(), Ordering::Relaxed);
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
@@ -880,7 +895,20 @@ mod tests {
         // 3. The next newcomer makes the second waiter go; the evicted one is not chosen twice.
         let _d = held.take(Some(&Arc::new(Activity::new())), None).expect("room made again");
         assert!(young.evicted.load(Ordering::Relaxed));
-        // 4. A connection with a request being handled is never chosen.
+        // 4. A kept-alive connection that has answered a request is spared while one that never
+        //    sent a whole request can go, even if it has waited less.
+        let held = Arc::new(Held::new(2, 10));
+        let kept = Arc::new(Activity::new());
+        kept.request_started();
+        kept.request_ended();
+        let _k = held.take(Some(&kept), None).expect("kept");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let stalled = Arc::new(Activity::new());
+        let _s = held.take(Some(&stalled), None).expect("stalled");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let _n = held.take(Some(&Arc::new(Activity::new())), None).expect("room made");
+        assert!(stalled.evicted.load(Ordering::Relaxed) && !kept.evicted.load(Ordering::Relaxed));
+        // 5. A connection with a request being handled is never chosen.
         let held = Arc::new(Held::new(1, 10));
         let working = Arc::new(Activity::new());
         working.request_started();

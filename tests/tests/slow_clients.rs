@@ -234,6 +234,8 @@ struct Served {
     slow: Vec<String>,
     /// Not answered as it should be.
     failures: Vec<String>,
+    /// Page loads a person would have reloaded (a `503` or a dropped connection), and why.
+    reloads: Vec<String>,
 }
 
 impl Served {
@@ -253,6 +255,27 @@ impl Served {
         let mut t = self.times.clone();
         t.sort();
         t.get(((t.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied().unwrap_or_default()
+    }
+}
+
+/// A page request as a person makes it: a refusal (`503 busy`) or a dropped connection is met
+/// by a reload half a second later, as long as the whole stays within [`SERVED_WITHIN`]; the
+/// reloads are counted. The last error if it never succeeded.
+async fn until_served<F, Fut>(served: &Mutex<Served>, attempt: F) -> Result<(), String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let start = Instant::now();
+    loop {
+        match attempt().await {
+            Ok(()) => return Ok(()),
+            Err(e) if start.elapsed() + Duration::from_millis(500) < SERVED_WITHIN => {
+                served.lock().expect("served").reloads.push(e);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -376,6 +399,9 @@ async fn slow_idle_and_hostile_clients_do_not_lock_anyone_out() {
     let until = started + Duration::from_secs(secs);
     let tallies: Vec<(Kind, Arc<Mutex<Tally>>)> =
         [Kind::Head, Kind::Trickle, Kind::Idle, Kind::Handshake].into_iter().map(|k| (k, Arc::default())).collect();
+    // The attackers run on threads of their own, as they would on other machines: the
+    // legitimate clients' latencies are then the relay's, not this process's queue.
+    let attack_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("attack runtime");
     let mut attackers = Vec::new();
     for i in 0..slow {
         let (kind, tally) = &tallies[i % tallies.len()];
@@ -383,7 +409,7 @@ async fn slow_idle_and_hostile_clients_do_not_lock_anyone_out() {
         let k = i / ATTACKERS_PER_ADDRESS;
         let from = IpAddr::V4(Ipv4Addr::new(127, 0, (k / 250) as u8, 2 + (k % 250) as u8));
         let (kind, tally) = (*kind, tally.clone());
-        attackers.push(tokio::spawn(async move {
+        attackers.push(attack_rt.spawn(async move {
             // Spread over the first second, as a flood of new connections arrives.
             tokio::time::sleep(Duration::from_micros((i as u64 * 1_000_000) / slow as u64)).await;
             attacker(kind, from, target, until, tally).await
@@ -408,16 +434,15 @@ async fn slow_idle_and_hostile_clients_do_not_lock_anyone_out() {
         tokio::spawn(async move {
             while Instant::now() + Duration::from_secs(2) < until {
                 let start = Instant::now();
-                let r = sup.get(format!("{url}/")).header("cookie", &session).send().await;
-                let ok = match r {
-                    Ok(r) if r.status().as_u16() == 200 => match r.text().await {
-                        Ok(t) if t.contains("ouhai-a") || t.contains("瓯海区实验中学") => Ok(()),
-                        Ok(t) => Err(format!("dashboard without the schools: {}", &t[..t.len().min(300)])),
-                        Err(e) => Err(e.to_string()),
-                    },
-                    Ok(r) => Err(format!("status {}", r.status())),
-                    Err(e) => Err(e.to_string()),
-                };
+                let ok = until_served(&served, || async {
+                    let r = sup.get(format!("{url}/")).header("cookie", &session).timeout(SERVED_WITHIN).send().await.map_err(|e| e.to_string())?;
+                    if r.status().as_u16() != 200 {
+                        return Err(format!("status {}", r.status()));
+                    }
+                    let t = r.text().await.map_err(|e| e.to_string())?;
+                    if t.contains("瓯海区实验中学") { Ok(()) } else { Err(format!("dashboard without the schools: {}", &t[..t.len().min(300)])) }
+                })
+                .await;
                 served.lock().expect("served").add("dashboard", start.elapsed(), ok);
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
@@ -429,11 +454,11 @@ async fn slow_idle_and_hostile_clients_do_not_lock_anyone_out() {
             let http = reqwest::Client::builder().tls_backend_rustls().build().expect("client");
             while Instant::now() + Duration::from_secs(1) < until {
                 let start = Instant::now();
-                let ok = match http.get(format!("{url}/healthz")).timeout(SERVED_WITHIN).send().await {
-                    Ok(r) if r.status().as_u16() == 200 => Ok(()),
-                    Ok(r) => Err(format!("status {}", r.status())),
-                    Err(e) => Err(e.to_string()),
-                };
+                let ok = until_served(&served, || async {
+                    let r = http.get(format!("{url}/healthz")).timeout(SERVED_WITHIN).send().await.map_err(|e| e.to_string())?;
+                    if r.status().as_u16() == 200 { Ok(()) } else { Err(format!("status {}", r.status())) }
+                })
+                .await;
                 served.lock().expect("served").add("healthz", start.elapsed(), ok);
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -461,6 +486,7 @@ async fn slow_idle_and_hostile_clients_do_not_lock_anyone_out() {
     for a in attackers {
         a.await.expect("attacker");
     }
+    attack_rt.shutdown_background();
     let attack_took = started.elapsed();
 
     // 4. The figures.
@@ -480,7 +506,7 @@ async fn slow_idle_and_hostile_clients_do_not_lock_anyone_out() {
         all.no_connect += t.no_connect;
     }
     println!(
-        "slow_clients: attackers={slow} for {:.0}s: connections={} refused_503={} dropped={} late={} outlived={}; legitimate served={} (over {}s: {}) failed={} p50={}ms p99={}ms max={}ms; \
+        "slow_clients: attackers={slow} for {:.0}s: connections={} refused_503={} dropped={} late={} outlived={}; legitimate served={} (over {}s: {}) failed={} page reloads={} p50={}ms p99={}ms max={}ms; \
          relay fds under attack={fds_under_attack}; RSS plain {}→{} MB peak, https {}→{} MB peak",
         attack_took.as_secs_f64(),
         all.tried,
@@ -492,6 +518,7 @@ async fn slow_idle_and_hostile_clients_do_not_lock_anyone_out() {
         SERVED_WITHIN.as_secs(),
         served.slow.len(),
         served.failures.len(),
+        served.reloads.len(),
         served.percentile(0.5).as_millis(),
         served.percentile(0.99).as_millis(),
         served.percentile(1.0).as_millis(),
