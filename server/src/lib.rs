@@ -112,7 +112,7 @@ impl AppState {
 }
 
 /// Gives every request an id (from `x-request-id` or new), logs it with the method, path,
-/// status and time, and returns it in the response.
+/// client address, status and time, and returns it in the response.
 async fn request_id(req: Request, next: Next) -> Response {
     let id = req
         .headers()
@@ -121,7 +121,10 @@ async fn request_id(req: Request, next: Next) -> Response {
         .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+    // The client's address as the connection limits and throttles count it (none when the
+    // router is called without `serve`, in tests).
+    let client = req.extensions().get::<listen::ClientAddr>().map(|c| c.0.to_string()).unwrap_or_default();
+    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path(), client = %client);
     let start = std::time::Instant::now();
     let mut resp = next.run(req).instrument(span.clone()).await;
     span.in_scope(|| tracing::info!(status = resp.status().as_u16(), ms = start.elapsed().as_millis() as u64, "done"));
