@@ -2,8 +2,11 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
-use crate::{admin, serve, serve_tls, shutdown_signal, AppState};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use crate::{admin, listen, serve, serve_tls_with, serve_with, shutdown_signal, AppState};
 
 #[derive(Debug, Parser)]
 #[command(name = "shidao-server", version, about = "shidao sync relay and review server")]
@@ -26,6 +29,8 @@ enum Command {
         tls_cert: Option<PathBuf>,
         #[arg(long, env = "SHIDAO_TLS_KEY", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Start the server with a seeded demo programme (瓯海区, 19 schools) and print how to sign in.
     Demo {
@@ -37,6 +42,69 @@ enum Command {
         #[command(subcommand)]
         command: admin::AdminCommand,
     },
+}
+
+/// What clients may hold of the relay (see `docs/reliability.md`, "Slow and hostile clients").
+/// Times are in seconds (fractions allowed); a setting left out keeps the default of
+/// [`listen::Limits`], given in brackets.
+#[derive(Debug, Args)]
+struct LimitArgs {
+    /// Time a client has to send a request's head, from when the connection waits for it (a new
+    /// connection, or a kept-alive one after an answer) [20].
+    #[arg(long, env = "SHIDAO_HEADER_TIMEOUT", value_parser = seconds, value_name = "SECS")]
+    header_timeout: Option<Duration>,
+    /// A connection on which nothing moves for this long while no request is handled (or whose
+    /// client stopped reading an answer) is closed [15].
+    #[arg(long, env = "SHIDAO_IDLE_TIMEOUT", value_parser = seconds, value_name = "SECS")]
+    idle_timeout: Option<Duration>,
+    /// Slowest average rate a request body may arrive at, once --body-grace has passed [256].
+    #[arg(long, env = "SHIDAO_BODY_MIN_RATE", value_parser = clap::value_parser!(u64).range(1..), value_name = "BYTES_PER_SEC")]
+    body_min_rate: Option<u64>,
+    /// Time from when a request's body is first read before --body-min-rate applies [20].
+    #[arg(long, env = "SHIDAO_BODY_GRACE", value_parser = seconds, value_name = "SECS")]
+    body_grace: Option<Duration>,
+    /// Time a TLS handshake may take [10].
+    #[arg(long, env = "SHIDAO_TLS_HANDSHAKE_TIMEOUT", value_parser = seconds, value_name = "SECS")]
+    tls_handshake_timeout: Option<Duration>,
+    /// Connections held at once; past it new ones get 503 with Retry-After [the descriptor
+    /// limit less 192].
+    #[arg(long, env = "SHIDAO_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
+    max_connections: Option<u64>,
+    /// Connections held at once per client address (IPv6: per /64); behind a trusted proxy,
+    /// requests in flight per forwarded address [64].
+    #[arg(long, env = "SHIDAO_MAX_CONNECTIONS_PER_ADDRESS", value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
+    max_connections_per_address: Option<u64>,
+    /// A reverse proxy whose X-Forwarded-For is believed (repeat, or comma-separated in the
+    /// environment). Without one, the header is ignored.
+    #[arg(long = "trusted-proxy", env = "SHIDAO_TRUSTED_PROXIES", value_delimiter = ',', value_name = "IP")]
+    trusted_proxies: Vec<IpAddr>,
+}
+
+impl LimitArgs {
+    fn limits(self) -> listen::Limits {
+        let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let d = listen::Limits::default();
+        listen::Limits {
+            header_timeout: self.header_timeout.unwrap_or(d.header_timeout),
+            idle_timeout: self.idle_timeout.unwrap_or(d.idle_timeout),
+            body_min_rate: self.body_min_rate.unwrap_or(d.body_min_rate),
+            body_grace: self.body_grace.unwrap_or(d.body_grace),
+            tls_handshake_timeout: self.tls_handshake_timeout.unwrap_or(d.tls_handshake_timeout),
+            max_connections: self.max_connections.map(count).or(d.max_connections),
+            max_per_address: self.max_connections_per_address.map(count).unwrap_or(d.max_per_address),
+            trusted_proxies: self.trusted_proxies,
+            ..d
+        }
+    }
+}
+
+/// A positive number of seconds, at most a day.
+fn seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text.trim().parse().map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!("{text} s: give a time above 0 and at most a day (86400)"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// Parses the command line, runs the command, and returns the exit code.
@@ -66,7 +134,12 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         return demo(&db, listen);
     }
     let state = AppState::open(&cli.db)?;
-    match cli.command.unwrap_or(Command::Serve { listen: "127.0.0.1:7878".into(), tls_cert: None, tls_key: None }) {
+    let command = match cli.command {
+        Some(c) => c,
+        // No command: `serve` with its defaults.
+        None => Cli::parse_from(["shidao-server", "serve"]).command.ok_or("no command")?,
+    };
+    match command {
         Command::Demo { .. } => unreachable!("handled above"),
         Command::Admin { command } => {
             let now = state.clock.now();
@@ -78,24 +151,25 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!("{out}");
             Ok(())
         }
-        Command::Serve { listen, tls_cert, tls_key } => {
+        Command::Serve { listen, tls_cert, tls_key, limits } => {
+            let limits = limits.limits();
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async move {
                 match (tls_cert, tls_key) {
                     (Some(cert), Some(key)) => {
-                        let listener = std::net::TcpListener::bind(&listen)?;
+                        let listener = listen::bind(&listen).await?.into_std()?;
                         let addr = listener.local_addr()?;
                         println!("listening on https://{addr}");
                         tracing::info!(%addr, db = %cli.db.display(), "serving HTTPS");
-                        serve_tls(listener, state, &cert, &key).await?;
+                        serve_tls_with(listener, state, &cert, &key, limits, shutdown_signal()).await?;
                     }
                     _ => {
-                        let listener = tokio::net::TcpListener::bind(&listen).await?;
+                        let listener = listen::bind(&listen).await?;
                         let addr = listener.local_addr()?;
                         // Tests read this line to learn the port when listening on :0.
                         println!("listening on http://{addr}");
                         tracing::info!(%addr, db = %cli.db.display(), "serving HTTP");
-                        serve(listener, state, shutdown_signal()).await?;
+                        serve_with(listener, state, limits, shutdown_signal()).await?;
                     }
                 }
                 Ok::<(), Box<dyn std::error::Error>>(())
@@ -125,4 +199,36 @@ fn demo(db: &std::path::Path, listen: &str) -> Result<(), Box<dyn std::error::Er
         server.await??;
         Ok::<(), Box<dyn std::error::Error>>(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits_of(args: &[&str]) -> Result<listen::Limits, String> {
+        let cli = Cli::try_parse_from(["shidao-server", "serve"].iter().chain(args)).map_err(|e| e.to_string())?;
+        match cli.command {
+            Some(Command::Serve { limits, .. }) => Ok(limits.limits()),
+            other => Err(format!("not serve: {other:?}")),
+        }
+    }
+
+    #[test]
+    fn limits_parse_with_defaults_and_refuse_bad_values_clearly() {
+        let given = limits_of(&["--header-timeout", "2.5", "--max-connections-per-address", "8", "--trusted-proxy", "10.0.0.5", "--trusted-proxy", "::1"])
+            .expect("valid");
+        assert_eq!((given.header_timeout, given.max_per_address), (Duration::from_millis(2500), 8));
+        assert_eq!(given.trusted_proxies, ["10.0.0.5".parse::<IpAddr>().expect("ip"), "::1".parse().expect("ip")]);
+        assert_eq!(given.idle_timeout, listen::Limits::default().idle_timeout, "what is not given keeps its default");
+        for (args, says) in [
+            (&["--header-timeout", "0"][..], "above 0"),
+            (&["--idle-timeout", "soon"][..], "not a number of seconds"),
+            (&["--body-grace", "100000"][..], "at most a day"),
+            (&["--max-connections", "0"][..], "max-connections"),
+            (&["--trusted-proxy", "proxy.example"][..], "trusted-proxy"),
+        ] {
+            let err = limits_of(args).expect_err("refused");
+            assert!(err.contains(says), "{args:?}: {err}");
+        }
+    }
 }

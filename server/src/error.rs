@@ -27,6 +27,9 @@ pub enum AppError {
     /// kept, and the same request succeeds once there is room again.
     #[error("the server's disk is full; nothing of this request was stored; try again later")]
     StorageFull(String),
+    /// Too many failed attempts from this client address: refused before anything is checked.
+    #[error("too many failed attempts; try again in {secs} s")]
+    Throttled { secs: i64 },
     #[error("internal error")]
     Internal(String),
 }
@@ -43,6 +46,7 @@ impl AppError {
             AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             AppError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             AppError::StorageFull(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_full"),
+            AppError::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -77,7 +81,11 @@ impl IntoResponse for AppError {
             _ => {}
         }
         let body = ErrorBody { code: code.to_string(), reason: self.to_string() };
-        (status, axum::Json(body)).into_response()
+        let mut resp = (status, axum::Json(body)).into_response();
+        if let AppError::Throttled { secs } = self {
+            resp.headers_mut().insert("retry-after", axum::http::HeaderValue::from(secs.max(1)));
+        }
+        resp
     }
 }
 

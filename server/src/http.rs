@@ -13,6 +13,7 @@ use shidao_core::sync::protocol::{self, EnrolRequest, EnrolResponse, SyncRequest
 
 use crate::accounts::{self, Device};
 use crate::error::{AppError, AppResult};
+use crate::listen::ClientAddr;
 use crate::{attachments, sync, AppState};
 
 /// Largest piece of an attachment in one request.
@@ -64,14 +65,33 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
 }
 
-async fn enrol(State(state): State<AppState>, raw: Result<Bytes, BytesRejection>) -> AppResult<Json<EnrolResponse>> {
+/// `POST /v1/enrol`. Wrong codes are counted per client address ([`EnrolThrottle`]), asked and
+/// told under the store's one connection like sign-ins, so a burst cannot pass the check at once.
+///
+/// [`EnrolThrottle`]: crate::web::throttle::EnrolThrottle
+async fn enrol(State(state): State<AppState>, ClientAddr(from): ClientAddr, raw: Result<Bytes, BytesRejection>) -> AppResult<Json<EnrolResponse>> {
     let raw = body(raw, MAX_ENROL)?;
     let req: EnrolRequest =
         serde_json::from_slice(&raw).map_err(|e| AppError::BadRequest(format!("not an enrolment request: {e}")))?;
     let now = state.clock.now();
+    let from = crate::listen::address_key(from);
+    let throttle = state.enrol_throttle.clone();
     let resp = state
         .blocking(move |conn| {
-            let (device, token, user) = accounts::enrol(conn, &req.code, &req.device_name, now)?;
+            throttle.0.check(&from, now).map_err(|secs| AppError::Throttled { secs })?;
+            let (device, token, user) = match accounts::enrol(conn, &req.code, &req.device_name, now) {
+                Err(AppError::BadCode) => {
+                    return Err(match throttle.0.failed(&from, now) {
+                        0 => AppError::BadCode,
+                        secs => {
+                            tracing::warn!(%from, secs, "enrolment refused: address locked after wrong codes");
+                            AppError::Throttled { secs }
+                        }
+                    });
+                }
+                other => other?,
+            };
+            throttle.0.succeeded(&from);
             let (name, role): (String, String) =
                 conn.query_row("SELECT name, role FROM users WHERE id = ?1", [&user], |r| Ok((r.get(0)?, r.get(1)?)))?;
             Ok(EnrolResponse { device, token, user, role, name })

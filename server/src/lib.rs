@@ -2,7 +2,8 @@
 //! read and write what, and (to come) serves supervisors' review pages and exports.
 //!
 //! [`app`] builds the router from an [`AppState`], so tests can call it without a socket;
-//! [`serve`] runs it on a listener with graceful shutdown; `main.rs` only parses the command line.
+//! [`serve`] runs it on a listener with graceful shutdown, under the connection limits of
+//! [`listen`]; `main.rs` only parses the command line.
 
 pub mod accounts;
 pub mod admin;
@@ -13,6 +14,7 @@ pub mod db;
 pub mod error;
 pub mod forms;
 pub mod http;
+pub mod listen;
 pub mod sync;
 pub mod web;
 
@@ -40,8 +42,11 @@ pub struct AppState {
     pub secure_cookies: bool,
     pub attachments_dir: PathBuf,
     pub clock: Clock,
-    /// Wrong passwords per user name on the sign-in form (shared by every clone of the state).
+    /// Wrong passwords per client address and user name on the sign-in form (shared by every
+    /// clone of the state).
     pub sign_in_throttle: Arc<web::throttle::SignInThrottle>,
+    /// Wrong enrolment codes per client address.
+    pub enrol_throttle: Arc<web::throttle::EnrolThrottle>,
 }
 
 impl AppState {
@@ -66,6 +71,7 @@ impl AppState {
             attachments_dir,
             clock: Clock::system(),
             sign_in_throttle: Arc::default(),
+            enrol_throttle: Arc::default(),
         }
     }
 
@@ -110,7 +116,7 @@ impl AppState {
 }
 
 /// Gives every request an id (from `x-request-id` or new), logs it with the method, path,
-/// status and time, and returns it in the response.
+/// client address, status and time, and returns it in the response.
 async fn request_id(req: Request, next: Next) -> Response {
     let id = req
         .headers()
@@ -119,7 +125,10 @@ async fn request_id(req: Request, next: Next) -> Response {
         .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+    // The client's address as the connection limits and throttles count it (none when the
+    // router is called without `serve`, in tests).
+    let client = req.extensions().get::<listen::ClientAddr>().map(|c| c.0.to_string()).unwrap_or_default();
+    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path(), client = %client);
     let start = std::time::Instant::now();
     let mut resp = next.run(req).instrument(span.clone()).await;
     span.in_scope(|| tracing::info!(status = resp.status().as_u16(), ms = start.elapsed().as_millis() as u64, "done"));
@@ -157,10 +166,21 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
-/// Serves plain HTTP on a bound listener until `shutdown` resolves; requests in flight finish.
+/// Serves plain HTTP on a bound listener until `shutdown` resolves, with the default
+/// [`listen::Limits`]; requests in flight finish.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    serve_with(listener, state, listen::Limits::default(), shutdown).await
+}
+
+/// Serves plain HTTP under the given limits until `shutdown` resolves; requests in flight finish.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    limits: listen::Limits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     spawn_housekeeping(state.clone());
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+    listen::run(listener, app(state), None, limits, shutdown).await
 }
 
 /// Every six hours from the start: removes attachment uploads abandoned for two weeks
@@ -181,18 +201,52 @@ fn spawn_housekeeping(state: AppState) {
     });
 }
 
-/// Serves HTTPS on a bound listener with the given certificate chain and key (PEM files) until
-/// the process is asked to stop; requests in flight get 30 seconds to finish.
+/// Serves HTTPS on a bound listener with the given certificate chain and key (PEM files), with
+/// the default [`listen::Limits`], until the process is asked to stop; requests in flight get
+/// 30 seconds to finish.
 pub async fn serve_tls(listener: std::net::TcpListener, state: AppState, cert: &Path, key: &Path) -> std::io::Result<()> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
+    serve_tls_with(listener, state, cert, key, listen::Limits::default(), shutdown_signal()).await
+}
+
+/// Serves HTTPS under the given limits until `shutdown` resolves.
+pub async fn serve_tls_with(
+    listener: std::net::TcpListener,
+    state: AppState,
+    cert: &Path,
+    key: &Path,
+    limits: listen::Limits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let acceptor = tls_acceptor(cert, key)?;
     listener.set_nonblocking(true)?;
-    let handle = axum_server::Handle::new();
-    let h = handle.clone();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        h.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
-    });
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     spawn_housekeeping(state.clone());
-    axum_server::from_tcp_rustls(listener, config).handle(handle).serve(app(state).into_make_service()).await
+    listen::run(listener, app(state), Some(acceptor), limits, shutdown).await
+}
+
+/// The TLS side of the relay: the certificate chain and key from PEM files, HTTP/1.1 offered.
+fn tls_acceptor(cert: &Path, key: &Path) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let invalid = |what: &str, path: &Path, e: &dyn std::fmt::Display| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what} {}: {e}", path.display()))
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| invalid("cannot read the certificate chain", cert, &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| invalid("cannot read the certificate chain", cert, &e))?;
+    if chain.is_empty() {
+        return Err(invalid("no certificate in", cert, &"the file holds no PEM certificate"));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| invalid("cannot read the private key", key, &e))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid("TLS setup for", cert, &e))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .map_err(|e| invalid("the key does not suit the certificate", key, &e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

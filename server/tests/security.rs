@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
@@ -25,6 +26,7 @@ use shidao_core::sync::protocol::{self, ErrorBody, Outcome, Push, SyncRequest, S
 use shidao_core::template::Role;
 use shidao_core::{Clock, DeviceId, Editor, FieldRef, NewRecord, RecordId, SchoolId, UserId};
 use shidao_server::admin::{self, AdminCommand};
+use shidao_server::listen::ClientAddr;
 use shidao_server::{accounts, app, AppState};
 use tower::ServiceExt;
 
@@ -1823,6 +1825,91 @@ async fn family_8_password_guessing_is_slowed() {
     assert_eq!((count(StatusCode::FORBIDDEN), count(StatusCode::TOO_MANY_REQUESTS)), (4, 8));
     assert_eq!(sessions(), n + 2);
     t.refused();
+
+    // Everything above came from one address (the router called directly). Failures are counted
+    // per address and name, and per name from every address.
+    let ip = |s: &str| -> IpAddr { s.parse().expect("ip") };
+    // 8. A name under guessing from one address stays usable from another: sup1 guessed five
+    //    times from 203.0.113.10 is locked there (even with the right password) and signs in
+    //    from 198.51.100.20.
+    now.fetch_add(16 * 60, Ordering::SeqCst);
+    let attacker = ip("203.0.113.10");
+    for i in 0..5 {
+        t.attack(format!("guess {} of sup1's password from {attacker}", i + 1));
+        let r = attempt_sign_in_from(&w, attacker, "sup1", &format!("far-{i}-password")).await;
+        if i < 4 { wrong(&r) } else { locked(&r, 1) }
+        t.refused();
+    }
+    t.attack("the right password for sup1 from the guessing address while locked");
+    locked(&attempt_sign_in_from(&w, attacker, "sup1", PASSWORD).await, 1);
+    assert_eq!(sessions(), n + 2);
+    t.refused();
+    let r = attempt_sign_in_from(&w, ip("198.51.100.20"), "sup1", PASSWORD).await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, Some("/")), "the owner from elsewhere: {}", r.text());
+    assert_eq!(sessions(), n + 3);
+    // 9. A name guessed from many addresses is slowed: sup2 signs in from 192.0.2.50 (an address
+    //    it is now known at), then one wrong guess each from new addresses. sup2 has five failures
+    //    from the burst (the fifth locked it there), so the fifteenth address's guess is the
+    //    name's twentieth failure and locks it for every address it has not signed in from.
+    now.fetch_add(16 * 60, Ordering::SeqCst);
+    let home = ip("192.0.2.50");
+    let r = attempt_sign_in_from(&w, home, "sup2", PASSWORD).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
+    assert_eq!(sessions(), n + 4);
+    for i in 0..15 {
+        t.attack(format!("one guess of sup2's password from address {}", i + 1));
+        let r = attempt_sign_in_from(&w, ip(&format!("203.0.114.{}", i + 1)), "sup2", &format!("spread-{i}-password")).await;
+        if i < 14 { wrong(&r) } else { locked(&r, 1) }
+        t.refused();
+    }
+    t.attack("the right password for sup2 from an address it never signed in from, name locked");
+    locked(&attempt_sign_in_from(&w, ip("203.0.114.200"), "sup2", PASSWORD).await, 1);
+    assert_eq!(sessions(), n + 4);
+    t.refused();
+    let r = attempt_sign_in_from(&w, home, "sup2", PASSWORD).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "the owner at a known address: {}", r.text());
+    assert_eq!(sessions(), n + 5);
+    //    Once the minute is over the next stranger's guess locks the name for two minutes.
+    now.fetch_add(61, Ordering::SeqCst);
+    t.attack("one more guess of sup2's password from a new address after the lock");
+    locked(&attempt_sign_in_from(&w, ip("203.0.114.201"), "sup2", "spread-x-password").await, 2);
+    t.refused();
+    // 10. Enrolment guessing from one address is slowed: four wrong codes get `bad_code`, the
+    //     fifth locks the address for a minute (429, Retry-After); a real code from there is
+    //     refused while locked and stays unused; from another address it enrols.
+    let code = w.state.with_db(|c| accounts::new_enrol_code(c, "ins-b", Clock::system().now())).expect("code");
+    let enrol_from = |from: IpAddr, code: String| {
+        let body = serde_json::json!({ "code": code, "device_name": "平板" }).to_string();
+        let mut req = Request::post("/v1/enrol").header("content-type", "application/json").body(Body::from(body)).expect("req");
+        req.extensions_mut().insert(ClientAddr(from));
+        w.call(req)
+    };
+    let guesser = ip("203.0.113.77");
+    for i in 0..5 {
+        t.attack(format!("enrolment code guess {} from {guesser}", i + 1));
+        let r = enrol_from(guesser, format!("{i:06}")).await;
+        if i < 4 {
+            r.refused(401, "bad_code");
+        } else {
+            r.refused(429, "too_many_attempts");
+            assert_eq!(r.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("60"));
+        }
+        t.refused();
+    }
+    t.attack("a real enrolment code from the locked address");
+    enrol_from(guesser, code.clone()).await.refused(429, "too_many_attempts");
+    t.refused();
+    let r = enrol_from(ip("198.51.100.20"), code).await;
+    assert_eq!(r.status, StatusCode::OK, "the code was not spent by the refused attempt: {}", r.text());
     t.finish();
+}
+
+/// A sign-in through the form from a given client address.
+async fn attempt_sign_in_from(w: &World, from: IpAddr, user: &str, password: &str) -> Resp {
+    let form = w.call(Request::get("/login").body(Body::empty()).expect("req")).await;
+    let cookie = format!("shidao_login={}", form.cookie("shidao_login").expect("cookie"));
+    let mut req = form_post("/login", &cookie, &[("csrf", &hidden(&form.text(), "csrf")), ("user", user), ("password", password)]);
+    req.extensions_mut().insert(ClientAddr(from));
+    w.call(req).await
 }
 

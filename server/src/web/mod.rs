@@ -22,6 +22,7 @@ use self::auth::{cookie_header, SignIn, WebUser, SESSION_COOKIE};
 pub use self::page::Lang;
 use self::page::{esc, layout};
 use crate::error::{AppError, AppResult};
+use crate::listen::ClientAddr;
 use crate::AppState;
 
 pub use export::export_xlsx;
@@ -72,7 +73,13 @@ struct LoginForm {
     password: String,
 }
 
-async fn login(State(state): State<AppState>, lang: Lang, headers: HeaderMap, Form(form): Form<LoginForm>) -> AppResult<Response> {
+async fn login(
+    State(state): State<AppState>,
+    lang: Lang,
+    ClientAddr(from): ClientAddr,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> AppResult<Response> {
     let expected = auth::cookie_from(&headers, LOGIN_COOKIE).unwrap_or_default();
     if expected.is_empty() || expected != form.csrf {
         return Err(AppError::Forbidden("登录表单已过期，请刷新 / the sign-in form expired; reload it (CSRF)".into()));
@@ -89,25 +96,26 @@ async fn login(State(state): State<AppState>, lang: Lang, headers: HeaderMap, Fo
     let locked = |secs: i64| {
         let minutes = (secs + 59) / 60;
         let reason = format!("密码错误次数过多，请 {minutes} 分钟后再试 / too many wrong passwords; try again in {minutes} min");
-        tracing::warn!(user = ?user.trim(), secs, "sign-in refused: name locked after wrong passwords");
+        tracing::warn!(user = ?user.trim(), %from, secs, "sign-in refused: name locked after wrong passwords");
         refuse(StatusCode::TOO_MANY_REQUESTS, reason)
     };
     // The throttle is asked and told inside the store's one connection, so that sign-ins run
     // one at a time: a burst of guesses sent at once cannot all pass the check before the first
     // of them is counted.
     let (throttle, name) = (state.sign_in_throttle.clone(), user.clone());
+    let from = crate::listen::address_key(from);
     let outcome = state
         .blocking(move |c| {
-            if let Err(secs) = throttle.check(&name, now) {
+            if let Err(secs) = throttle.check(from, &name, now) {
                 return Ok(Err(secs));
             }
             let outcome = auth::sign_in(c, &name, &password, now)?;
             match &outcome {
-                SignIn::WrongPassword => match throttle.failed(&name, now) {
+                SignIn::WrongPassword => match throttle.failed(from, &name, now) {
                     0 => {}
                     secs => return Ok(Err(secs)),
                 },
-                SignIn::Session(_) | SignIn::NotReviewer => throttle.succeeded(&name),
+                SignIn::Session(_) | SignIn::NotReviewer => throttle.succeeded(from, &name),
             }
             Ok(Ok(outcome))
         })
