@@ -276,3 +276,122 @@ async fn a_programme_publishes_its_own_form_and_tablets_fill_it() {
     let (ok, out) = admin(&db, &["publish-form", "--programme", "ouhai", "--retire", "tingke-pingjia@7"]);
     assert!(!ok && out.contains("not published"), "{out}");
 }
+
+/// Publishes a workbook with the relay's admin command; `(succeeded, what it printed)`.
+fn publish(db: &Path, file: &str, programme: &str) -> (bool, String) {
+    admin(db, &["publish-form", file, "--programme", programme])
+}
+
+fn rate_all(record: &mut shidao_core::Record, level: i64) {
+    for f in ["r_goal", "r_content", "r_method", "r_student"] {
+        record.set_answer(&FieldRef::top(f), Answer::Rating(level)).unwrap_or_else(|e| panic!("{f}: {e}"));
+    }
+    let effect = record.template().field("r_effect").map(|f| f.kind());
+    let answer = match effect {
+        Some(shidao_core::template::FieldKind::Rating) => Answer::Rating(level),
+        _ => Answer::Integer(level),
+    };
+    record.set_answer(&FieldRef::top("r_effect"), answer).expect("r_effect");
+}
+
+#[tokio::test]
+async fn a_new_programme_publishes_its_xlsform_and_reads_it_in_its_reports() {
+    use shidao_server::accounts;
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("central.db");
+    // 0. A new programme with one school, two inspectors and a supervisor.
+    let codes: Vec<String> = {
+        let conn = shidao_server::db::open(&db).expect("db");
+        accounts::add_programme(&conn, "shinan", "市南区初中强校提质行动", Some(("2026-09-01", "2027-01-31"))).expect("programme");
+        accounts::add_school(&conn, "shinan", "shinan-01", "市南区第一中学", "", "").expect("school");
+        let now = shidao_core::Clock::system().now();
+        let mut codes = Vec::new();
+        for (id, name) in [("gao", "高老师"), ("ma", "马老师")] {
+            accounts::add_user(&conn, id, name, shidao_core::Role::Inspector, Some("shinan"), &["shinan-01".to_string()], None, 0).expect("user");
+            codes.push(accounts::new_enrol_code(&conn, id, now).expect("code"));
+        }
+        accounts::add_user(&conn, "du", "杜督导", shidao_core::Role::Supervisor, Some("shinan"), &[], None, 0).expect("supervisor");
+        codes
+    };
+    let relay = Relay::start(env!("CARGO_BIN_EXE_relay").as_ref(), &db);
+
+    // 1. The district's 听课评价表, written as an XLSForm (a group, a repeat, choices, ratings,
+    //    relevance, a constraint, a calculation, two label languages), is published.
+    let v1 = concat!(env!("CARGO_MANIFEST_DIR"), "/forms/tingke-pingjia.xlsx");
+    let (ok, out) = publish(&db, v1, "shinan");
+    assert!(ok && out.contains("published tingke-pingjia v2026090101"), "{out}");
+
+    // 2. Gao's tablet receives it, fills a lesson (every item at level 4: total 80) and syncs.
+    let gao = Tablet::enrol(&relay.url, &codes[0], &dir.path().join("gao.db")).await.expect("enrol gao");
+    gao.sync().await.unwrap_or_else(|e| panic!("{e}\n{}", relay.log()));
+    let mut lesson = gao.store.create("tingke-pingjia", &school("shinan-01"), &gao.editor).expect("create");
+    shidao_core::sample::fill_completely(&mut lesson, 1, &mut shidao_core::sample::Rng::new(11)).expect("fill");
+    lesson.set_answer(&FieldRef::top("lesson_date"), Answer::Date("2026-11-24".into())).expect("date");
+    rate_all(&mut lesson, 4);
+    gao.store.save(&mut lesson).expect("save");
+    let id = lesson.id().clone();
+    let total = lesson.read().computed.iter().find(|c| c.field.field == "total" && c.field.row.is_none()).and_then(|c| c.number);
+    assert_eq!(total, Some(80.0));
+    let summary = gao.sync().await.expect("gao syncs");
+    assert!(summary.refused.is_empty() && summary.accepted == 1, "{summary:?}");
+
+    // 3. Ma's tablet, new, gets the form and the record in one sync, adds a lesson moment (a
+    //    repeat row) and Gao receives it.
+    let ma = Tablet::enrol(&relay.url, &codes[1], &dir.path().join("ma.db")).await.expect("enrol ma");
+    let summary = ma.sync().await.expect("ma syncs");
+    assert!(summary.unreadable.is_empty(), "{summary:?}");
+    let mut copy = ma.store.load(&id, &ma.editor).expect("ma opens it");
+    let row = copy.add_row("moments", None).expect("row");
+    copy.set_answer(&FieldRef::in_row("m_time", &row), Answer::Time("09:20".into())).expect("time");
+    ma.store.save(&mut copy).expect("save");
+    ma.sync().await.expect("ma pushes");
+    gao.sync().await.expect("gao pulls");
+    let merged = gao.store.load(&id, &gao.editor).expect("load");
+    assert_eq!(merged.answer(&FieldRef::in_row("m_time", &row)).expect("time").answer, Some(Answer::Time("09:20".into())));
+
+    // 4. The supervisor finds it on the dashboard and in the school report (its total is the
+    //    form's `lesson.total`), and its computed columns in the CSV and XLSX.
+    let (ok, out) = {
+        let o = Command::new(env!("CARGO_BIN_EXE_relay"))
+            .args(["--db", &db.display().to_string(), "admin", "set-password", "--user", "du"])
+            .env("SHIDAO_PASSWORD", "市南-督导-2026")
+            .output()
+            .expect("set password");
+        (o.status.success(), String::from_utf8_lossy(&o.stderr).to_string())
+    };
+    assert!(ok, "{out}");
+    let web = signed_in(&relay.url, "du", "市南-督导-2026").await;
+    let dashboard = get(&web, &relay.url, "/").await;
+    assert!(dashboard.contains("市南区第一中学") && dashboard.contains(">80<"), "the dashboard's mean lesson score");
+    let report = get(&web, &relay.url, "/schools/shinan-01").await;
+    assert!(report.contains("<td class=\"n\">80</td>"), "the school report's mean total");
+    let csv = get(&web, &relay.url, "/export/tingke-pingjia.csv").await;
+    assert!(csv.lines().next().expect("header").contains("total 总分"), "the computed total has its column");
+    let line = csv.lines().find(|l| l.starts_with(id.as_str())).expect("the lesson's row");
+    assert!(line.split(',').any(|c| c == "80"), "{line}");
+    let xlsx = web.get(format!("{}/export/tingke-pingjia.xlsx", relay.url)).await;
+    assert!(xlsx.bytes().await.expect("bytes").starts_with(b"PK"));
+
+    // 5. Version 2 (one question more) is published: new records use it; the old one still
+    //    opens and validates under its own version.
+    let v2 = concat!(env!("CARGO_MANIFEST_DIR"), "/forms/tingke-pingjia-v2.xlsx");
+    let (ok, out) = publish(&db, v2, "shinan");
+    assert!(ok && out.contains("v2026090102"), "{out}");
+    gao.sync().await.expect("sync");
+    let newer = gao.store.create("tingke-pingjia", &school("shinan-01"), &gao.editor).expect("create v2");
+    assert_eq!(newer.template().version(), 2026090102);
+    assert!(newer.template().field("homework").is_some());
+    let old = gao.store.load(&id, &gao.editor).expect("old record");
+    assert_eq!(old.template().version(), 2026090101);
+    assert!(old.read().validation.blocking().next().is_none(), "{:?}", old.read().validation);
+
+    // 6. Publishing v1 again under another programme's name that does not exist is refused and
+    //    stores nothing; a damaged workbook is refused naming the file.
+    let (ok, out) = publish(&db, v1, "nowhere");
+    assert!(!ok && out.contains("programme nowhere does not exist"), "{out}");
+    let broken = dir.path().join("broken.xlsx");
+    std::fs::write(&broken, b"PK\x03\x04 not really a workbook").expect("write");
+    let (ok, out) = publish(&db, &broken.display().to_string(), "shinan");
+    assert!(!ok && out.contains("broken.xlsx"), "{out}");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM form_versions WHERE template_id = 'tingke-pingjia'"), 2);
+}
