@@ -324,7 +324,11 @@ async fn uploads_are_previewed_and_refusals_name_their_place() {
     assert_ne!(v2, GOOD);
     let a = w.upload(&adm, &csrf, "v2.json", v2.as_bytes(), false).await;
     assert!(a.body.contains("新版本，与已发布的 v1兼容") && a.body.contains("年级") && a.body.contains(r#"id="publish""#), "{}", a.body);
-    let v3 = GOOD.replace("\"version\": 1", "\"version\": 3").replace(r#""id": "subject", "kind": "single_choice""#, r#""id": "subject", "kind": "multiple_choice""#);
+    // (Its meaning `lesson.subject` goes too: a multiple choice cannot carry it.)
+    let v3 = GOOD
+        .replace("\"version\": 1", "\"version\": 3")
+        .replace(r#""id": "subject", "kind": "single_choice""#, r#""id": "subject", "kind": "multiple_choice""#)
+        .replace(r#", "lesson.subject": "subject""#, "");
     let before = (w.registry(), w.definitions());
     let a = w.upload(&adm, &csrf, "v3.json", v3.as_bytes(), false).await;
     assert!(a.body.contains("不能发布") && a.body.contains("field `subject`") && a.body.contains("published v1"), "{}", a.body);
