@@ -56,6 +56,16 @@ fn per_school_args(conn: &Connection, sql: &str, args: &[String]) -> AppResult<H
     Ok(rows.collect::<rusqlite::Result<HashMap<_, _>>>()?)
 }
 
+/// The modules of an inspection visit the report shows, by the meaning of their rating.
+const VISIT_MODULES: [(&str, &str, &str); 6] = [
+    ("visit.module.lessons", "课堂教学", "Lessons"),
+    ("visit.module.documents", "资料检查", "Documents"),
+    ("visit.module.walk", "校园巡视", "Site walk"),
+    ("visit.module.talks", "座谈访谈", "Talks"),
+    ("visit.module.questionnaires", "问卷调查", "Questionnaires"),
+    ("visit.module.tests", "学业抽测", "Spot tests"),
+];
+
 /// The programme's forms by what they are to the reports (declared by their `meanings`).
 struct Kinds {
     lessons: Carriers,
@@ -75,15 +85,7 @@ fn kinds(conn: &Connection, programme: &str) -> AppResult<Kinds> {
     Ok(Kinds {
         lessons: forms::carriers(conn, programme, "lesson.total")?,
         guidance: forms::carriers(conn, programme, "guidance.hours")?,
-        visits: merged(&[
-            "visit.module.lessons",
-            "visit.module.documents",
-            "visit.module.walk",
-            "visit.module.talks",
-            "visit.module.questionnaires",
-            "visit.module.tests",
-            "rectification.group",
-        ])?,
+        visits: merged(&VISIT_MODULES.iter().map(|m| m.0).chain(["rectification.group"]).collect::<Vec<_>>())?,
         evaluations: merged(&AREAS.iter().map(|a| a.3).collect::<Vec<_>>())?,
     })
 }
@@ -464,17 +466,8 @@ pub fn report_html(conn: &Connection, user: &WebUser, lang: Lang, school: &str, 
     )?;
     // Visits: module ratings and open rectifications.
     let visits = count_of(conn, school, &kinds.visits, &from, &to, "COUNT(*)")?;
-    let modules = [
-        "visit.module.lessons",
-        "visit.module.documents",
-        "visit.module.walk",
-        "visit.module.talks",
-        "visit.module.questionnaires",
-        "visit.module.tests",
-    ];
-    let module_names = [("课堂教学", "Lessons"), ("资料检查", "Documents"), ("校园巡视", "Site walk"), ("座谈访谈", "Talks"), ("问卷调查", "Questionnaires"), ("学业抽测", "Spot tests")];
     let mut module_means = Vec::new();
-    for m in modules {
+    for (m, ..) in VISIT_MODULES {
         module_means.push(answers_of(conn, school, programme, m, &from, &to, false)?);
     }
     // By deadline, then record, then the rows' order on the form.
@@ -604,7 +597,7 @@ pub fn report_html(conn: &Connection, user: &WebUser, lang: Lang, school: &str, 
                     esc(&link(kinds.visits.first(), "")),
                     visits
                 ));
-                for (zh_m, en_m) in module_names {
+                for (_, zh_m, en_m) in VISIT_MODULES {
                     h.push_str(&format!("<th>{}</th>", lang.t(zh_m, en_m)));
                 }
                 h.push_str("</tr><tr>");
