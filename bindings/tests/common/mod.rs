@@ -116,6 +116,11 @@ fn approve(state: &AppState, handle: &tokio::runtime::Handle, record: &str) -> R
     handle
         .block_on(state.blocking_mut(move |conn| {
             let now = Clock::system().now();
+            // The review page's own device row (`web/records.rs`), which never syncs with a token.
+            conn.execute(
+                "INSERT OR IGNORE INTO devices (id, user_id, name, token_hash, created_at) VALUES ('sup-web', 'sup', 'web', 'web:control', ?1)",
+                [now],
+            )?;
             let device = accounts::Device {
                 id: "sup-web".into(),
                 user: "sup".into(),
