@@ -233,3 +233,4 @@ fn the_relay_accepts_exactly_what_the_core_allows_at_each_changes_own_state() {
     println!("rule property: {cases} sequences, {accepted} pushes accepted, {refused} refused ({sealed} by the seal)");
     assert!(accepted > 0 && refused > 0 && sealed > 0, "every outcome must occur: {accepted} accepted, {refused} refused, {sealed} by the seal");
 }
+

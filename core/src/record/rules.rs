@@ -207,20 +207,82 @@ pub fn judge_push(
     };
     let (template, id) = frame(doc, &templates)?;
     let new_hashes: HashSet<ChangeHash> = new.iter().map(|m| m.hash).collect();
+    let plain = plain_changes(doc, &new);
     let mut creations = 0usize;
-    for m in &new {
+    let mut i = 0;
+    while i < new.len() {
+        let m = &new[i];
         if m.deps.is_empty() {
             creations += 1;
             if !before.is_empty() || creations > 1 {
                 return Err(refused("structure", "a change starts the record anew"));
             }
             judge_creation(doc, m.hash, pusher, &template)?;
+            i += 1;
             continue;
         }
-        let change = Change { doc, hash: m.hash, deps: &m.deps, time: m.timestamp };
+        // A run of plain changes, each on the one before, made where the pusher may fill: one
+        // act (the same status throughout, nothing but answers touched), judged by one diff.
+        let mut end = i;
+        if plain.contains(&m.hash)
+            && permit(Action::Fill, Some(status_at(doc, &m.deps)), &template, pusher.role, &id).is_ok()
+        {
+            while end + 1 < new.len() && plain.contains(&new[end + 1].hash) && new[end + 1].deps == [new[end].hash] {
+                end += 1;
+            }
+        }
+        let hashes: HashSet<ChangeHash> = new[i..=end].iter().map(|m| m.hash).collect();
+        let change = Change { doc, head: new[end].hash, hashes, deps: &m.deps, time: new[end].timestamp };
         change.judge(pusher, &template, &id, &templates, &reader)?;
+        i = end + 1;
     }
     judge_seal(doc, &new_hashes)
+}
+
+/// The new changes that touch neither the record's top, nor its identity, nor its review steps:
+/// what they did is inside the answers and the bookkeeping maps. Asked of those three small
+/// objects alone, over a run of changes at once (Automerge reports a rewrite even of the same
+/// value): a run of changes each on the one before is split in halves only where something was
+/// touched, so a push of answers costs one question, and one with a submit a few.
+fn plain_changes(doc: &Automerge, new: &[automerge::ChangeMetadata<'_>]) -> HashSet<ChangeHash> {
+    let object = |key: &str| match doc.get(ROOT, key) {
+        Ok(Some((Value::Object(_), o))) => Some(o),
+        _ => None,
+    };
+    let (meta, review) = (object(keys::META), object(keys::REVIEW));
+    let untouched = |obj: &ObjId, deps: &[ChangeHash], hash: ChangeHash, recursive: bool| {
+        doc.diff_obj(obj, deps, &[hash], recursive).is_ok_and(|p| p.is_empty())
+    };
+    let plain = |lo: usize, hi: usize| {
+        let (deps, hash) = (&new[lo].deps, new[hi].hash);
+        untouched(&ROOT, deps, hash, false)
+            && meta.as_ref().is_some_and(|o| untouched(o, deps, hash, true))
+            && review.as_ref().is_some_and(|o| untouched(o, deps, hash, true))
+    };
+    let mut out = HashSet::new();
+    let mut i = 0;
+    while i < new.len() {
+        if new[i].deps.is_empty() {
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        while j + 1 < new.len() && new[j + 1].deps == [new[j].hash] {
+            j += 1;
+        }
+        let mut stack = vec![(i, j)];
+        while let Some((lo, hi)) = stack.pop() {
+            if plain(lo, hi) {
+                out.extend(new[lo..=hi].iter().map(|m| m.hash));
+            } else if lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                stack.push((lo, mid));
+                stack.push((mid + 1, hi));
+            }
+        }
+        i = j + 1;
+    }
+    out
 }
 
 /// The record's template and id, read from its identity.
@@ -278,10 +340,14 @@ fn status_at(doc: &Automerge, heads: &[ChangeHash]) -> Status {
     get_str_at(doc, &ROOT, keys::STATUS, heads).and_then(|s| Status::parse(&s)).unwrap_or(Status::Draft)
 }
 
-/// One pushed change and the state it was made on.
+/// One pushed change (or a run of plain ones, see [`judge_push`]) and the state it was made on.
 struct Change<'a> {
     doc: &'a Automerge,
-    hash: ChangeHash,
+    /// The (last) change.
+    head: ChangeHash,
+    /// Every change of the run.
+    hashes: HashSet<ChangeHash>,
+    /// The dependencies of the (first) change: the state it was made on.
     deps: &'a [ChangeHash],
     time: i64,
 }
@@ -303,7 +369,7 @@ struct Acts {
 
 impl Change<'_> {
     fn made_here(&self, obj: &ObjId) -> bool {
-        self.doc.hash_for_opid(obj) == Some(self.hash)
+        self.doc.hash_for_opid(obj).is_some_and(|h| self.hashes.contains(&h))
     }
 
     fn judge(
@@ -327,7 +393,7 @@ impl Change<'_> {
         // Review steps: each names the pusher, and goes with the status move of its action.
         let mut step_actions = Vec::new();
         for step in &acts.steps {
-            let at = [self.hash];
+            let at = [self.head];
             let user = get_str_at(self.doc, step, "user", &at);
             if user.as_deref() != Some(pusher.user) {
                 return Err(refused("foreign_author", "a review step names someone other than the pushing user"));
@@ -387,7 +453,7 @@ impl Change<'_> {
         }
         for (field, sig) in &acts.signs {
             permit(Action::Sign, Some(status), template, pusher.role, id).map_err(|e| denied(e, "not_allowed"))?;
-            let user = get_str_at(self.doc, sig, "user", &[self.hash]);
+            let user = get_str_at(self.doc, sig, "user", &[self.head]);
             if user.as_deref() != Some(pusher.user) {
                 return Err(refused("foreign_signature", format!("signature `{field}` is signed as {user:?}, not as {}", pusher.user)));
             }
@@ -420,7 +486,7 @@ impl Change<'_> {
     fn acts(&self, template: &Template) -> Result<Acts, Refused> {
         let mut acts = Acts::default();
         let signature = |id: &str| template.field(id).is_some_and(|f| f.kind() == FieldKind::Signature);
-        for patch in self.doc.diff(self.deps, &[self.hash]) {
+        for patch in self.doc.diff(self.deps, &[self.head]) {
             if patch.obj == ROOT {
                 match &patch.action {
                     PatchAction::PutMap { key, value, .. } if key == keys::STATUS => {
