@@ -75,6 +75,9 @@ pub enum Who {
     Reviewers,
     /// Either.
     Both,
+    /// Every role whose scope holds the record (a visit team's expert adds to an inspector's
+    /// visit record while it is open).
+    Anyone,
 }
 
 impl Who {
@@ -84,6 +87,7 @@ impl Who {
             Who::Fillers => fills,
             Who::Reviewers => role.reviews(),
             Who::Both => fills || role.reviews(),
+            Who::Anyone => true,
         }
     }
 }
@@ -122,9 +126,9 @@ const IN_WORK: &[Option<Status>] = &[Some(Status::Draft), Some(Status::Returned)
 /// The rule book. An approved record is sealed: no line admits `Approved`.
 pub const RULES: &[Rule] = &[
     Rule { action: Action::Create, from: &[None], who: Who::Fillers, requires: Requires::OwnCreation, to: Some(Status::Draft) },
-    Rule { action: Action::Fill, from: OPEN, who: Who::Both, requires: Requires::Nothing, to: None },
-    Rule { action: Action::Sign, from: OPEN, who: Who::Both, requires: Requires::OwnSignature, to: None },
-    Rule { action: Action::ResolveConflict, from: OPEN, who: Who::Both, requires: Requires::FieldInConflict, to: None },
+    Rule { action: Action::Fill, from: OPEN, who: Who::Anyone, requires: Requires::Nothing, to: None },
+    Rule { action: Action::Sign, from: OPEN, who: Who::Anyone, requires: Requires::OwnSignature, to: None },
+    Rule { action: Action::ResolveConflict, from: OPEN, who: Who::Anyone, requires: Requires::FieldInConflict, to: None },
     Rule { action: Action::ResolveConflict, from: IN_WORK, who: Who::Reviewers, requires: Requires::FieldInConflict, to: None },
     Rule { action: Action::Submit, from: OPEN, who: Who::Fillers, requires: Requires::CleanValidation, to: Some(Status::Submitted) },
     Rule { action: Action::Return, from: &[Some(Status::Submitted)], who: Who::Reviewers, requires: Requires::Comment, to: Some(Status::Returned) },
