@@ -67,6 +67,9 @@ impl From<StoreError> for ShidaoError {
         match e {
             StoreError::Record(r) => r.into(),
             StoreError::NotFound(id) => ShidaoError::NotFound { what: format!("record {id}") },
+            // A copy opened before a set-aside: `FormRecord` reopens it before each edit, so this
+            // only reaches an app that keeps core records itself.
+            StoreError::Stale(_) => ShidaoError::Other { reason },
             StoreError::UnknownTemplate(..) | StoreError::AttachmentNotFound(_) => ShidaoError::NotFound { what: reason },
             StoreError::AttachmentTooLarge { .. } => ShidaoError::InvalidAnswer { field: String::new(), reason },
             StoreError::Corrupt { .. } | StoreError::Schema(_) | StoreError::Sql(_) | StoreError::Io { .. } => {

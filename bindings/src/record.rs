@@ -51,7 +51,12 @@ impl FormRecord {
     pub(crate) fn edit<T>(&self, f: impl FnOnce(&mut Record) -> shidao_core::record::Result<T>) -> Result<T> {
         let out = {
             let mut record = self.record()?;
-            self.shared.store().edit(&mut record, f)?
+            let store = self.shared.store();
+            // After a set-aside the record went back to the server's state: edit that one.
+            if !store.is_current(&record)? {
+                *record = store.load(record.id(), record.editor())?;
+            }
+            store.edit(&mut record, f)?
         };
         self.shared.notify(&self.id);
         Ok(out)

@@ -16,7 +16,8 @@ use crate::error::{guard, Result, ShidaoError};
 use crate::record::FormRecord;
 use crate::sync::{ChangeListener, FormsListener};
 use crate::types::{
-    template_info, Durability, Editor, RecordFilter, RecordSummary, SalvageReport, StoredFile, TemplateInfo,
+    record_view, template_info, Durability, Editor, RecordFilter, RecordSummary, RecordView, SalvageReport, SetAsideEntry,
+    StoredFile, TemplateInfo,
 };
 
 /// What a store and the records opened from it share.
@@ -192,6 +193,30 @@ impl ShidaoStore {
     /// into this store. The damaged file is left as it is.
     pub fn salvage(&self, damaged_path: String, editor: Editor) -> Result<SalvageReport> {
         guard(|| Ok(self.shared.store().salvage(std::path::Path::new(&damaged_path), &editor.try_into()?)?.into()))
+    }
+
+    /// Changes the server refused by its rules and this tablet set aside, newest first: of one
+    /// record, or of every record when `record_id` is `None`. Show them with the record ("not
+    /// part of the record: …") so nobody believes a refused note is in it.
+    #[uniffi::method(default(record_id = None))]
+    pub fn set_aside(&self, record_id: Option<String>) -> Result<Vec<SetAsideEntry>> {
+        guard(|| {
+            let id = record_id.map(RecordId::new).transpose()?;
+            Ok(self.shared.store().set_asides(id.as_ref())?.into_iter().map(SetAsideEntry::from).collect())
+        })
+    }
+
+    /// The refused copy of a set-aside entry as a record (read only): the server's state at the
+    /// time with the refused changes, to show or export what was set aside.
+    pub fn set_aside_record(&self, entry_id: i64, editor: Editor, lang: String) -> Result<RecordView> {
+        guard(|| {
+            let store = self.shared.store();
+            let view = store.set_aside_view(entry_id, &editor.try_into()?)?;
+            let template = store
+                .template(&view.template, Some(view.version))
+                .ok_or_else(|| ShidaoError::NotFound { what: format!("template {} v{}", view.template, view.version) })?;
+            Ok(record_view(view, &template, &lang))
+        })
     }
 
     /// Sets (or, with `None`, removes) the listener told about every change to a record of this

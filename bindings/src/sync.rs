@@ -47,7 +47,7 @@ use shidao_core::{DeviceId, UserId};
 
 use crate::error::{guard, guard_async, Result, ShidaoError};
 use crate::store::{ShidaoStore, Shared};
-use crate::types::{Editor, StoredFile};
+use crate::types::{Editor, SetAsideEntry, StoredFile};
 
 /// Told when a record of the store changed, so a screen showing it can refresh. Implemented by
 /// the app (Kotlin `ChangeListener`, Swift `ChangeListener` protocol).
@@ -110,8 +110,10 @@ impl From<&Progress> for SyncStatus {
     }
 }
 
-/// A record the server would not store, and why. It keeps every local edit and is not sent again
-/// until it changes.
+/// A record the server would not store, and why. Refused by the server's rules (`sealed`,
+/// `status_not_allowed`, …), its refused changes are set aside (`SyncReport.set_aside`); refused
+/// for another reason (`out_of_scope`, …), it keeps every local edit and is not sent again until
+/// it changes.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct SyncRefusal {
     pub record: String,
@@ -131,6 +133,9 @@ pub struct SyncReport {
     /// Files uploaded before the records.
     pub uploaded: u64,
     pub refused: Vec<SyncRefusal>,
+    /// Refused changes set aside (records refused by the server's rules): which record, which
+    /// fields, why, and which answers were written again. Also listed by `ShidaoStore.set_aside`.
+    pub set_aside: Vec<SetAsideEntry>,
     /// Pulled records this app version cannot open (a newer template version), with the reason;
     /// they arrive after an app update.
     pub unreadable: Vec<String>,
@@ -316,6 +321,12 @@ async fn run_sync(shared: &Shared, progress: Option<Arc<dyn SyncProgress>>, canc
         report.pulled += round.pulled as u64;
         report.refused.extend(round.refused.iter().map(|r| SyncRefusal { record: r.record.clone(), code: r.code.clone(), reason: r.reason.clone() }));
         report.unreadable.extend(round.unreadable.iter().cloned());
+        report.set_aside.extend(round.set_aside.iter().cloned().map(SetAsideEntry::from));
+        for entry in &round.set_aside {
+            // The record went back to the server's state: screens showing it refresh.
+            shared.notify(&entry.record);
+            changed.insert(entry.record.clone());
+        }
         status.pushed += round.accepted;
         status.pulled += round.pulled;
         status.refused += round.refused.len();

@@ -666,6 +666,44 @@ pub struct StoredFile {
     pub mime: String,
 }
 
+/// Changes the server refused by its rules, set aside on this tablet: the record went back to the
+/// server's state, and the answers the rules still allow there were written again (they go with
+/// the next sync). Nothing is deleted: `ShidaoStore.set_aside_record` shows the refused copy.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SetAsideEntry {
+    pub id: i64,
+    pub record: String,
+    /// When it was set aside (seconds since 1970).
+    pub at: i64,
+    /// The server's refusal code (`sealed`: the record was approved meanwhile) and reason.
+    pub code: String,
+    pub reason: String,
+    /// The answers the refused changes touched (`field` or `field@row`).
+    pub fields: Vec<String>,
+    /// Of those, the ones not written again: what the person should look at.
+    pub kept_aside: Vec<String>,
+    /// The review steps the refused changes took (`submit`, `return`, `approve`); never re-taken.
+    pub acts: Vec<String>,
+    /// The answers written again as new changes.
+    pub reapplied: Vec<String>,
+}
+
+impl From<core_store::SetAside> for SetAsideEntry {
+    fn from(e: core_store::SetAside) -> Self {
+        SetAsideEntry {
+            kept_aside: e.kept_aside(),
+            id: e.id,
+            record: e.record,
+            at: e.at,
+            code: e.code,
+            reason: e.reason,
+            fields: e.fields,
+            acts: e.acts,
+            reapplied: e.reapplied,
+        }
+    }
+}
+
 /// What `ShidaoStore.salvage` recovered from a damaged store file.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct SalvageReport {

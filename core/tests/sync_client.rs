@@ -224,3 +224,58 @@ fn forms_are_asked_for_by_hash_checked_and_kept_across_reopening() {
     let r = store.create("district-log", &SchoolId::new("s").unwrap(), &expert).unwrap();
     assert_eq!(r.template().version(), 2);
 }
+
+/// A refusal by the rule book: the refused changes are set aside, the record goes back to what
+/// the relay acknowledged, the answer edit is written again (the submit is not), and it goes in
+/// the next round; if the relay refuses exactly those again, they are set aside without being
+/// written again, so the record settles. Nothing of what was written is lost.
+#[test]
+fn a_refusal_by_the_rules_sets_the_changes_aside_and_writes_the_answers_again() {
+    let store = Store::open_in_memory().unwrap();
+    let me = editor("wang");
+    let client = SyncClient::default();
+    let mut r = store.create("inspection-visit", &SchoolId::new("s").unwrap(), &me).unwrap();
+    shidao_core::sample::fill_completely(&mut r, 1, &mut shidao_core::sample::Rng::new(4)).unwrap();
+    store.save(&mut r).unwrap();
+    let p = client.prepare(&store).unwrap();
+    let ack = result(&p, 0, Outcome::Accepted, None);
+    client.absorb(&store, &me, p, response(vec![ack], vec![], 1)).unwrap();
+    let acknowledged = r.heads();
+
+    // 1. Offline: an answer, then a submit. The relay refuses the push (say the rules differ).
+    let focus = FieldRef::top("visit_focus");
+    store.edit(&mut r, |r| r.set_answer(&focus, Answer::Text("离线补充".into()))).unwrap();
+    store.edit(&mut r, |r| r.submit()).unwrap();
+    let p = client.prepare(&store).unwrap();
+    let no = result(&p, 0, Outcome::Refused, Some("not_ready"));
+    let round = client.absorb(&store, &me, p, response(vec![no], vec![], 2)).unwrap();
+    assert_eq!(round.refused.len(), 1);
+    let entry = &round.set_aside[0];
+    assert_eq!((entry.code.as_str(), entry.acts.as_slice()), ("not_ready", ["submit".to_string()].as_slice()));
+    assert_eq!(entry.fields, ["visit_focus"]);
+    assert_eq!(entry.reapplied, ["visit_focus"]);
+    assert!(entry.kept_aside().is_empty());
+    assert!(round.more, "the answer written again goes in the same sync");
+    assert!(SyncClient::refusals(&store).unwrap().is_empty(), "no refusal stands in its way");
+
+    // 2. The record: the relay's state plus the answer written again, still a draft.
+    assert!(!store.is_current(&r).unwrap(), "the copy held before is of the old generation");
+    let now = store.load(r.id(), &me).unwrap();
+    assert_eq!(now.status(), shidao_core::Status::Draft);
+    assert_eq!(now.answer(&focus).unwrap().answer, Some(Answer::Text("离线补充".into())));
+    let refused_copy = store.set_aside_view(entry.id, &me).unwrap();
+    assert_eq!(refused_copy.status, shidao_core::Status::Submitted, "the refused copy keeps the submit");
+
+    // 3. Only the new change goes; refused again, it is set aside once more but not rewritten.
+    let p = client.prepare(&store).unwrap();
+    assert_eq!(p.request.push.len(), 1);
+    let no = result(&p, 0, Outcome::Refused, Some("not_allowed"));
+    let round = client.absorb(&store, &me, p, response(vec![no], vec![], 3)).unwrap();
+    assert_eq!(round.set_aside.len(), 1);
+    assert!(round.set_aside[0].reapplied.is_empty(), "written again only once");
+    assert!(!round.more);
+    let back = store.load(r.id(), &me).unwrap();
+    assert_eq!(back.heads(), acknowledged, "back to what the relay acknowledged");
+    assert_eq!(dirty(&store), 0, "nothing waits to be pushed");
+    assert_eq!(store.set_asides(Some(r.id())).unwrap().len(), 2, "both refusals are kept");
+}

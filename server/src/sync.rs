@@ -11,13 +11,13 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use automerge::{Automerge, ChangeHash, ChangeMetadata, ObjId, PatchAction, Prop, ReadDoc, Value, ROOT};
+use automerge::{Automerge, ReadDoc};
 use rusqlite::{params, Connection, OptionalExtension};
-use shidao_core::record::{peek_school, Answer, Record, RecordError, RecordView, Status};
+use shidao_core::record::{peek_school, rules, Answer, Record, RecordError, RecordView, Status};
 use shidao_core::sync::protocol::{
     Outcome, Pull, Push, PushResult, SyncRequest, SyncResponse, DEFAULT_PULL_BYTES, PROTOCOL,
 };
-use shidao_core::template::{builtin_templates, FieldKind, Parent, Role, Template};
+use shidao_core::template::{builtin_templates, Parent, Role, Template};
 use shidao_core::{Clock, DeviceId, Editor, RecordId, UserId};
 
 use crate::accounts::{self, Device, Scope};
@@ -256,7 +256,6 @@ fn apply_push(
             }
         }
     }
-    let new_hashes: HashSet<ChangeHash> = new.iter().map(|m| m.hash).collect();
 
     // 3. It must be a record of a form its programme published, about a school in scope.
     let school = match &existing {
@@ -298,13 +297,11 @@ fn apply_push(
             }
         }
     }
-    check_rules(&doc, &record, device, &new_hashes, existing.as_ref().map(|(_, s, st)| (s.as_str(), st.as_str())))
-        .map_err(Err)?;
-    if existing.is_some() {
-        check_edits(&doc, &record, &before, &new, &new_hashes, &templates).map_err(Err)?;
-    }
+    // 4. The rule book, in the core: every new change judged at the state it was made on.
+    rules::judge_push(&doc, &before, rules::Pusher { user: &device.user, role: device.role }, &templates)
+        .map_err(|r| Err(refuse(r.code, r.reason)))?;
 
-    // 4. Store: the compacted document, the log entry, the projection — in this savepoint.
+    // 5. Store: the compacted document, the log entry, the projection — in this savepoint.
     let view = record.read();
     let heads = serde_json::to_string(&doc.get_heads().iter().map(|h| h.to_string()).collect::<Vec<_>>()).unwrap_or_default();
     conn.prepare_cached(
@@ -343,224 +340,6 @@ fn apply_push(
         .map_err(sql)?;
     project(conn, &record, &view).map_err(sql)?;
     Ok(Applied::Stored)
-}
-
-/// The write rules on what the new changes did to what the server held (a diff from its heads):
-/// nothing of the record's frame is removed, review steps and signatures once written never
-/// change, and a record these changes submit was complete as its pusher saw it.
-fn check_edits(
-    doc: &Automerge,
-    record: &Record,
-    before: &[ChangeHash],
-    new: &[ChangeMetadata<'static>],
-    new_hashes: &HashSet<ChangeHash>,
-    templates: &dyn Fn(&str, u32) -> Option<Arc<Template>>,
-) -> Result<(), Refusal> {
-    let is_new = |id: &ObjId| doc.hash_for_opid(id).is_some_and(|h| new_hashes.contains(&h));
-    let template = record.template();
-    let signatures: HashSet<&str> =
-        template.fields.iter().filter(|f| f.kind() == FieldKind::Signature).map(|f| f.id()).collect();
-    let object = |key: &str| match doc.get(ROOT, key) {
-        Ok(Some((Value::Object(_), o))) => Some(o),
-        _ => None,
-    };
-    let (meta, review) = (object("meta"), object("review"));
-    let review_entries: HashSet<ObjId> =
-        review.as_ref().map(|r| doc.list_range(r, ..).map(|i| i.id()).collect()).unwrap_or_default();
-
-    for patch in doc.diff(before, &doc.get_heads()) {
-        if patch.obj == ROOT {
-            match &patch.action {
-                PatchAction::PutMap { key, .. } if key == "status" => {}
-                PatchAction::Conflict { prop: Prop::Map(key) } if key == "status" => {}
-                PatchAction::DeleteMap { key } if key == "status" => {
-                    return Err(refuse("status_not_allowed", "a change removes the record's status"));
-                }
-                _ => return Err(refuse("structure", "a change rewrites or removes a part of the record's frame")),
-            }
-            continue;
-        }
-        // The objects from the root down to the one patched, and the keys between them.
-        let chain: Vec<(&ObjId, Option<&ObjId>, &Prop)> = patch
-            .path
-            .iter()
-            .enumerate()
-            .map(|(i, (parent, prop))| (parent, patch.path.get(i + 1).map(|(o, _)| o).or(Some(&patch.obj)), prop))
-            .collect();
-        if meta.as_ref().is_some_and(|m| patch.obj == *m || chain.iter().any(|(p, _, _)| *p == m)) {
-            return Err(refuse("meta_changed", "a change rewrites or removes part of the record's identity"));
-        }
-        if review.as_ref().is_some_and(|r| patch.obj == *r) && !matches!(patch.action, PatchAction::Insert { .. }) {
-            return Err(refuse("review_rewritten", "a change rewrites or removes a review step"));
-        }
-        let inside_old_step = |o: &ObjId| review_entries.contains(o) && !is_new(o);
-        if inside_old_step(&patch.obj) || chain.iter().any(|(_, child, _)| child.is_some_and(inside_old_step)) {
-            return Err(refuse("review_rewritten", "a change rewrites a review step already written"));
-        }
-        for (_, child, prop) in &chain {
-            if let (Prop::Map(key), Some(child)) = (prop, child)
-                && signatures.contains(key.as_str())
-                && !is_new(child)
-            {
-                return Err(refuse("signature_rewritten", format!("a change alters signature `{key}` after it was signed")));
-            }
-        }
-    }
-
-    // A submit in these changes: the record as its pusher saw it passes validation, on the
-    // pusher's own date (so a tablet whose clock is off is judged as it judged itself).
-    let submits = doc.get_all(ROOT, "status").unwrap_or_default().into_iter().any(|(v, op)| {
-        v.as_str() == Some(Status::Submitted.as_str()) && doc.hash_for_opid(&op).is_some_and(|h| new_hashes.contains(&h))
-    });
-    if submits {
-        let deps: HashSet<ChangeHash> = new.iter().flat_map(|m| m.deps.iter().copied()).collect();
-        let heads: Vec<ChangeHash> = new.iter().map(|m| m.hash).filter(|h| !deps.contains(h)).collect();
-        let when = new.iter().map(|m| m.timestamp).max().unwrap_or_default();
-        let seen = doc.fork_at(&heads).map_err(|e| refuse("corrupt", e.to_string()))?;
-        let seen = Record::from_doc(seen, templates, reader(), Clock::fixed(when))
-            .map_err(|e| refuse("not_a_record", e.to_string()))?;
-        let report = seen.validate();
-        if let Some(first) = report.blocking().next() {
-            return Err(refuse(
-                "not_ready",
-                format!("submitted with {} problem(s), first: `{}` {}", report.blocking().count(), first.field, first.message.zh),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The write rules, judged on the operations the new changes left in the document.
-fn check_rules(
-    doc: &Automerge,
-    record: &Record,
-    device: &Device,
-    new: &HashSet<ChangeHash>,
-    existing: Option<(&str, &str)>,
-) -> Result<(), Refusal> {
-    let is_new = |id: &ObjId| doc.hash_for_opid(id).is_some_and(|h| new.contains(&h));
-    let template = record.template();
-    let role = device.role;
-    let fills = template.def.filled_by.contains(&role);
-
-    // Structure: after creation, new changes write only `status`, and inside the objects.
-    if existing.is_some() {
-        for key in doc.keys(ROOT) {
-            for (_, op) in doc.get_all(ROOT, key.as_str()).unwrap_or_default() {
-                if is_new(&op) && key != "status" {
-                    return Err(refuse("structure", format!("a change replaces `{key}` of the record")));
-                }
-            }
-        }
-        if let Ok(Some((Value::Object(_), meta))) = doc.get(ROOT, "meta") {
-            for key in doc.keys(&meta) {
-                if doc.get_all(&meta, key.as_str()).unwrap_or_default().iter().any(|(_, op)| is_new(op)) {
-                    return Err(refuse("meta_changed", format!("a change rewrites `{key}` of the record's identity")));
-                }
-            }
-        }
-        if let Some((school, _)) = existing {
-            if record.school().map(|s| s.to_string()).as_deref() != Some(school) {
-                return Err(refuse("meta_changed", "the record's school cannot change"));
-            }
-        }
-    } else {
-        if !fills {
-            return Err(refuse("not_allowed", format!("a {} may not create a {} record", role.as_str(), template.id())));
-        }
-        if record.created_by().map(|u| u.to_string()).as_deref() != Some(device.user.as_str()) {
-            return Err(refuse("foreign_author", "a new record must be created by the pushing user"));
-        }
-    }
-
-    // Status: only the transitions the pushing role may make.
-    for (value, op) in doc.get_all(ROOT, "status").unwrap_or_default() {
-        if !is_new(&op) {
-            continue;
-        }
-        let v = value.as_str().unwrap_or_default().to_string();
-        let allowed = match v.as_str() {
-            "draft" => existing.is_none(),
-            "submitted" => fills || role.reviews(),
-            "returned" | "approved" => role.reviews(),
-            _ => false,
-        };
-        if !allowed {
-            return Err(refuse("status_not_allowed", format!("a {} may not set the status to `{v}`", role.as_str())));
-        }
-    }
-    if let Ok(Some((Value::Object(_), review))) = doc.get(ROOT, "review") {
-        for item in doc.list_range(&review, ..) {
-            let entry = item.id();
-            if !is_new(&entry) {
-                continue;
-            }
-            let field = |k: &str| match doc.get(&entry, k) {
-                Ok(Some((v, _))) => v.as_str().map(str::to_string),
-                _ => None,
-            };
-            if field("user").as_deref() != Some(device.user.as_str()) {
-                return Err(refuse("foreign_author", "a review step names someone other than the pushing user"));
-            }
-            let action = field("action").unwrap_or_default();
-            let ok = match action.as_str() {
-                "submit" => fills || role.reviews(),
-                "return" | "approve" => role.reviews(),
-                _ => false,
-            };
-            if !ok {
-                return Err(refuse("status_not_allowed", format!("a {} may not `{action}` a record", role.as_str())));
-            }
-        }
-    }
-
-    // Signatures: a new signature is always the pushing user's own.
-    let answers = match doc.get(ROOT, "answers") {
-        Ok(Some((Value::Object(_), a))) => a,
-        _ => return Err(refuse("not_a_record", "the record has no answers")),
-    };
-    let mut containers: Vec<(ObjId, Vec<&str>)> = Vec::new();
-    let top_sigs: Vec<&str> =
-        template.top_fields().filter(|f| f.kind() == FieldKind::Signature).map(|f| f.id()).collect();
-    containers.push((answers.clone(), top_sigs));
-    for group in template.top_fields().filter(|f| f.kind() == FieldKind::Repeat) {
-        let sigs: Vec<&str> = template
-            .fields
-            .iter()
-            .filter(|f| f.kind() == FieldKind::Signature && matches!(f.parent, Parent::Repeat(_)))
-            .filter(|f| template.sub_fields(group.id()).any(|s| s.id() == f.id()))
-            .map(|f| f.id())
-            .collect();
-        if sigs.is_empty() {
-            continue;
-        }
-        if let Ok(Some((Value::Object(_), g))) = doc.get(&answers, group.id()) {
-            if let Ok(Some((Value::Object(_), rows))) = doc.get(&g, "rows") {
-                for key in doc.keys(&rows) {
-                    if let Ok(Some((Value::Object(_), row))) = doc.get(&rows, key.as_str()) {
-                        containers.push((row, sigs.clone()));
-                    }
-                }
-            }
-        }
-    }
-    for (obj, fields) in containers {
-        for f in fields {
-            for (value, op) in doc.get_all(&obj, f).unwrap_or_default() {
-                if !is_new(&op) || !matches!(value, Value::Object(_)) {
-                    continue;
-                }
-                let user = match doc.get(&op, "user") {
-                    Ok(Some((v, _))) => v.as_str().map(str::to_string),
-                    _ => None,
-                };
-                if user.as_deref() != Some(device.user.as_str()) {
-                    return Err(refuse("foreign_signature", format!("signature `{f}` is signed as {user:?}, not as {}", device.user)));
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Rewrites the projection of one record: answers with author and time, computed values, scores,

@@ -35,7 +35,7 @@ use tower::ServiceExt;
 // ---------------------------------------------------------------------------------------------
 
 /// The test functions below, one per family; the total is printed when all of them have run.
-const FAMILIES: usize = 8;
+const FAMILIES: usize = 9;
 
 static TOTAL: Mutex<(usize, usize, usize)> = Mutex::new((0, 0, 0));
 
@@ -1913,3 +1913,149 @@ async fn attempt_sign_in_from(w: &World, from: IpAddr, user: &str, password: &st
     w.call(req).await
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// 9. The rule book: each pushed change judged at the state it was made on.
+// ---------------------------------------------------------------------------------------------
+
+/// A status move as the core writes it (`Record::review_step`): the status and one review step.
+fn review_step(tx: &mut Transaction<'_>, status: &str, action: &str, user: &str, comment: Option<&str>) {
+    tx.put(ROOT, "status", status).expect("status");
+    let review = obj(tx, "review");
+    let n = tx.length(&review);
+    let e = tx.insert_object(&review, n, ObjType::Map).expect("entry");
+    tx.put(&e, "action", action).expect("action");
+    tx.put(&e, "user", user).expect("user");
+    if let Some(c) = comment {
+        tx.put(&e, "comment", c).expect("comment");
+    }
+}
+
+/// The three holes of a relay that judged only the role and the new value (a draft approved, a
+/// return without a comment, an inspector's edit of a submitted record), and their mirror images
+/// (the same acts made at a state where the table allows them are accepted; acts legal where they
+/// were made stand even if the status moved since; an approval seals exactly what it saw). Every
+/// change is crafted the way a modified tablet would send it: Automerge changes by the pushing
+/// user on their own device, on top of a copy of the record.
+#[tokio::test]
+async fn family_9_each_change_is_judged_at_its_own_state() {
+    let mut t = Tally::new("9 rule book");
+    let w = World::new();
+    let a = w.dev("ins-a").clone();
+    let a2 = w.dev("ins-a2").clone();
+    let sup = w.dev("sup1").clone();
+    let me = Some(a.editor().author());
+    let sup_author = Some(sup.editor().author());
+
+    // One attack: the crafted record is refused with its code and stores nothing, and a good new
+    // record of the same device in the same request is accepted.
+    async fn attack(w: &World, t: &mut Tally, user: &str, what: &str, target: &RecordId, changes: Vec<u8>, code: &str) {
+        t.attack(format!("{user}: {what}"));
+        let (doc, status, log) = (w.doc(target), w.status_of(target), w.count("SELECT COUNT(*) FROM changes"));
+        let answers = w.count("SELECT COUNT(*) FROM answers");
+        let good = new_record("baseline-assessment", "s-a", &w.dev(user).editor());
+        let crafted = Push { record: target.to_string(), changes, heads: vec![] };
+        let resp = w.sync(user, vec![crafted, push_of(&good)]).await;
+        assert_eq!(outcomes(&resp), vec![(Outcome::Refused, code.to_string()), (Outcome::Accepted, String::new())], "{what}: {:?}", resp.results);
+        assert_eq!(w.doc(target), doc, "{what}: the record changed");
+        assert_eq!(w.status_of(target), status, "{what}: the status changed");
+        assert_eq!(w.count("SELECT COUNT(*) FROM changes"), log + 1, "{what}: only the good record is logged");
+        assert_eq!(w.count("SELECT COUNT(*) FROM answers"), answers, "{what}: the projection changed");
+        t.refused();
+    }
+    async fn accepted(w: &World, user: &str, what: &str, target: &RecordId, changes: Vec<u8>) {
+        let resp = w.sync(user, vec![Push { record: target.to_string(), changes, heads: vec![] }]).await;
+        assert_eq!(outcomes(&resp), vec![(Outcome::Accepted, String::new())], "{what}: {:?}", resp.results);
+    }
+
+    // 1. A complete draft of ins-a at the relay.
+    let mut r = new_record("inspection-visit", "s-a", &a.editor());
+    shidao_core::sample::fill_completely(&mut r, 1, &mut shidao_core::sample::Rng::new(9)).expect("fill");
+    r.set_answer(&FieldRef::top("visit_focus"), Answer::Text(MARK_A.into())).expect("answer");
+    w.push_ok("ins-a", &r).await;
+    let draft = w.doc(r.id());
+
+    // 2. Hole 1: the supervisor approves the draft (never submitted); and approves it while it is
+    //    a draft "on the tablet", pushed after the record was submitted at the relay: an approve
+    //    of a draft either way. The supervisor submitting a form only inspectors fill, likewise.
+    let c = craft(&draft, sup_author.clone(), None, |tx| review_step(tx, "approved", "approve", "sup1", None));
+    attack(&w, &mut t, "sup1", "approves a draft", r.id(), c, "status_not_allowed").await;
+    let offline_approval = craft(&draft, sup_author.clone(), None, |tx| review_step(tx, "approved", "approve", "sup1", None));
+    let c = craft(&draft, sup_author.clone(), None, |tx| review_step(tx, "submitted", "submit", "sup1", None));
+    attack(&w, &mut t, "sup1", "submits a form only inspectors fill", r.id(), c, "status_not_allowed").await;
+    // An edit by ins-a2 on the draft, made before the submit and pushed after it (mirror: legal
+    // where it was made, so it stands although the relay's status moved).
+    let concurrent = craft(&draft, Some(a2.editor().author()), None, |tx| {
+        let answers = obj(tx, "answers");
+        tx.put(&answers, "lessons_total", 21i64).expect("put");
+    });
+    r.submit().expect("submit");
+    w.push_ok("ins-a", &r).await;
+    assert_eq!(w.status_of(r.id()), "submitted");
+    attack(&w, &mut t, "sup1", "approves the draft it held, after the record was submitted", r.id(), offline_approval, "status_not_allowed").await;
+    let submitted = w.doc(r.id());
+
+    // 3. Hole 3: the inspector edits the answers of the submitted record (a value, a clear).
+    let c = craft(&submitted, me.clone(), None, |tx| {
+        let answers = obj(tx, "answers");
+        tx.put(&answers, "visit_focus", "提交后修改").expect("put");
+    });
+    attack(&w, &mut t, "ins-a", "edits an answer of its submitted record", r.id(), c, "not_allowed").await;
+    let c = craft(&submitted, me.clone(), None, |tx| {
+        let answers = obj(tx, "answers");
+        tx.put(&answers, "visit_focus", automerge::ScalarValue::Null).expect("put");
+    });
+    attack(&w, &mut t, "ins-a", "clears an answer of its submitted record", r.id(), c, "not_allowed").await;
+
+    // 4. Hole 2: the supervisor returns the submitted record without a comment, or a blank one.
+    let c = craft(&submitted, sup_author.clone(), None, |tx| review_step(tx, "returned", "return", "sup1", None));
+    attack(&w, &mut t, "sup1", "returns without a comment", r.id(), c, "comment_required").await;
+    let c = craft(&submitted, sup_author.clone(), None, |tx| review_step(tx, "returned", "return", "sup1", Some("  ")));
+    attack(&w, &mut t, "sup1", "returns with a blank comment", r.id(), c, "comment_required").await;
+    // A status move without its review step, and a review step that moves nothing.
+    let c = craft(&submitted, sup_author.clone(), None, |tx| tx.put(ROOT, "status", "approved").expect("put"));
+    attack(&w, &mut t, "sup1", "approves without a review step", r.id(), c, "status_not_allowed").await;
+
+    // 5. Mirror of hole 3: ins-a2's edit made on the draft stands; the status stays submitted.
+    let sup_copy_before_edit = w.central(r.id()).fork(sup.editor());
+    accepted(&w, "ins-a2", "an edit made on the draft, pushed after the submit", r.id(), concurrent).await;
+    assert_eq!(w.status_of(r.id()), "submitted");
+    assert_eq!(w.central(r.id()).answer(&FieldRef::top("lessons_total")).expect("a").answer, Some(Answer::Integer(21)));
+    // An approval made without that edit (the supervisor's tablet had not seen it) is stale.
+    let mut stale = sup_copy_before_edit;
+    stale.approve(None).expect("the core allows it on the copy it holds");
+    let c = stale.save_after(&Automerge::load(&submitted).expect("doc").get_heads());
+    attack(&w, &mut t, "sup1", "approves a copy without an edit the relay already holds", r.id(), c, "stale_approval").await;
+
+    // 6. Mirror of hole 2: a return with a comment is accepted, then ins-a corrects and submits
+    //    again, and the supervisor approves (through the core's methods, as a tablet does).
+    let mut ret = w.central(r.id()).fork(sup.editor());
+    let before = ret.heads();
+    ret.return_for_correction("请补充证据").expect("return");
+    accepted(&w, "sup1", "a return with a comment", r.id(), ret.save_after(&before)).await;
+    assert_eq!(w.status_of(r.id()), "returned");
+    let mut fix = w.central(r.id()).fork(a.editor());
+    let before = fix.heads();
+    fix.set_answer(&FieldRef::top("visit_focus"), Answer::Text(format!("{MARK_A} 已补充"))).expect("fix");
+    let held = fix.doc().clone();
+    fix.submit().expect("resubmit");
+    accepted(&w, "ins-a", "a correction and a new submit", r.id(), fix.save_after(&before)).await;
+    // Mirror of hole 1: the approval of the submitted record stands, and seals it.
+    let mut ok = w.central(r.id()).fork(sup.editor());
+    let before = ok.heads();
+    ok.approve(None).expect("approve");
+    accepted(&w, "sup1", "an approval of a submitted record", r.id(), ok.save_after(&before)).await;
+    assert_eq!(w.status_of(r.id()), "approved");
+
+    // 7. The late edit: ins-a's tablet still held the returned record (before its resubmit) and
+    //    edits it offline; the edit was legal where it was made but the approval did not see it.
+    let c = craft(&held.save(), me.clone(), None, |tx| {
+        let answers = obj(tx, "answers");
+        tx.put(&answers, "lessons_total", 30i64).expect("put");
+    });
+    attack(&w, &mut t, "ins-a", "an edit made beside the approval, on the returned record", r.id(), c, "sealed").await;
+    let central = w.central(r.id());
+    assert_eq!(central.status(), shidao_core::Status::Approved);
+    assert_eq!(central.answer(&FieldRef::top("lessons_total")).expect("a").answer, Some(Answer::Integer(21)));
+    t.finish();
+}

@@ -305,6 +305,61 @@ expect(teacher.answer == AnswerValue.Text("陈老师") && teacher.by?.user == "l
 val className = lesson.answer("class_name", "zh")
 expect(className.conflicts.mapNotNull { it.by?.user }.toSet() == setOf("wang", "li")) { "both kept: $className" }
 
+// 16b. A note beside an approval. Wang fills and submits a lesson record; Li holds its draft
+//      copy; the supervisor approves it on the relay; Li's note, made offline on her draft, is
+//      refused (`sealed`) and set aside: her tablet shows the approved record without it, lists
+//      the note with the reason, and can show the refused copy; nothing stays refused.
+fun fillLesson(r: FormRecord) {
+    val plain = listOf(
+        "lesson_date" to AnswerValue.Date("2026-03-02"), "purpose" to AnswerValue.Choice("routine"),
+        "grade" to AnswerValue.Choice("g8"), "class_name" to AnswerValue.Text("八(1)班"),
+        "subject" to AnswerValue.Choice("math"), "teacher_name" to AnswerValue.Text("赵老师"),
+        "topic" to AnswerValue.Text("一元一次方程"), "period" to AnswerValue.Integer(1L),
+        "scheduled_start" to AnswerValue.Time("08:00"), "duration" to AnswerValue.Duration(40L),
+        "students_present" to AnswerValue.Integer(40L), "licc_dimensions" to AnswerValue.Choices(listOf("culture")),
+        "strengths" to AnswerValue.LongText("导入自然。"), "problems" to AnswerValue.LongText("练习偏少。"),
+        "suggestions" to AnswerValue.LongText("增加练习。"), "double_coded" to AnswerValue.Bool(false),
+    )
+    for ((f, v) in plain) r.setAnswer(f, v)
+    val snap = r.addRow("snapshots")
+    r.setAnswer("snap_minute", AnswerValue.Integer(5L), snap)
+    r.setAnswer("snap_teacher_activity", AnswerValue.Choice("lecture"), snap)
+    r.setAnswer("snap_most_learning", AnswerValue.Bool(true), snap)
+    r.setAnswer("snap_off_task", AnswerValue.Integer(1L), snap)
+    r.increment("q_recall", 2L)
+    r.increment("q_open", 1L)
+    for (f in listOf("r_goal", "r_content", "r_method", "r_feedback", "r_participation", "r_interest", "r_thinking", "r_outcome")) {
+        r.setAnswer(f, AnswerValue.Rating(3L))
+    }
+    r.sign("teacher_signature", signer = "赵老师")
+}
+val graded = wangStore.createRecord("classroom-observation", "ouhai-a", wang.editor)
+fillLesson(graded)
+expect(graded.read("zh").validation.clean) { "${graded.read("zh").validation.issues}" }
+expect(runBlocking { wangStore.sync() }.refused.isEmpty()) { "Wang's lesson is on the server" }
+runBlocking { liStore.sync() }
+val gradedLi = liStore.openRecord(graded.id(), li.editor)
+graded.submit()
+expect(runBlocking { wangStore.sync() }.refused.isEmpty()) { "the submit is on the server" }
+java.net.URI("${env("SHIDAO_TEST_CONTROL")}/approve/${graded.id()}").toURL().readText()
+val late = AnswerValue.LongText("李：课后补充一条建议。")
+gradedLi.setAnswer("suggestions", late)
+val report = runBlocking { liStore.sync() }
+expect(report.refused.map { it.record to it.code } == listOf(graded.id() to "sealed")) { "${report.refused}" }
+expect(report.setAside.size == 1) { "${report.setAside}" }
+val entry = report.setAside.first()
+expect(entry.record == graded.id() && entry.code == "sealed" && entry.fields == listOf("suggestions")) { "$entry" }
+expect(entry.keptAside == listOf("suggestions") && entry.reapplied.isEmpty()) { "$entry" }
+expect(liStore.setAside(graded.id()) == listOf(entry) && liStore.setAside() == listOf(entry)) { "listed" }
+gradedLi.reload()
+expect(gradedLi.status() == RecordStatus.APPROVED) { "the approval stands on Li's tablet" }
+expect(gradedLi.answer("suggestions", "zh").answer != late) { "the note is not shown as part of the record" }
+val aside = liStore.setAsideRecord(entry.id, li.editor, "zh")
+expect(aside.answers.first { it.field == "suggestions" }.answer == late) { "the refused copy keeps the note" }
+val again = runBlocking { liStore.sync() }
+expect(again.refused.isEmpty() && again.setAside.isEmpty()) { "$again" }
+println("set aside: ${entry.record} ${entry.fields} (${entry.code}: ${entry.reason})")
+
 // 17. A sync waiting on a server that never answers stops at once when cancelled.
 wangStore.setServerUrl(env("SHIDAO_TEST_HANG"))
 val cancel = SyncCancel()
@@ -329,6 +384,8 @@ val revoked = refused<ShidaoException.Unauthorized> { runBlocking { liStore.sync
 expect(revoked.code == "revoked" && revoked.reason.contains("revoked")) { "$revoked" }
 expect(runBlocking { wangStore.sync() }.refused.isEmpty()) { "Wang still syncs" }
 
+gradedLi.close()
+graded.close()
 lessonLi.close()
 lesson.close()
 walk.close()

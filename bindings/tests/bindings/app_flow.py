@@ -2,8 +2,8 @@
 # the Kotlin and Swift apps get): open a store, list the forms, fill a lesson observation with
 # every kind of field, get refused a bad value, read the score, submit; then sync with a real
 # shidao-server on loopback: enrol two tablets, see the other tablet's edit merged and the
-# listener told, fetch a photo, cancel a hung sync, get clear errors for bad addresses and a
-# revoked tablet. Run by `cargo test -p shidao-bindings` (uniffi's foreign-language harness;
+# listener told, see a note made beside an approval set aside (refused, kept, shown), fetch a
+# photo, cancel a hung sync, get clear errors for bad addresses and a revoked tablet. Run by `cargo test -p shidao-bindings` (uniffi's foreign-language harness;
 # tests/foreign.rs starts the server and passes its address and codes as SHIDAO_TEST_* variables).
 
 import asyncio
@@ -200,6 +200,58 @@ teacher = lesson.answer("teacher_name", "zh")
 assert teacher.answer == AnswerValue.TEXT("陈老师") and teacher.by.user == "li", teacher
 assert {c.by.user for c in lesson.answer("class_name", "zh").conflicts} == {"wang", "li"}
 
+
+# 12b. A note beside an approval. Wang fills and submits a lesson record; Li holds its draft
+#      copy; the supervisor approves it on the relay; Li's note, made offline on her draft, is
+#      refused (`sealed`) and set aside: her tablet shows the approved record without it, lists
+#      the note with the reason, and can show the refused copy; nothing stays refused.
+def fill_lesson(r):
+    for f, v in [("lesson_date", AnswerValue.DATE("2026-03-02")), ("purpose", AnswerValue.CHOICE("routine")),
+                 ("grade", AnswerValue.CHOICE("g8")), ("class_name", AnswerValue.TEXT("八(1)班")),
+                 ("subject", AnswerValue.CHOICE("math")), ("teacher_name", AnswerValue.TEXT("赵老师")),
+                 ("topic", AnswerValue.TEXT("一元一次方程")), ("period", AnswerValue.INTEGER(1)),
+                 ("scheduled_start", AnswerValue.TIME("08:00")), ("duration", AnswerValue.DURATION(40)),
+                 ("students_present", AnswerValue.INTEGER(40)), ("licc_dimensions", AnswerValue.CHOICES(["culture"])),
+                 ("strengths", AnswerValue.LONG_TEXT("导入自然。")), ("problems", AnswerValue.LONG_TEXT("练习偏少。")),
+                 ("suggestions", AnswerValue.LONG_TEXT("增加练习。")), ("double_coded", AnswerValue.BOOL(False))]:
+        r.set_answer(f, v)
+    snap = r.add_row("snapshots")
+    r.set_answer("snap_minute", AnswerValue.INTEGER(5), snap)
+    r.set_answer("snap_teacher_activity", AnswerValue.CHOICE("lecture"), snap)
+    r.set_answer("snap_most_learning", AnswerValue.BOOL(True), snap)
+    r.set_answer("snap_off_task", AnswerValue.INTEGER(1), snap)
+    r.increment("q_recall", 2)
+    r.increment("q_open", 1)
+    for f in ["r_goal", "r_content", "r_method", "r_feedback", "r_participation", "r_interest", "r_thinking", "r_outcome"]:
+        r.set_answer(f, AnswerValue.RATING(3))
+    r.sign("teacher_signature", signer="赵老师")
+
+
+graded = wang_store.create_record("classroom-observation", "ouhai-a", wang.editor)
+fill_lesson(graded)
+assert graded.read("zh").validation.clean, graded.read("zh").validation.issues
+assert run(wang_store.sync()).refused == []
+run(li_store.sync())
+graded_li = li_store.open_record(graded.id(), li.editor)
+graded.submit()
+assert run(wang_store.sync()).refused == []
+urllib.request.urlopen(f"{env('SHIDAO_TEST_CONTROL')}/approve/{graded.id()}").read()
+late = AnswerValue.LONG_TEXT("李：课后补充一条建议。")
+graded_li.set_answer("suggestions", late)
+report = run(li_store.sync())
+assert [(r.record, r.code) for r in report.refused] == [(graded.id(), "sealed")], report.refused
+[entry] = report.set_aside
+assert (entry.record, entry.code, entry.fields, entry.kept_aside, entry.reapplied) == \
+    (graded.id(), "sealed", ["suggestions"], ["suggestions"], []), entry
+assert li_store.set_aside(graded.id()) == [entry] and li_store.set_aside() == [entry]
+graded_li.reload()
+assert graded_li.status() == RecordStatus.APPROVED
+assert graded_li.answer("suggestions", "zh").answer != late
+aside = li_store.set_aside_record(entry.id, li.editor, "zh")
+assert next(a for a in aside.answers if a.field == "suggestions").answer == late
+again = run(li_store.sync())
+assert again.refused == [] and again.set_aside == [], again
+print(f"set aside: {entry.record} {entry.fields} ({entry.code}: {entry.reason})")
 
 # 13. A sync waiting on a server that never answers stops at once when cancelled.
 async def cancel_a_hung_sync():

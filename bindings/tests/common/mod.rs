@@ -6,6 +6,9 @@
 //! - `control_url`: `GET {control_url}/revoke/{device}` revokes a device with
 //!   `shidao_server::accounts::revoke_device` (what an admin does), so a script revokes a tablet
 //!   between two of its own steps;
+//! - `GET {control_url}/approve/{record}`: the supervisor `sup` approves a submitted record on
+//!   the relay (what the review page does: the core's `approve`, applied like a push), so a
+//!   script can make an edit of its own land beside an approval;
 //! - `hang_url`: a server that accepts connections and never answers, so a sync waits on the
 //!   network until it is cancelled;
 //! - `unreachable_url`: a loopback port nobody listens on.
@@ -42,6 +45,7 @@ impl Loopback {
             let school = ["ouhai-a".to_string()];
             accounts::add_user(conn, "wang", "王老师", Role::Inspector, Some("ouhai"), &school, None, now).expect("wang");
             accounts::add_user(conn, "li", "李老师", Role::Inspector, Some("ouhai"), &school, None, now).expect("li");
+            accounts::add_user(conn, "sup", "周督导", Role::Supervisor, Some("ouhai"), &[], None, now).expect("sup");
             (accounts::new_enrol_code(conn, "wang", now).expect("code"), accounts::new_enrol_code(conn, "li", now).expect("code"))
         });
 
@@ -53,9 +57,10 @@ impl Loopback {
         let control = TcpListener::bind("127.0.0.1:0").expect("bind control");
         let control_url = format!("http://{}", control.local_addr().expect("addr"));
         let admin = state.clone();
+        let handle = rt.handle().clone();
         std::thread::spawn(move || {
             for stream in control.incoming().flatten() {
-                answer_control(stream, &admin);
+                answer_control(stream, &admin, &handle);
             }
         });
 
@@ -103,8 +108,40 @@ impl Loopback {
     }
 }
 
-/// One request to the control endpoint: `GET /revoke/{device}`.
-fn answer_control(stream: TcpStream, state: &AppState) {
+/// The supervisor approves a record on the relay, as the review page does.
+fn approve(state: &AppState, handle: &tokio::runtime::Handle, record: &str) -> Result<(), String> {
+    use shidao_core::sync::protocol::Push;
+    use shidao_core::{DeviceId, Editor, UserId};
+    let record = record.to_string();
+    handle
+        .block_on(state.blocking_mut(move |conn| {
+            let now = Clock::system().now();
+            // The review page's own device row (`web/records.rs`), which never syncs with a token.
+            conn.execute(
+                "INSERT OR IGNORE INTO devices (id, user_id, name, token_hash, created_at) VALUES ('sup-web', 'sup', 'web', 'web:control', ?1)",
+                [now],
+            )?;
+            let device = accounts::Device {
+                id: "sup-web".into(),
+                user: "sup".into(),
+                name: "web".into(),
+                role: Role::Supervisor,
+                programme: Some("ouhai".into()),
+            };
+            let doc: Vec<u8> = conn.query_row("SELECT doc FROM documents WHERE record_id = ?1", [&record], |r| r.get(0))?;
+            let editor = Editor { user: UserId::new("sup").expect("id"), device: DeviceId::new("sup-web").expect("id"), role: Role::Supervisor };
+            let mut r = shidao_core::Record::load([doc.as_slice()], shidao_server::sync::template_of, editor, Clock::system())
+                .map_err(|e| shidao_server::error::AppError::Internal(e.to_string()))?;
+            let before = r.heads();
+            r.approve(None).map_err(|e| shidao_server::error::AppError::Forbidden(e.to_string()))?;
+            let push = Push { record: record.clone(), changes: r.save_after(&before), heads: r.heads().iter().map(|h| h.to_string()).collect() };
+            shidao_server::sync::apply_one(conn, &device, &push, now)
+        }))
+        .map_err(|e| e.to_string())
+}
+
+/// One request to the control endpoint: `GET /revoke/{device}` or `GET /approve/{record}`.
+fn answer_control(stream: TcpStream, state: &AppState, handle: &tokio::runtime::Handle) {
     let Ok(read_half) = stream.try_clone() else { return };
     let mut reader = BufReader::new(read_half);
     let mut request = String::new();
@@ -120,12 +157,16 @@ fn answer_control(stream: TcpStream, state: &AppState) {
         }
     }
     let path = request.split_whitespace().nth(1).unwrap_or_default();
-    let (status, body) = match path.strip_prefix("/revoke/") {
-        Some(device) => match state.with_db(|conn| accounts::revoke_device(conn, device, Clock::system().now())) {
+    let (status, body) = match (path.strip_prefix("/revoke/"), path.strip_prefix("/approve/")) {
+        (Some(device), _) => match state.with_db(|conn| accounts::revoke_device(conn, device, Clock::system().now())) {
             Ok(()) => ("200 OK", format!("revoked {device}")),
             Err(e) => ("404 Not Found", e.to_string()),
         },
-        None => ("404 Not Found", format!("no such control path {path}")),
+        (_, Some(record)) => match approve(state, handle, record) {
+            Ok(()) => ("200 OK", format!("approved {record}")),
+            Err(e) => ("409 Conflict", e),
+        },
+        _ => ("404 Not Found", format!("no such control path {path}")),
     };
     let mut stream = stream;
     let _ = write!(

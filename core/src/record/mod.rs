@@ -26,6 +26,7 @@
 mod answer;
 mod eval;
 mod read;
+pub mod rules;
 
 use std::sync::Arc;
 
@@ -234,6 +235,9 @@ pub struct Record {
     /// The store's chunk number up to which this copy holds everything on disk; `None` once
     /// another copy wrote a chunk this one has not read.
     pub(crate) stored_seq: Option<i64>,
+    /// The store's generation of the record this copy was loaded at; a set-aside (the record put
+    /// back to the relay's state) starts a new one, and a copy of an older one may not be saved.
+    pub(crate) generation: Option<i64>,
 }
 
 impl std::fmt::Debug for Record {
@@ -322,13 +326,7 @@ fn init_containers<'a>(
 impl Record {
     /// Creates a record of `template` for a school; the first change is the creator's.
     pub fn create(template: Arc<Template>, new: NewRecord, editor: Editor, clock: Clock) -> Result<Record> {
-        if !template.def.filled_by.contains(&editor.role) {
-            return Err(RecordError::NotAllowed {
-                role: editor.role.as_str(),
-                action: "create",
-                status: "new",
-            });
-        }
+        rules::permit(rules::Action::Create, None, &template, editor.role, &new.id)?;
         let mut doc = Automerge::new();
         doc.set_author(Some(editor.author()));
         let time = clock.now();
@@ -353,7 +351,7 @@ impl Record {
             )
             .map_err(|f| f.error)?
             .result;
-        Ok(Record { doc, template, id: new.id, answers, editor, clock, stored: None, stored_seq: None })
+        Ok(Record { doc, template, id: new.id, answers, editor, clock, stored: None, stored_seq: None, generation: None })
     }
 
     /// Loads a saved record (a full save, optionally followed by incremental chunks).
@@ -396,7 +394,7 @@ impl Record {
         let template = templates(&tid, version).ok_or(RecordError::UnknownTemplate { template: tid, version })?;
         let answers = obj(&doc, &ROOT, keys::ANSWERS)?;
         doc.set_author(Some(editor.author()));
-        Ok(Record { doc, template, id, answers, editor, clock, stored: None, stored_seq: None })
+        Ok(Record { doc, template, id, answers, editor, clock, stored: None, stored_seq: None, generation: None })
     }
 
     pub fn id(&self) -> &RecordId {
@@ -471,6 +469,7 @@ impl Record {
             clock: self.clock.clone(),
             stored: None,
             stored_seq: None,
+            generation: None,
         }
     }
 
@@ -508,15 +507,24 @@ impl Record {
             .map_err(|f| f.error)
     }
 
+    /// Asks the rule book whether the editor may take `action` on the record as it stands.
+    fn permit(&self, action: rules::Action) -> Result<&'static rules::Rule> {
+        rules::permit(action, Some(self.status()), &self.template, self.editor.role, &self.id)
+    }
+
     fn may_edit_answers(&self) -> Result<()> {
-        let status = self.status();
-        if status == Status::Approved {
-            return Err(RecordError::Sealed(self.id.clone()));
-        }
-        if status.open_for_filling() || (status == Status::Submitted && self.editor.role.reviews()) {
-            Ok(())
-        } else {
-            Err(RecordError::NotAllowed { role: self.editor.role.as_str(), action: "edit", status: status.as_str() })
+        self.permit(rules::Action::Fill).map(|_| ())
+    }
+
+    /// An edit of one answer: a plain fill, or, when the field holds concurrent values, the
+    /// resolution of that conflict (which reviewers may also make while the record is submitted).
+    fn may_edit_answer(&self, parent: &ObjId, field: &CompiledField) -> Result<()> {
+        match self.may_edit_answers() {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let in_conflict = self.doc.get_all(parent, field.id()).map(|v| v.len() > 1).unwrap_or(false);
+                if in_conflict { self.permit(rules::Action::ResolveConflict).map(|_| ()) } else { Err(e) }
+            }
         }
     }
 
@@ -556,8 +564,13 @@ impl Record {
     /// Sets an answer. The value is checked against the field first; a constraint that can be
     /// judged now (every field it reads is answered) must hold.
     pub fn set_answer(&mut self, at: &FieldRef, answer: Answer) -> Result<()> {
-        self.may_edit_answers()?;
         let field = self.locate(at)?.clone();
+        if matches!(answer, Answer::Signature(_)) {
+            self.permit(rules::Action::Sign)?;
+        } else {
+            let parent = self.container(at)?;
+            self.may_edit_answer(&parent, &field)?;
+        }
         answer::check(&field, &answer)?;
         if let Answer::Signature(s) = &answer {
             if s.user != self.editor.user.as_str() {
@@ -601,9 +614,9 @@ impl Record {
 
     /// Clears an answer (the clear is itself an edit with an author).
     pub fn clear_answer(&mut self, at: &FieldRef) -> Result<()> {
-        self.may_edit_answers()?;
         let field = self.locate(at)?.clone();
         let parent = self.container(at)?;
+        self.may_edit_answer(&parent, &field)?;
         let current = self.read_answer_at(&parent, &field);
         self.change(|tx, _| {
             match field.kind() {
@@ -702,6 +715,11 @@ impl Record {
 
     /// Adds a row to a repeat group at `index` (the end when `None`); returns its stable id.
     pub fn add_row(&mut self, repeat: &str, index: Option<usize>) -> Result<RowId> {
+        self.add_row_as(repeat, index, RowId::random())
+    }
+
+    /// Adds a row with a given id (a row set aside and written again keeps its id).
+    pub(crate) fn add_row_as(&mut self, repeat: &str, index: Option<usize>, row: RowId) -> Result<RowId> {
         self.may_edit_answers()?;
         let (group, rows, order) = self.group(repeat)?;
         let field = self.template.field(repeat).cloned().ok_or_else(|| RecordError::UnknownField(repeat.into()))?;
@@ -711,7 +729,6 @@ impl Record {
                 return Err(RecordError::TooManyRows { field: repeat.into(), max });
             }
         }
-        let row = RowId::random();
         let len = self.doc.length(&order);
         let at = index.unwrap_or(len).min(len);
         let template = self.template.clone();
@@ -805,13 +822,8 @@ impl Record {
     /// Moves the record to `submitted`: by someone who fills this form, from draft or returned,
     /// with no missing answer and no failed constraint.
     pub fn submit(&mut self) -> Result<()> {
-        let status = self.status();
-        if status == Status::Approved {
-            return Err(RecordError::Sealed(self.id.clone()));
-        }
-        if !status.open_for_filling() || !self.template.def.filled_by.contains(&self.editor.role) {
-            return Err(RecordError::NotAllowed { role: self.editor.role.as_str(), action: "submit", status: status.as_str() });
-        }
+        let rule = self.permit(rules::Action::Submit)?;
+        debug_assert_eq!(rule.requires, rules::Requires::CleanValidation);
         let report = self.validate();
         if let Some(first) = report.blocking().next() {
             let n = report.blocking().count();
@@ -822,14 +834,8 @@ impl Record {
 
     /// Sends a submitted record back to its authors with a comment (supervisors and admins).
     pub fn return_for_correction(&mut self, comment: &str) -> Result<()> {
-        let status = self.status();
-        if status == Status::Approved {
-            return Err(RecordError::Sealed(self.id.clone()));
-        }
-        if status != Status::Submitted || !self.editor.role.reviews() {
-            return Err(RecordError::NotAllowed { role: self.editor.role.as_str(), action: "return", status: status.as_str() });
-        }
-        if comment.trim().is_empty() {
+        let rule = self.permit(rules::Action::Return)?;
+        if rule.requires == rules::Requires::Comment && comment.trim().is_empty() {
             return Err(RecordError::CommentRequired);
         }
         self.review_step(Status::Returned, "return", Some(comment))
@@ -837,13 +843,7 @@ impl Record {
 
     /// Approves a submitted record (supervisors and admins); it is sealed from then on.
     pub fn approve(&mut self, comment: Option<&str>) -> Result<()> {
-        let status = self.status();
-        if status == Status::Approved {
-            return Err(RecordError::Sealed(self.id.clone()));
-        }
-        if status != Status::Submitted || !self.editor.role.reviews() {
-            return Err(RecordError::NotAllowed { role: self.editor.role.as_str(), action: "approve", status: status.as_str() });
-        }
+        self.permit(rules::Action::Approve)?;
         self.review_step(Status::Approved, "approve", comment)
     }
 

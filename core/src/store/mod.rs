@@ -10,6 +10,7 @@
 //!   and the error says where; [`Store::salvage`] copies every readable record out of it.
 //! - Records not yet acknowledged by the server are marked dirty until sync says otherwise.
 
+mod aside;
 mod forms;
 mod schema;
 
@@ -21,6 +22,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use aside::SetAside;
 pub use schema::{SchemaError, VERSION as SCHEMA_VERSION};
 
 use crate::ids::{RecordId, SchoolId};
@@ -65,6 +67,8 @@ pub enum StoreError {
     Corrupt { path: PathBuf, moved_to: PathBuf, reason: String },
     #[error("record {0} is not in this store")]
     NotFound(RecordId),
+    #[error("record {0} was put back to the relay's state after a refusal (the refused changes are set aside): open it again")]
+    Stale(RecordId),
     #[error("template {0} v{1} is not known to this store")]
     UnknownTemplate(String, u32),
     #[error("attachment {0} is not in this store")]
@@ -128,6 +132,7 @@ struct Raw {
     snapshot: Vec<u8>,
     chunks: Vec<Vec<u8>>,
     seq: i64,
+    generation: i64,
 }
 
 /// The device's store.
@@ -299,15 +304,16 @@ impl Store {
         let mut record = Record::load(parts, self.resolver(), editor.clone(), self.opts.clock.clone())?;
         record.stored = Some(record.heads());
         record.stored_seq = Some(raw.seq);
+        record.generation = Some(raw.generation);
         Ok(record)
     }
 
     /// A record's rows as stored, read in one transaction so snapshot and chunks agree.
     fn raw(&self, id: &RecordId) -> Result<Raw> {
         let tx = self.conn.unchecked_transaction()?;
-        let (snapshot, seq): (Vec<u8>, i64) = tx
-            .prepare_cached("SELECT snapshot, chunk_seq FROM records WHERE id = ?1")?
-            .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+        let (snapshot, seq, generation): (Vec<u8>, i64, i64) = tx
+            .prepare_cached("SELECT snapshot, chunk_seq, generation FROM records WHERE id = ?1")?
+            .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?
             .ok_or_else(|| StoreError::NotFound(id.clone()))?;
         let chunks = tx
@@ -315,7 +321,7 @@ impl Store {
             .query_map([id.as_str()], |r| r.get(0))?
             .collect::<rusqlite::Result<Vec<Vec<u8>>>>()?;
         tx.commit()?;
-        Ok(Raw { snapshot, chunks, seq })
+        Ok(Raw { snapshot, chunks, seq, generation })
     }
 
     /// Every byte of a record as stored (snapshot then chunks): what sync sends and what a
@@ -360,6 +366,7 @@ impl Store {
                 encode_heads(&heads),
             ])?;
             record.stored_seq = Some(0);
+            record.generation = Some(0);
         } else {
             let bytes = record.save_after(record.stored.as_deref().unwrap_or(&[]));
             self.append_chunk(&tx, record, &bytes)?;
@@ -377,16 +384,27 @@ impl Store {
     fn append_chunk(&self, tx: &rusqlite::Transaction<'_>, record: &mut Record, bytes: &[u8]) -> Result<()> {
         let id_owned = record.id().clone();
         let id = id_owned.as_str();
+        // A copy of an older generation (loaded before a set-aside) would bring the set-aside
+        // changes back: it matches no row, and the caller is told to open the record again.
         let seq: i64 = tx
             .prepare_cached(
                 "UPDATE records SET chunk_seq = chunk_seq + 1, status = ?2, record_date = ?3,
                     updated_at = MAX(updated_at, ?4), dirty = 1, heads = ?5
-                 WHERE id = ?1 RETURNING chunk_seq",
+                 WHERE id = ?1 AND (?6 IS NULL OR generation = ?6) RETURNING chunk_seq",
             )?
             .query_row(
-                params![id, record.status().as_str(), record.date(), record.updated_at().unwrap_or(0), encode_heads(&record.heads())],
+                params![
+                    id,
+                    record.status().as_str(),
+                    record.date(),
+                    record.updated_at().unwrap_or(0),
+                    encode_heads(&record.heads()),
+                    record.generation
+                ],
                 |r| r.get(0),
-            )?;
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::Stale(id_owned.clone()))?;
         tx.prepare_cached("INSERT INTO record_chunks (record_id, seq, bytes) VALUES (?1, ?2, ?3)")?
             .execute(params![id, seq, bytes])?;
         record.stored_seq = record.stored_seq.filter(|known| *known + 1 == seq).map(|_| seq);
@@ -756,6 +774,18 @@ impl Store {
             n += 1;
         }
         Ok(n)
+    }
+
+    /// Whether `record` is of the record's current generation in the store (a copy loaded before
+    /// a set-aside is not, and cannot be saved; load it again).
+    pub fn is_current(&self, record: &Record) -> Result<bool> {
+        let Some(g) = record.generation else { return Ok(true) };
+        let now: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT generation FROM records WHERE id = ?1")?
+            .query_row([record.id().as_str()], |r| r.get(0))
+            .optional()?;
+        Ok(now.is_none_or(|n| n == g))
     }
 
     /// Checks the file's integrity now (the same check `open` runs).

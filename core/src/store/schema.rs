@@ -8,13 +8,13 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// The version [`init`] creates.
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 const SCHEMA: &str = include_str!("sql/schema.sql");
 #[cfg(test)]
 pub(crate) const V1: &str = include_str!("sql/v1.sql");
 const UPGRADES: &[(i64, &str)] =
-    &[(1, include_str!("sql/upgrade_1_to_2.sql")), (2, include_str!("sql/upgrade_2_to_3.sql"))];
+    &[(1, include_str!("sql/upgrade_1_to_2.sql")), (2, include_str!("sql/upgrade_2_to_3.sql")), (3, include_str!("sql/upgrade_3_to_4.sql"))];
 
 /// Why the schema could not be brought up to date.
 #[derive(Debug, thiserror::Error)]

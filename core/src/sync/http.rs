@@ -124,6 +124,8 @@ pub struct Summary {
     pub accepted: usize,
     pub pulled: usize,
     pub refused: Vec<super::Refusal>,
+    /// Refused changes set aside (see `docs/protocol.md`, *Refused changes are set aside*).
+    pub set_aside: Vec<crate::store::SetAside>,
     pub unreadable: Vec<String>,
     /// Attachments uploaded before the rounds.
     pub uploaded: usize,
@@ -354,6 +356,7 @@ impl HttpSync {
             summary.accepted += round.accepted;
             summary.pulled += round.pulled;
             summary.refused.extend(round.refused.iter().cloned());
+            summary.set_aside.extend(round.set_aside.iter().cloned());
             summary.unreadable.extend(round.unreadable.iter().cloned());
             summary.forms_changed |= round.forms_changed;
             progress.pushed += round.accepted;

@@ -7,7 +7,10 @@
 //! between the two, with retries, progress and cancellation.
 //!
 //! What must stay true: a record is marked acknowledged only for heads the server said it stored;
-//! a refused record keeps every local edit (and is not pushed again until it changes); a cut
+//! a record refused by the rule book has its refused changes set aside (kept whole, listed by
+//! [`crate::store::Store::set_asides`]) and is put back to the relay's state with the answers the
+//! rules still allow written again, so a refusal never traps it; a record refused for any other
+//! reason keeps every local edit (and is not pushed again until it changes); a cut
 //! connection at any byte leaves the store as if the round never happened, so the next sync
 //! repeats it (pushes are idempotent on the server, pulls restart from the saved cursor).
 
@@ -21,7 +24,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::RecordId;
 use crate::record::{Editor, RecordError};
-use crate::store::{Store, StoreError};
+use crate::record::rules::RULE_CODES;
+use crate::store::{SetAside, Store, StoreError};
 use protocol::{Outcome, Push, Reference, SyncRequest, SyncResponse, PROTOCOL};
 
 const CURSOR: &str = "sync.cursor";
@@ -66,6 +70,8 @@ pub struct Prepared {
 pub struct Round {
     pub accepted: usize,
     pub refused: Vec<Refusal>,
+    /// Refused changes set aside this round (one entry per refused record the rules refused).
+    pub set_aside: Vec<SetAside>,
     pub pulled: usize,
     /// Pulled records this app cannot open (a newer template version), with the reason.
     pub unreadable: Vec<String>,
@@ -203,6 +209,7 @@ impl SyncClient {
             store.store_form(&f.hash, &f.definition)?;
             round.forms_changed = true;
         }
+        let mut by_rules = Vec::new();
         for result in &resp.results {
             let Some((id, heads)) = prepared.pushed.iter().find(|(id, _)| id.as_str() == result.record) else { continue };
             match result.outcome {
@@ -219,6 +226,9 @@ impl SyncClient {
                         heads: hex_heads(heads),
                     };
                     store.set_meta(&format!("{REFUSED}{id}"), &serde_json::to_string(&refusal).unwrap_or_default())?;
+                    if RULE_CODES.contains(&refusal.code.as_str()) {
+                        by_rules.push(id.clone());
+                    }
                     round.refused.push(refusal);
                 }
                 Outcome::ResendAll => {
@@ -252,6 +262,26 @@ impl SyncClient {
                 Err(e) => return Err(e.into()),
             }
         }
+        // After the pull, so the record goes back to the freshest relay state known.
+        for id in by_rules {
+            let Some(refusal) = round.refused.iter().find(|r| r.record == id.as_str()).cloned() else { continue };
+            if let Some(entry) = store.set_aside(&id, &refusal.code, &refusal.reason, editor)? {
+                if store.unsynced()?.iter().any(|(u, _)| *u == id) {
+                    // Answers written again: they go in the next round (the refusal no longer stands).
+                    if !entry.reapplied.is_empty() {
+                        store.delete_meta(&format!("{REFUSED}{id}"))?;
+                        round.more = true;
+                    } else {
+                        let heads = store.changes_since(&id, Some(&[]))?.1;
+                        let standing = Refusal { heads: hex_heads(&heads), ..refusal };
+                        store.set_meta(&format!("{REFUSED}{id}"), &serde_json::to_string(&standing).unwrap_or_default())?;
+                    }
+                } else {
+                    store.delete_meta(&format!("{REFUSED}{id}"))?;
+                }
+                round.set_aside.push(entry);
+            }
+        }
         if let Some(reference) = &resp.reference {
             store.set_meta(REFERENCE, &serde_json::to_string(reference).unwrap_or_default())?;
             let current = current_forms(reference);
@@ -259,8 +289,7 @@ impl SyncClient {
             store.set_current_forms(&current)?;
             round.forms_changed |= before != current;
             // The forms this reference lists that the store lacks are asked for in the next
-            // round, before any record of them is pulled (the server sends no pulls with new
-            // reference data).
+            // round of the same sync.
             round.more |= !Self::missing_forms(store)?.is_empty();
         }
         store.set_meta(SCOPE, &resp.scope)?;

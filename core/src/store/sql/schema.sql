@@ -1,10 +1,12 @@
--- The current schema of a device store (user_version 3), created in one step on a new store.
+-- The current schema of a device store (user_version 4), created in one step on a new store.
 
 -- records: one row per filled form: its compacted Automerge document and the columns listed on.
 -- dirty: the record has changes the server has not acknowledged. synced_heads: the heads the
 -- server is known to have (NULL: never synced). chunk_seq: the last chunk number handed out; it
 -- only grows, so a copy in memory can tell whether it wrote every chunk since it was loaded.
 -- heads: the record's heads as stored (32-byte hashes), so sync bookkeeping needs no document.
+-- generation: bumped when the record is put back to the relay's state after a refusal (see
+-- set_aside); a copy in memory of an older generation may not be saved.
 CREATE TABLE records (
     id TEXT PRIMARY KEY NOT NULL,
     template_id TEXT NOT NULL,
@@ -18,7 +20,8 @@ CREATE TABLE records (
     dirty INTEGER NOT NULL DEFAULT 1,
     synced_heads BLOB,
     chunk_seq INTEGER NOT NULL DEFAULT 0,
-    heads BLOB
+    heads BLOB,
+    generation INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX records_school ON records (school_id, updated_at);
 CREATE INDEX records_template ON records (template_id, status);
@@ -42,6 +45,25 @@ CREATE TABLE record_authors (
     PRIMARY KEY (user_id, record_id)
 );
 CREATE INDEX record_authors_record ON record_authors (record_id);
+
+-- set_aside: changes the relay refused, kept whole after the record was put back to the relay's
+-- state. changes: the refused Automerge changes (they load on top of the record); base_heads:
+-- the relay's heads they were taken off; heads: the refused copy's heads; fields / acts / reapplied: JSON lists of the field
+-- paths they touched, the review steps they took, and the fields written again as new changes.
+CREATE TABLE set_aside (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    record_id TEXT NOT NULL REFERENCES records (id) ON DELETE CASCADE,
+    at INTEGER NOT NULL,
+    code TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    acts TEXT NOT NULL,
+    reapplied TEXT NOT NULL,
+    base_heads BLOB NOT NULL,
+    heads BLOB NOT NULL,
+    changes BLOB NOT NULL
+);
+CREATE INDEX set_aside_record ON set_aside (record_id);
 
 -- attachments: file bytes (photos, signature strokes) by SHA-256, outside the documents.
 CREATE TABLE attachments (
