@@ -31,6 +31,13 @@ class Seen : ChangeListener {
     }
 }
 
+class FormsHeard : FormsListener {
+    @Volatile var told = 0
+    override fun onFormsChanged() {
+        told += 1
+    }
+}
+
 class Steps : SyncProgress {
     val steps: MutableList<SyncStatus> = java.util.Collections.synchronizedList(mutableListOf<SyncStatus>())
     override fun onProgress(status: SyncStatus) {
@@ -277,6 +284,8 @@ expect(lastStep.done && lastStep.pushed == 2uL && lastStep.bytesSent > 0uL && st
 //     comes from the server when she opens it.
 val liSeen = Seen()
 liStore.setChangeListener(liSeen)
+val liForms = FormsHeard()
+liStore.setFormsListener(liForms)
 val li = runBlocking { liStore.enrol(server, env("SHIDAO_TEST_CODE_LI"), "李老师的平板") }
 val got = runBlocking { liStore.sync() }
 val both = listOf(lesson.id(), walk.id()).sorted()
@@ -359,6 +368,28 @@ expect(aside.answers.first { it.field == "suggestions" }.answer == late) { "the 
 val again = runBlocking { liStore.sync() }
 expect(again.refused.isEmpty() && again.setAside.isEmpty()) { "$again" }
 println("set aside: ${entry.record} ${entry.fields} (${entry.code}: ${entry.reason})")
+
+// 16b. The programme's own 听课评价表 (an XLSForm its admin published on the relay) came with
+//      the first syncs: both tablets offer it beside the built-in forms and Li's forms listener
+//      heard of it. Wang fills one; Li receives it and reads the form's own total.
+val formId = env("SHIDAO_TEST_FORM")
+expect(first.formsChanged && got.formsChanged && liForms.told >= 1) { "$first / $got / ${liForms.told}" }
+for (tablet in listOf(wangStore, liStore)) {
+    val offered = tablet.templates("zh").map { it.id }
+    expect(formId in offered && offered.size == 7) { "$offered" }
+}
+expect(liStore.templates("zh").first { it.id == formId }.title == "听课评价表") { "the form's Chinese title" }
+val tk = wangStore.createRecord(formId, "ouhai-a", wang.editor)
+tk.setAnswer("lesson_date", AnswerValue.Date("2026-11-24"))
+tk.setAnswer("teacher", AnswerValue.Text("赵老师"))
+tk.setAnswer("subject", AnswerValue.Choice("math"))
+for (f in listOf("r_goal", "r_content", "r_method", "r_student", "r_effect")) {
+    tk.setAnswer(f, AnswerValue.Rating(4L))
+}
+expect(runBlocking { wangStore.sync() }.refused.isEmpty()) { "Wang's 听课评价表 accepted" }
+expect(runBlocking { liStore.sync() }.changed == listOf(tk.id())) { "Li receives it" }
+val tkTotal = liStore.openRecord(tk.id(), li.editor).read("zh").computed.first { it.field == "total" }
+expect(tkTotal.number == 80.0) { "$tkTotal" }
 
 // 17. A sync waiting on a server that never answers stops at once when cancelled.
 wangStore.setServerUrl(env("SHIDAO_TEST_HANG"))

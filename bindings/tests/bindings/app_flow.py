@@ -13,7 +13,7 @@ import time
 import urllib.request
 
 from shidao import (
-    AnswerValue, ChangeListener, Editor, FieldKind, RecordFilter, RecordStatus, Role,
+    AnswerValue, ChangeListener, Editor, FieldKind, FormsListener, RecordFilter, RecordStatus, Role,
     ShidaoError, ShidaoStore, SyncCancel, SyncProgress,
 )
 
@@ -24,6 +24,14 @@ def refused(kind, call):
     except kind as e:
         return e
     raise AssertionError(f"expected {kind.__name__}, but the call succeeded")
+
+
+class FormsHeard(FormsListener):
+    def __init__(self):
+        self.told = 0
+
+    def on_forms_changed(self):
+        self.told += 1
 
 
 class Seen(ChangeListener):
@@ -175,6 +183,8 @@ assert steps.steps[-1].done and steps.steps[-1].pushed == 2 and len(steps.steps)
 # 11. Li's tablet enrols and syncs: both records arrive, the listener is told, the photo is fetched.
 li_seen = Seen()
 li_store.set_change_listener(li_seen)
+li_forms = FormsHeard()
+li_store.set_forms_listener(li_forms)
 li = run(li_store.enrol(server, env("SHIDAO_TEST_CODE_LI"), "李老师的平板"))
 got = run(li_store.sync())
 both = sorted([lesson.id(), walk.id()])
@@ -252,6 +262,28 @@ assert next(a for a in aside.answers if a.field == "suggestions").answer == late
 again = run(li_store.sync())
 assert again.refused == [] and again.set_aside == [], again
 print(f"set aside: {entry.record} {entry.fields} ({entry.code}: {entry.reason})")
+
+# 12b. The programme's own 听课评价表 (an XLSForm its admin published on the relay) came with the
+#      first syncs: both tablets offer it beside the built-in forms, Li's forms listener heard of
+#      it. Wang fills one; Li receives it and reads the form's own total.
+form_id = env("SHIDAO_TEST_FORM")
+assert first.forms_changed and got.forms_changed and li_forms.told >= 1, (first, got, li_forms.told)
+for s in (wang_store, li_store):
+    offered = {t.id: t for t in s.templates("zh")}
+    assert form_id in offered and len(offered) == 7, list(offered)
+tingke = offered[form_id]
+assert tingke.title == "听课评价表", tingke.title
+tk = wang_store.create_record(form_id, "ouhai-a", wang.editor)
+tk.set_answer("lesson_date", AnswerValue.DATE("2026-11-24"))
+tk.set_answer("teacher", AnswerValue.TEXT("赵老师"))
+tk.set_answer("subject", AnswerValue.CHOICE("math"))
+for f in ["r_goal", "r_content", "r_method", "r_student", "r_effect"]:
+    tk.set_answer(f, AnswerValue.RATING(4))
+assert run(wang_store.sync()).refused == []
+assert run(li_store.sync()).changed == [tk.id()]
+tk_li = li_store.open_record(tk.id(), li.editor)
+tk_total = {c.field: c for c in tk_li.read("zh").computed}["total"]
+assert tk_total.number == 80.0, tk_total
 
 # 13. A sync waiting on a server that never answers stops at once when cancelled.
 async def cancel_a_hung_sync():

@@ -1,6 +1,7 @@
 //! A real `shidao-server` on loopback for the sync tests, run inside the test process: the relay
 //! (`shidao_server::serve` on a tokio runtime of its own) over a central store in a temp dir,
-//! with a programme, a school, two inspectors and one enrolment code each; plus the helpers the
+//! with a programme (which publishes its own 听课评价表, an XLSForm workbook), a school, two
+//! inspectors and one enrolment code each; plus the helpers the
 //! foreign scripts need to make each step deterministic:
 //!
 //! - `control_url`: `GET {control_url}/revoke/{device}` revokes a device with
@@ -20,6 +21,9 @@ use std::net::{TcpListener, TcpStream};
 
 use shidao_core::{Clock, Role};
 use shidao_server::{accounts, AppState};
+
+/// The form the programme published on the test relay (tests/forms/tingke-pingjia.xlsx).
+pub const FORM: &str = "tingke-pingjia";
 
 pub struct Loopback {
     pub url: String,
@@ -46,6 +50,11 @@ impl Loopback {
             accounts::add_user(conn, "wang", "王老师", Role::Inspector, Some("ouhai"), &school, None, now).expect("wang");
             accounts::add_user(conn, "li", "李老师", Role::Inspector, Some("ouhai"), &school, None, now).expect("li");
             accounts::add_user(conn, "sup", "周督导", Role::Supervisor, Some("ouhai"), &[], None, now).expect("sup");
+            // The district's own 听课评价表, an XLSForm, published as the programme's admin would.
+            let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/forms/tingke-pingjia.xlsx");
+            let bytes = std::fs::read(file).expect("the 听课评价表 workbook");
+            let form = shidao_server::forms::check_file(file, &bytes, false).expect("the workbook imports");
+            shidao_server::forms::publish(conn, "ouhai", &form, "file tingke-pingjia.xlsx", "admin", now).expect("publish");
             (accounts::new_enrol_code(conn, "wang", now).expect("code"), accounts::new_enrol_code(conn, "li", now).expect("code"))
         });
 
@@ -100,6 +109,7 @@ impl Loopback {
             ("SHIDAO_TEST_CONTROL", self.control_url.clone()),
             ("SHIDAO_TEST_HANG", self.hang_url.clone()),
             ("SHIDAO_TEST_UNREACHABLE", self.unreachable_url.clone()),
+            ("SHIDAO_TEST_FORM", FORM.to_string()),
         ]
     }
 
