@@ -171,6 +171,7 @@ fn push(conn: &mut rusqlite::Connection, device: &accounts::Device, record: &str
         push: vec![Push { record: record.to_string(), changes, heads: Vec::new() }],
         max_pull_bytes: None,
         want_forms: vec![],
+        set_aside: vec![],
     };
     match sync::handle(conn, device, req, &Clock::fixed(T0 + 60)) {
         Ok(resp) => resp,

@@ -15,7 +15,7 @@ use automerge::{Automerge, ReadDoc};
 use rusqlite::{params, Connection, OptionalExtension};
 use shidao_core::record::{peek_school, rules, Answer, Record, RecordError, RecordView, Status};
 use shidao_core::sync::protocol::{
-    Outcome, Pull, Push, PushResult, SyncRequest, SyncResponse, DEFAULT_PULL_BYTES, PROTOCOL,
+    Outcome, Pull, Push, PushResult, SetAsideReport, SyncRequest, SyncResponse, DEFAULT_PULL_BYTES, PROTOCOL,
 };
 use shidao_core::template::{builtin_templates, Parent, Role, Template};
 use shidao_core::{Clock, DeviceId, Editor, RecordId, UserId};
@@ -69,6 +69,9 @@ pub fn handle(conn: &mut Connection, device: &Device, req: SyncRequest, clock: &
     if req.request_id.is_empty() || req.request_id.len() > 100 {
         return Err(AppError::BadRequest("request_id must be 1–100 characters".into()));
     }
+    if req.set_aside.len() > 100 {
+        return Err(AppError::BadRequest(format!("set_aside reports {} entries; at most 100 a request", req.set_aside.len())));
+    }
     if req.want_forms.len() > MAX_WANTED_FORMS {
         return Err(AppError::BadRequest(format!("want_forms lists {} forms; at most {MAX_WANTED_FORMS}", req.want_forms.len())));
     }
@@ -114,6 +117,11 @@ pub fn handle(conn: &mut Connection, device: &Device, req: SyncRequest, clock: &
         }
     }
 
+    // Changes the device set aside: kept for reviewers, for records in its scope.
+    for report in &req.set_aside {
+        keep_set_aside(&tx, device, &scope, report, now)?;
+    }
+
     // Pull: from 0 when the scope changed since the device's last sync.
     let cursor = if req.scope.as_deref() == Some(scope.version.as_str()) { req.cursor } else { 0 };
     let limit = req.max_pull_bytes.unwrap_or(DEFAULT_PULL_BYTES).clamp(1024, MAX_PULL_BYTES);
@@ -136,6 +144,24 @@ pub fn handle(conn: &mut Connection, device: &Device, req: SyncRequest, clock: &
     )?;
     tx.commit()?;
     Ok(SyncResponse { protocol: PROTOCOL, cursor: next, more, scope: scope.version, results, pull, reference, forms, server_time: now })
+}
+
+/// Keeps a device's report of changes it set aside, once (a replay changes nothing); a report
+/// about a record the relay lacks or outside the device's scope is left out.
+fn keep_set_aside(conn: &Connection, device: &Device, scope: &Scope, r: &SetAsideReport, now: i64) -> AppResult<()> {
+    let school: Option<String> =
+        conn.prepare_cached("SELECT school_id FROM records WHERE id = ?1")?.query_row([&r.record], |row| row.get(0)).optional()?;
+    if !school.is_some_and(|s| scope.contains(&s)) {
+        tracing::info!(record = %r.record, device = %device.id, "set-aside report about a record outside the scope, left out");
+        return Ok(());
+    }
+    let list = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|e| unreachable!("strings serialise: {e}"));
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO set_asides (record_id, device_id, user_id, at, code, reason, fields, acts, reapplied, changes, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![r.record, device.id, device.user, r.at, r.code, r.reason, list(&r.fields), list(&r.acts), list(&r.reapplied), r.changes, now])?;
+    Ok(())
 }
 
 /// The changes after `cursor` in the device's scope and not pushed by it, up to `limit` bytes.

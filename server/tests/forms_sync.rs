@@ -88,6 +88,7 @@ fn request(reference: Option<String>, want: Vec<String>, push: Vec<Push>) -> Syn
         push,
         max_pull_bytes: None,
         want_forms: want,
+        set_aside: vec![],
     }
 }
 

@@ -61,6 +61,7 @@ impl World {
             push,
             max_pull_bytes: None,
             want_forms: vec![],
+            set_aside: vec![],
         };
         let (status, body) = self.call(sync_request(token, protocol::encode(&req), true)).await;
         assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
@@ -119,7 +120,7 @@ async fn malformed_and_oversized_bodies_are_refused_clearly() {
     let (s, b) = w.call(sync_request(token, br#"{"protocol": 1, "cursor": "x"}"#.to_vec(), false)).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(error_of(&b).reason.contains("not a valid message"), "{:?}", error_of(&b));
-    let wrong = SyncRequest { protocol: 99, request_id: "r".into(), cursor: 0, scope: None, reference: None, push: vec![], max_pull_bytes: None, want_forms: vec![] };
+    let wrong = SyncRequest { protocol: 99, request_id: "r".into(), cursor: 0, scope: None, reference: None, push: vec![], max_pull_bytes: None, want_forms: vec![], set_aside: vec![] };
     let (s, b) = w.call(sync_request(token, protocol::encode(&wrong), true)).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(error_of(&b).reason.contains("protocol 99"));

@@ -55,6 +55,13 @@ impl Browser {
         Browser { http, base: base.to_string(), cookie: format!("shidao_session={session}") }
     }
 
+    /// The record's page as the supervisor sees it.
+    async fn page(&self, record: &str) -> String {
+        let page = self.http.get(format!("{}/records/{record}", self.base)).header("cookie", &self.cookie).send().await.expect("page");
+        assert_eq!(page.status().as_u16(), 200);
+        page.text().await.expect("page")
+    }
+
     /// Presses a review button on the record's page: `approve`, or `return` with a comment.
     async fn review(&self, record: &str, action: &str, comment: &str) {
         let page = self.http.get(format!("{}/records/{record}", self.base)).header("cookie", &self.cookie).send().await.expect("page");
@@ -164,6 +171,21 @@ async fn a_late_edit_beside_an_approval_is_set_aside_and_traps_nothing() {
     assert!(li.store.unsynced().expect("unsynced").is_empty());
     let again = li.sync().await.expect("again");
     assert!(again.refused.is_empty() && again.set_aside.is_empty(), "{again:?}");
+
+    // 7b. The reviewer sees what was set aside: the tablet reported it with its next round; the
+    //     record's page lists Li, the refusal and her note as the refused copy had it, apart from
+    //     the record (which stays as approved). Reported once: another sync adds nothing.
+    let reported = |db: &std::path::Path| -> i64 {
+        let conn = rusqlite::Connection::open(db).expect("open");
+        conn.query_row("SELECT COUNT(*) FROM set_asides WHERE record_id = ?1 AND code = 'sealed' AND user_id = 'li'", [id.as_str()], |r| r.get(0))
+            .expect("count")
+    };
+    assert_eq!(reported(&db), 1);
+    let page = browser.page(id.as_str()).await;
+    let aside = page.split("被搁置的修改").nth(1).expect("a set-aside section on the record page");
+    assert!(aside.contains("李老师") && aside.contains("sealed") && aside.contains("李：晚到的补充"), "{aside}");
+    li.sync().await.expect("once more");
+    assert_eq!(reported(&db), 1);
 
     // 8. Li's next edit of another record reaches the relay: the returned record, where her note
     //    from step 4 already stands, and a new edit of it now that it is returned.

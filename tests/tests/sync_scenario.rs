@@ -120,6 +120,7 @@ async fn a_visit_team_syncs_through_the_relay() {
         push: vec![protocol::Push { record: id.to_string(), changes: stolen, heads: vec![] }],
         max_pull_bytes: None,
         want_forms: vec![],
+        set_aside: vec![],
     };
     let resp = post(&relay.url, &chen.token, &req).await;
     assert_eq!(resp.results[0].outcome, Outcome::Refused);

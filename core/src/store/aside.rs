@@ -277,6 +277,52 @@ impl Store {
         Ok(Some(entry))
     }
 
+    /// Entries the relay has not yet acknowledged a report of, oldest first, with their refused
+    /// changes (left out of a report beyond `max_change_bytes` in all, so a report stays small).
+    pub fn unreported_set_asides(&self, max_change_bytes: usize) -> Result<Vec<(i64, crate::sync::protocol::SetAsideReport)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, record_id, at, code, reason, fields, acts, reapplied, changes FROM set_aside
+             WHERE reported_at IS NULL ORDER BY id LIMIT 100",
+        )?;
+        let list = |s: String| serde_json::from_str::<Vec<String>>(&s).unwrap_or_default();
+        let mut budget = max_change_bytes;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                crate::sync::protocol::SetAsideReport {
+                    record: r.get(1)?,
+                    at: r.get(2)?,
+                    code: r.get(3)?,
+                    reason: r.get(4)?,
+                    fields: list(r.get(5)?),
+                    acts: list(r.get(6)?),
+                    reapplied: list(r.get(7)?),
+                    changes: r.get(8)?,
+                },
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, mut report) = row?;
+            if report.changes.len() > budget {
+                report.changes.clear();
+            }
+            budget -= report.changes.len();
+            out.push((id, report));
+        }
+        Ok(out)
+    }
+
+    /// Notes that the relay acknowledged the reports of these entries.
+    pub fn mark_set_asides_reported(&self, ids: &[i64]) -> Result<()> {
+        let now = self.opts.clock.now();
+        let mut stmt = self.conn.prepare_cached("UPDATE set_aside SET reported_at = ?2 WHERE id = ?1")?;
+        for id in ids {
+            stmt.execute(rusqlite::params![id, now])?;
+        }
+        Ok(())
+    }
+
     /// The changes set aside, newest first: of one record, or of every record.
     pub fn set_asides(&self, record: Option<&RecordId>) -> Result<Vec<SetAside>> {
         let mut stmt = self.conn.prepare_cached(

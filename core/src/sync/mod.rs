@@ -61,6 +61,8 @@ pub struct Refusal {
 pub struct Prepared {
     pub request: SyncRequest,
     pushed: Vec<(RecordId, Vec<ChangeHash>)>,
+    /// The set-aside entries this request reports.
+    reported: Vec<i64>,
     /// More unacknowledged records wait beyond this request's size limit.
     pub more_to_push: bool,
 }
@@ -180,6 +182,9 @@ impl SyncClient {
             push.push(Push { record: id.to_string(), changes, heads: hex });
             pushed.push((id, heads));
         }
+        // Changes set aside are reported once, beside the pushes, so reviewers see them.
+        let (reported, set_aside): (Vec<i64>, Vec<_>) =
+            store.unreported_set_asides(self.max_push_bytes / 4)?.into_iter().unzip();
         let request = SyncRequest {
             protocol: PROTOCOL,
             request_id: uuid::Uuid::new_v4().to_string(),
@@ -189,8 +194,9 @@ impl SyncClient {
             push,
             max_pull_bytes: Some(self.max_pull_bytes),
             want_forms: Self::missing_forms(store)?,
+            set_aside,
         };
-        Ok(Prepared { request, pushed, more_to_push })
+        Ok(Prepared { request, pushed, reported, more_to_push })
     }
 
     /// Applies the server's response to the store. `editor` is the device's user (pulled records
@@ -199,6 +205,8 @@ impl SyncClient {
         if resp.protocol != PROTOCOL {
             return Err(SyncError::Protocol(resp.protocol));
         }
+        // The relay answered: it holds the reports of the set-aside entries this request carried.
+        store.mark_set_asides_reported(&prepared.reported)?;
         // Every delivered definition is checked before anything of the round is stored.
         for f in &resp.forms {
             Store::check_form(&f.hash, &f.definition)

@@ -58,6 +58,30 @@ pub struct SyncRequest {
     /// left out) once the device holds every form of its programme.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub want_forms: Vec<String>,
+    /// Changes the device set aside after a refusal by the rules, reported once so that
+    /// reviewers see them beside the record (left out when there are none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set_aside: Vec<SetAsideReport>,
+}
+
+/// One entry a device set aside (`Store::set_asides`), as the relay keeps it for reviewers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetAsideReport {
+    pub record: String,
+    /// When the device set it aside (its clock, seconds).
+    pub at: i64,
+    /// The relay's refusal code and reason.
+    pub code: String,
+    pub reason: String,
+    /// The answers the refused changes touched, the review steps they took, and the answers
+    /// written again as new changes.
+    pub fields: Vec<String>,
+    pub acts: Vec<String>,
+    pub reapplied: Vec<String>,
+    /// The refused Automerge changes (empty when they were too large to report).
+    #[serde(with = "b64")]
+    pub changes: Vec<u8>,
 }
 
 /// The changes of one record the server has not acknowledged.
@@ -267,6 +291,7 @@ mod tests {
             push: vec![Push { record: "x".into(), changes: vec![0, 1, 2, 255], heads: vec!["ab".into()] }],
             max_pull_bytes: None,
             want_forms: Vec::new(),
+            set_aside: Vec::new(),
         };
         let bytes = encode(&req);
         assert_eq!(decode::<SyncRequest>(&bytes, true).expect("decodes"), req);

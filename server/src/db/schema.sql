@@ -276,3 +276,23 @@ CREATE TABLE form_versions (
     PRIMARY KEY (programme_id, template_id, version)
 );
 CREATE INDEX form_versions_hash ON form_versions (hash);
+
+-- set_asides: changes a device set aside after the relay refused them by the rules (an edit made
+-- beside an approval, say), as the device reported them, so reviewers see beside the record what
+-- did not become part of it. changes: the refused Automerge changes (empty when too large to
+-- report); fields / acts / reapplied: JSON lists.
+CREATE TABLE set_asides (
+    record_id TEXT NOT NULL REFERENCES records (id),
+    device_id TEXT NOT NULL REFERENCES devices (id),
+    user_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    code TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    acts TEXT NOT NULL,
+    reapplied TEXT NOT NULL,
+    changes BLOB NOT NULL,
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (record_id, device_id, at)
+);
+CREATE INDEX set_asides_device ON set_asides (device_id);

@@ -129,6 +129,70 @@ fn load(conn: &Connection, user: &WebUser, id: &str, now: i64) -> AppResult<(Rec
     Ok((record, school_name, programme))
 }
 
+/// What tablets set aside of this record after the relay refused it (an edit made beside an
+/// approval, say): who, when, why, and each answer as the refused copy had it. None of it is part
+/// of the record.
+fn set_asides_html(conn: &Connection, lang: Lang, record: &Record, programme: &str, now: i64) -> AppResult<String> {
+    type Row = (String, i64, String, String, String, String, Vec<u8>);
+    let rows: Vec<Row> = conn
+        .prepare_cached(
+            "SELECT user_id, at, code, reason, fields, reapplied, changes FROM set_asides WHERE record_id = ?1 ORDER BY at, device_id",
+        )?
+        .query_map([record.id().as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    if rows.is_empty() {
+        return Ok(String::new());
+    }
+    let t = record.template();
+    let mut h = format!(
+        r#"<h2 class="flag">{}</h2><p class="muted">{}</p><table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>"#,
+        lang.t("被搁置的修改", "Changes set aside"),
+        lang.t(
+            "以下修改在平板上完成，但因不符合审核规则被退回，未进入本记录；已保存在填写人的平板上。",
+            "These edits were made on a tablet but refused by the review rules; they are not part of this record and are kept on the author's tablet."
+        ),
+        lang.t("填写人 · 时间", "By · when"),
+        lang.t("原因", "Why"),
+        lang.t("项目", "Field"),
+        lang.t("被搁置的内容", "Set-aside value"),
+    );
+    for (user, at, code, reason, fields, reapplied, changes) in rows {
+        // The refused copy: this record plus the refused changes, when they still apply.
+        let copy = (!changes.is_empty())
+            .then(|| automerge::Automerge::load(&record.save()).ok())
+            .flatten()
+            .and_then(|mut doc| doc.load_incremental(&changes).ok().map(|_| doc))
+            .and_then(|doc| Record::from_doc(doc, crate::forms::resolver(conn, programme), record.editor().clone(), Clock::fixed(now)).ok());
+        let list = |s: &str| serde_json::from_str::<Vec<String>>(s).unwrap_or_default();
+        let again = list(&reapplied);
+        for (i, f) in list(&fields).iter().filter(|f| !again.contains(f)).enumerate() {
+            let (field, row) = f.split_once('@').map_or((f.as_str(), None), |(a, b)| (a, Some(b)));
+            let label = t.field(field).map(|c| c.def.label.get(lang.code()).to_string()).unwrap_or_else(|| f.clone());
+            let at_ref = match row.and_then(|r| shidao_core::RowId::new(r).ok()) {
+                Some(r) => shidao_core::FieldRef::in_row(field, &r),
+                None => shidao_core::FieldRef::top(field),
+            };
+            let value = copy
+                .as_ref()
+                .and_then(|c| c.answer(&at_ref).ok())
+                .and_then(|a| a.answer)
+                .and_then(|a| t.field(field).map(|cf| a.display(cf, lang.code())))
+                .unwrap_or_default();
+            let who = if i == 0 { format!("{} · {}", author_name(conn, &user), when(at)) } else { String::new() };
+            let why = if i == 0 { format!("{code}: {reason}") } else { String::new() };
+            h.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&who),
+                esc(&why),
+                esc(&label),
+                esc(&value)
+            ));
+        }
+    }
+    h.push_str("</table>");
+    Ok(h)
+}
+
 fn web_editor(user: &WebUser) -> AppResult<Editor> {
     Ok(Editor {
         user: UserId::new(&user.id).map_err(|e| AppError::Internal(e.to_string()))?,
@@ -171,7 +235,7 @@ pub async fn view(State(state): State<AppState>, user: WebUser, lang: Lang, Path
     let u = user.clone();
     let (title, body) = state
         .blocking(move |conn| {
-            let (record, school, _) = load(conn, &u, &id, now)?;
+            let (record, school, programme) = load(conn, &u, &id, now)?;
             let v = record.read();
             let t = record.template().clone();
             let title = format!("{} · {}", t.def.title.get(lang.code()), school);
@@ -188,6 +252,7 @@ pub async fn view(State(state): State<AppState>, user: WebUser, lang: Lang, Path
             if !v.status_conflicts.is_empty() {
                 h.push_str(&format!("<p class=\"flag\">{}: {}</p>", lang.t("状态有并存的值", "Concurrent status values"), esc(&v.status_conflicts.join(" / "))));
             }
+            h.push_str(&set_asides_html(conn, lang, &record, &programme, now)?);
             // Review: log, and the forms while it awaits review.
             if !v.review.is_empty() {
                 h.push_str(&format!("<h2>{}</h2><ul>", lang.t("审核记录", "Review")));

@@ -61,7 +61,9 @@ CREATE TABLE set_aside (
     reapplied TEXT NOT NULL,
     base_heads BLOB NOT NULL,
     heads BLOB NOT NULL,
-    changes BLOB NOT NULL
+    changes BLOB NOT NULL,
+    -- reported_at: when the relay acknowledged the report of it (reviewers see it there).
+    reported_at INTEGER
 );
 CREATE INDEX set_aside_record ON set_aside (record_id);
 

@@ -1,4 +1,5 @@
--- user_version 3 → 4: the form definitions this device holds beyond the built-in ones.
+-- user_version 3 → 4: the form definitions this device holds beyond the built-in ones, and
+-- whether the relay has had the report of each change set aside.
 
 -- forms: every form version delivered by sync or added by the app, as its definition (JSON) by
 -- content hash (SHA-256 of the JSON). Never deleted: a record opens with the version it was made
@@ -11,3 +12,6 @@ CREATE TABLE forms (
     added_at INTEGER NOT NULL
 );
 CREATE INDEX forms_template ON forms (template_id, version);
+
+-- reported_at: when the relay acknowledged the report of a set-aside (reviewers see it there).
+ALTER TABLE set_aside ADD COLUMN reported_at INTEGER;
