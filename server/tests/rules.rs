@@ -350,3 +350,49 @@ async fn abandoned_uploads_are_swept_and_start_again() {
     let resp = app(w.state.clone()).oneshot(head(&cut)).await.unwrap();
     assert_eq!(resp.headers()["upload-complete"], "1");
 }
+
+/// A device's report of changes it set aside is kept once, for records in its scope only; a
+/// report about another school's record is left out, and a request with over 100 is a clear 400.
+#[tokio::test]
+async fn set_aside_reports_are_kept_once_and_only_within_scope() {
+    use shidao_core::sync::protocol::SetAsideReport;
+    let w = World::new();
+    let (insp, sup) = (w.editor(0, Role::Inspector), w.editor(2, Role::Supervisor));
+    let mine = new_record("inspection-visit", "s-a", &insp);
+    let theirs = new_record("baseline-assessment", "s-b", &sup);
+    assert_eq!(outcome(&w.sync(&w.devices[0].2, vec![push_of(&mine)]).await).0, Outcome::Accepted);
+    assert_eq!(outcome(&w.sync(&w.devices[2].2, vec![push_of(&theirs)]).await).0, Outcome::Accepted);
+    let report = |record: &Record| SetAsideReport {
+        record: record.id().to_string(),
+        at: 1_790_000_000,
+        code: "sealed".into(),
+        reason: "approved meanwhile".into(),
+        fields: vec!["visit_focus".into()],
+        acts: vec![],
+        reapplied: vec![],
+        changes: vec![],
+    };
+    let send = |reports: Vec<SetAsideReport>| {
+        let req = SyncRequest {
+            protocol: PROTOCOL,
+            request_id: uuid::Uuid::new_v4().to_string(),
+            cursor: 0,
+            scope: None,
+            reference: None,
+            push: vec![],
+            max_pull_bytes: None,
+            want_forms: vec![],
+            set_aside: reports,
+        };
+        sync_request(&w.devices[0].2, protocol::encode(&req), true)
+    };
+    // Twice the same report, and one about a school the inspector does not work in.
+    for _ in 0..2 {
+        let (s, b) = w.call(send(vec![report(&mine), report(&theirs)])).await;
+        assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    }
+    assert_eq!(w.count(&format!("SELECT COUNT(*) FROM set_asides WHERE record_id = '{}'", mine.id())), 1);
+    assert_eq!(w.count(&format!("SELECT COUNT(*) FROM set_asides WHERE record_id = '{}'", theirs.id())), 0);
+    let (s, b) = w.call(send((0..101).map(|_| report(&mine)).collect())).await;
+    assert_eq!((s, error_of(&b).code.as_str()), (StatusCode::BAD_REQUEST, "bad_request"));
+}
