@@ -60,6 +60,24 @@ impl SetAside {
     }
 }
 
+/// The columns [`entry_of`] reads, in its order.
+const ENTRY_COLUMNS: &str = "id, record_id, at, code, reason, fields, acts, reapplied";
+
+/// A `set_aside` row (selected as [`ENTRY_COLUMNS`]) as an entry.
+fn entry_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<SetAside> {
+    let list = |s: String| serde_json::from_str::<Vec<String>>(&s).unwrap_or_default();
+    Ok(SetAside {
+        id: r.get(0)?,
+        record: r.get(1)?,
+        at: r.get(2)?,
+        code: r.get(3)?,
+        reason: r.get(4)?,
+        fields: list(r.get(5)?),
+        acts: list(r.get(6)?),
+        reapplied: list(r.get(7)?),
+    })
+}
+
 /// What the refused changes did, read from the patches between the relay's state and the copy.
 fn touched(doc: &Automerge, base: &[ChangeHash]) -> (Vec<FieldRef>, Vec<String>) {
     let mut fields = BTreeSet::new();
@@ -280,35 +298,27 @@ impl Store {
     /// Entries the relay has not yet acknowledged a report of, oldest first, with their refused
     /// changes (left out of a report beyond `max_change_bytes` in all, so a report stays small).
     pub fn unreported_set_asides(&self, max_change_bytes: usize) -> Result<Vec<(i64, crate::sync::protocol::SetAsideReport)>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, record_id, at, code, reason, fields, acts, reapplied, changes FROM set_aside
-             WHERE reported_at IS NULL ORDER BY id LIMIT 100",
-        )?;
-        let list = |s: String| serde_json::from_str::<Vec<String>>(&s).unwrap_or_default();
+        let mut stmt = self.conn.prepare_cached(&format!("SELECT {ENTRY_COLUMNS}, changes FROM set_aside WHERE reported_at IS NULL ORDER BY id LIMIT 100"))?;
+        let rows = stmt.query_map([], |r| Ok((entry_of(r)?, r.get::<_, Vec<u8>>(8)?)))?;
         let mut budget = max_change_bytes;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                crate::sync::protocol::SetAsideReport {
-                    record: r.get(1)?,
-                    at: r.get(2)?,
-                    code: r.get(3)?,
-                    reason: r.get(4)?,
-                    fields: list(r.get(5)?),
-                    acts: list(r.get(6)?),
-                    reapplied: list(r.get(7)?),
-                    changes: r.get(8)?,
-                },
-            ))
-        })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, mut report) = row?;
-            if report.changes.len() > budget {
-                report.changes.clear();
+            let (e, mut changes) = row?;
+            if changes.len() > budget {
+                changes.clear();
             }
-            budget -= report.changes.len();
-            out.push((id, report));
+            budget -= changes.len();
+            let report = crate::sync::protocol::SetAsideReport {
+                record: e.record,
+                at: e.at,
+                code: e.code,
+                reason: e.reason,
+                fields: e.fields,
+                acts: e.acts,
+                reapplied: e.reapplied,
+                changes,
+            };
+            out.push((e.id, report));
         }
         Ok(out)
     }
@@ -325,23 +335,9 @@ impl Store {
 
     /// The changes set aside, newest first: of one record, or of every record.
     pub fn set_asides(&self, record: Option<&RecordId>) -> Result<Vec<SetAside>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, record_id, at, code, reason, fields, acts, reapplied FROM set_aside
-             WHERE ?1 IS NULL OR record_id = ?1 ORDER BY id DESC",
-        )?;
-        let list = |s: String| serde_json::from_str::<Vec<String>>(&s).unwrap_or_default();
-        let rows = stmt.query_map([record.map(RecordId::as_str)], |r| {
-            Ok(SetAside {
-                id: r.get(0)?,
-                record: r.get(1)?,
-                at: r.get(2)?,
-                code: r.get(3)?,
-                reason: r.get(4)?,
-                fields: list(r.get(5)?),
-                acts: list(r.get(6)?),
-                reapplied: list(r.get(7)?),
-            })
-        })?;
+        let mut stmt =
+            self.conn.prepare_cached(&format!("SELECT {ENTRY_COLUMNS} FROM set_aside WHERE ?1 IS NULL OR record_id = ?1 ORDER BY id DESC"))?;
+        let rows = stmt.query_map([record.map(RecordId::as_str)], entry_of)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
