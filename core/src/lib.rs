@@ -10,6 +10,7 @@
 
 pub mod expr;
 pub mod ids;
+pub mod migrate;
 pub mod record;
 pub mod sample;
 pub mod store;

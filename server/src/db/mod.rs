@@ -1,21 +1,28 @@
 //! The central store: one SQLite file (WAL, `synchronous=FULL`), created on first start.
 //!
 //! `PRAGMA user_version` holds the schema version; [`open`] creates the current schema on a new
-//! file and upgrades an older one step by step (each step one IMMEDIATE transaction).
+//! file and upgrades an older one step by step, through the same runner as the device store
+//! ([`shidao_core::migrate`]).
 
 use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
+use shidao_core::migrate::{MigrateError, Schema};
 
 pub const VERSION: i64 = 5;
-const SCHEMA: &str = include_str!("schema.sql");
-/// `(from, sql)`: the step from version `from` to `from + 1`.
-const UPGRADES: &[(i64, &str)] = &[
-    (1, include_str!("upgrade_1_to_2.sql")),
-    (2, include_str!("upgrade_2_to_3.sql")),
-    (3, include_str!("upgrade_3_to_4.sql")),
-    (4, include_str!("upgrade_4_to_5.sql")),
-];
+
+/// The central store's schema: the current one, and the steps up from every older version.
+pub const SCHEMA: Schema = Schema {
+    name: "central store",
+    version: VERSION,
+    fresh: include_str!("schema.sql"),
+    upgrades: &[
+        (1, include_str!("upgrade_1_to_2.sql")),
+        (2, include_str!("upgrade_2_to_3.sql")),
+        (3, include_str!("upgrade_3_to_4.sql")),
+        (4, include_str!("upgrade_4_to_5.sql")),
+    ],
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -23,8 +30,20 @@ pub enum DbError {
     TooNew { path: String, found: i64 },
     #[error("central store {path}: {source}")]
     Sql { path: String, source: rusqlite::Error },
+    #[error("{path}: {source}")]
+    Schema { path: String, source: MigrateError },
     #[error("central store {path}: {reason}")]
     Setup { path: String, reason: String },
+}
+
+impl DbError {
+    fn of_schema(path: &str, e: MigrateError) -> DbError {
+        match e {
+            MigrateError::TooNew { found, .. } => DbError::TooNew { path: path.to_string(), found },
+            MigrateError::Sql(source) => DbError::Sql { path: path.to_string(), source },
+            source => DbError::Schema { path: path.to_string(), source },
+        }
+    }
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -50,10 +69,7 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
     )
     .map_err(sql)?;
     configure(&conn).map_err(sql)?;
-    init(&mut conn).map_err(|e| match e {
-        InitError::TooNew(found) => DbError::TooNew { path: p.clone(), found },
-        InitError::Sql(source) => DbError::Sql { path: p.clone(), source },
-    })?;
+    SCHEMA.init(&mut conn).map_err(|e| DbError::of_schema(&p, e))?;
     Ok(conn)
 }
 
@@ -61,49 +77,18 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
 pub fn open_in_memory() -> Result<Connection, DbError> {
     let mut conn = Connection::open_in_memory().map_err(|source| DbError::Sql { path: ":memory:".into(), source })?;
     conn.pragma_update(None, "foreign_keys", "ON").map_err(|source| DbError::Sql { path: ":memory:".into(), source })?;
-    init(&mut conn).map_err(|e| match e {
-        InitError::TooNew(found) => DbError::TooNew { path: ":memory:".into(), found },
-        InitError::Sql(source) => DbError::Sql { path: ":memory:".into(), source },
-    })?;
+    SCHEMA.init(&mut conn).map_err(|e| DbError::of_schema(":memory:", e))?;
     Ok(conn)
 }
 
-enum InitError {
-    TooNew(i64),
-    Sql(rusqlite::Error),
-}
-
-impl From<rusqlite::Error> for InitError {
-    fn from(e: rusqlite::Error) -> Self {
-        InitError::Sql(e)
-    }
-}
-
+#[cfg(test)]
 fn version(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+    shidao_core::migrate::version(conn)
 }
 
-fn init(conn: &mut Connection) -> Result<(), InitError> {
-    loop {
-        let v = version(conn)?;
-        if v > VERSION {
-            return Err(InitError::TooNew(v));
-        }
-        if v == VERSION {
-            return Ok(());
-        }
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let now = version(&tx)?;
-        if now == 0 {
-            tx.execute_batch(SCHEMA)?;
-            tx.pragma_update(None, "user_version", VERSION)?;
-        } else if now == v {
-            let step = UPGRADES.iter().find(|(from, _)| *from == v).map(|(_, s)| *s).ok_or(rusqlite::Error::InvalidQuery)?;
-            tx.execute_batch(step)?;
-            tx.pragma_update(None, "user_version", v + 1)?;
-        }
-        tx.commit()?;
-    }
+#[cfg(test)]
+fn init(conn: &mut Connection) -> Result<(), MigrateError> {
+    SCHEMA.init(conn)
 }
 
 #[cfg(test)]
@@ -125,27 +110,8 @@ mod tests {
         assert_eq!(mode, "wal");
     }
 
-    /// Tables with their columns and foreign keys, and indexes, however the SQL was written.
     fn shape(conn: &Connection) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut stmt = conn.prepare("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name").expect("master");
-        let rows: Vec<(String, String, Option<String>)> =
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).expect("rows").collect::<Result<_, _>>().expect("rows");
-        for (ty, name, sql) in rows {
-            if ty == "table" {
-                let mut cols = conn.prepare(&format!("PRAGMA table_xinfo({name})")).expect("cols");
-                let mut c: Vec<String> = cols
-                    .query_map([], |r| Ok(format!("{}:{}:{}:{:?}:{}", r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?, r.get::<_, Option<String>>(4)?, r.get::<_, i64>(5)?)))
-                    .expect("cols")
-                    .collect::<Result<_, _>>()
-                    .expect("cols");
-                c.sort();
-                out.push(format!("table {name} {c:?}"));
-            } else {
-                out.push(format!("{ty} {name} {:?}", sql.map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))));
-            }
-        }
-        out
+        shidao_core::migrate::shape(conn).expect("shape")
     }
 
     #[test]
@@ -259,7 +225,7 @@ mod tests {
         let mut old = Connection::open(dir.path().join("old.db")).expect("old");
         old.pragma_update(None, "foreign_keys", "OFF").expect("pragma");
         old.execute_batch(include_str!("v1.sql")).expect("v1");
-        old.execute_batch(UPGRADES[0].1).expect("v2");
+        old.execute_batch(SCHEMA.upgrades[0].1).expect("v2");
         old.pragma_update(None, "user_version", 2).expect("version");
         old.execute("ATTACH DATABASE ?1 AS fresh", [fresh_path.to_str().expect("path")]).expect("attach");
         old.execute_batch(
@@ -310,8 +276,8 @@ mod tests {
         let mut old = Connection::open(dir.path().join("old.db")).expect("old");
         old.pragma_update(None, "foreign_keys", "ON").expect("pragma");
         old.execute_batch(include_str!("v1.sql")).expect("v1");
-        old.execute_batch(UPGRADES[0].1).expect("v2");
-        old.execute_batch(UPGRADES[1].1).expect("v3");
+        old.execute_batch(SCHEMA.upgrades[0].1).expect("v2");
+        old.execute_batch(SCHEMA.upgrades[1].1).expect("v3");
         old.pragma_update(None, "user_version", 3).expect("version");
         old.execute_batch(&format!(
             "INSERT INTO programmes (id, name) VALUES ('p', '项目');
