@@ -5,7 +5,7 @@
 //! given seed.
 
 use crate::record::{Answer, AttachmentRef, FieldRef, Record, RecordError, Result};
-use crate::template::{CompiledField, FieldKind, Parent};
+use crate::template::{CompiledField, FieldKind};
 
 /// A small deterministic random source (xorshift64*), enough for test data.
 #[derive(Debug, Clone)]
@@ -208,7 +208,3 @@ pub fn fill_completely(record: &mut Record, rows: usize, rng: &mut Rng) -> Resul
     Ok(())
 }
 
-/// Where a field lives, for generators that pick fields at random.
-pub fn is_top(f: &CompiledField) -> bool {
-    f.parent == Parent::Top
-}

@@ -246,15 +246,6 @@ impl std::fmt::Debug for Record {
     }
 }
 
-/// Reads the template id and version a saved record was made from, without a template at hand.
-pub fn peek_template(bytes: &[u8]) -> Result<(String, u32)> {
-    let doc = load_doc(bytes)?;
-    let meta = obj(&doc, &ROOT, keys::META)?;
-    let template = get_str(&doc, &meta, "template").ok_or_else(|| RecordError::Corrupt("no template in meta".into()))?;
-    let version = get_int(&doc, &meta, "version").ok_or_else(|| RecordError::Corrupt("no version in meta".into()))?;
-    Ok((template, u32::try_from(version).map_err(|_| RecordError::Corrupt("bad version".into()))?))
-}
-
 /// The school a record's document is about, read without a template at hand: the relay finds
 /// the programme (and so the form registry) a pushed record belongs to before it opens it.
 pub fn peek_school(doc: &Automerge) -> Result<SchoolId> {
@@ -721,7 +712,7 @@ impl Record {
     /// Adds a row with a given id (a row set aside and written again keeps its id).
     pub(crate) fn add_row_as(&mut self, repeat: &str, index: Option<usize>, row: RowId) -> Result<RowId> {
         self.may_edit_answers()?;
-        let (group, rows, order) = self.group(repeat)?;
+        let (_, rows, order) = self.group(repeat)?;
         let field = self.template.field(repeat).cloned().ok_or_else(|| RecordError::UnknownField(repeat.into()))?;
         let count = self.row_ids(repeat)?.len();
         if let Some(max) = field.def.max_rows {
@@ -732,7 +723,6 @@ impl Record {
         let len = self.doc.length(&order);
         let at = index.unwrap_or(len).min(len);
         let template = self.template.clone();
-        let _ = group;
         self.change(|tx, _| {
             let row_obj = tx.put_object(&rows, row.as_str(), ObjType::Map)?;
             init_containers(tx, &row_obj, template.sub_fields(repeat))?;

@@ -757,25 +757,6 @@ impl Store {
         Ok(report)
     }
 
-    /// Rebuilds the listing columns of every record from its document (after a template change).
-    pub fn reindex(&self, editor: &Editor) -> Result<usize> {
-        let ids: Vec<String> = {
-            let mut stmt = self.conn.prepare("SELECT id FROM records")?;
-            stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
-        };
-        let mut n = 0;
-        for id in ids {
-            let Ok(id) = RecordId::new(id) else { continue };
-            let r = self.load(&id, editor)?;
-            self.conn.execute(
-                "UPDATE records SET status = ?2, record_date = ?3 WHERE id = ?1",
-                params![id.as_str(), r.status().as_str(), r.date()],
-            )?;
-            n += 1;
-        }
-        Ok(n)
-    }
-
     /// Whether `record` is of the record's current generation in the store (a copy loaded before
     /// a set-aside is not, and cannot be saved; load it again).
     pub fn is_current(&self, record: &Record) -> Result<bool> {

@@ -288,9 +288,6 @@ impl CompiledField {
     pub fn kind(&self) -> FieldKind {
         self.def.kind
     }
-    pub fn required_always(&self) -> bool {
-        matches!(self.def.required, Required::Always(true))
-    }
     /// The option with this code, if the field has one.
     pub fn option(&self, value: &str) -> Option<&Choice> {
         self.def.options.iter().find(|c| c.value == value)
