@@ -6,6 +6,7 @@ pub mod auth;
 mod export;
 mod forms;
 pub mod page;
+mod programme;
 mod records;
 mod reports;
 pub mod throttle;
@@ -203,4 +204,8 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/forms/preview", post(forms::preview).layer(DefaultBodyLimit::max(forms::UPLOAD_LIMIT)))
         .route("/admin/forms/publish", post(forms::publish).layer(DefaultBodyLimit::max(forms::PUBLISH_LIMIT)))
         .route("/admin/forms/retire", post(forms::retire))
+        .route("/admin/programme", get(programme::page))
+        .route("/admin/programme/rule", post(programme::set_rule))
+        .route("/admin/programme/term", post(programme::add_term))
+        .route("/admin/programme/team", post(programme::team))
 }
