@@ -1,5 +1,5 @@
-//! Administration from the command line: programmes, schools, users, tasks, enrolment codes and
-//! devices. Each command is one function over the central store, printing what it did.
+//! Administration from the command line: programmes (with their rule books, terms and expert
+//! teams), schools, users, tasks, enrolment codes and devices. Each command is one function over the central store, printing what it did.
 
 use std::path::PathBuf;
 

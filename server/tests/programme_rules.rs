@@ -254,6 +254,12 @@ fn every_change_is_recorded_with_who_before_and_after() {
     assert_eq!((h.len(), h[0].after.is_none()), (n + 1, true));
     let listed = run(&c, &["rules-history", "--programme", "oh"]).expect("history");
     assert!(listed.lines().nth(1).is_some_and(|l| l.contains("expert_team") && l.ends_with("(absent)")), "{listed}");
+    // What `rules --json` prints, `set-rules` reads back unchanged.
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("book.json");
+    std::fs::write(&file, run(&c, &["rules", "--programme", "oh", "--json"]).expect("json")).expect("write");
+    let said = run(&c, &["set-rules", "--programme", "oh", file.to_str().expect("path")]).expect("set-rules");
+    assert!(said.ends_with("0 rule(s) changed"), "{said}");
     let shown = run(&c, &["rules", "--programme", "oh"]).expect("rules");
     assert!(shown.contains("expert_team\t未规定"), "{shown}");
     assert!(shown.contains("校长每学期听评课 ≥ 30 节（每人），在本校\t「实行校长进课堂制度，每学期在本校听评课不少于30节」《瓯海区初中全面提升行动计划》"), "{shown}");

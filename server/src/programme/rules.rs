@@ -335,10 +335,8 @@ impl Rules {
                 return Err(err(&rule, "role", format!("unknown role `{}` (one of {})", q.role, roles())));
             }
             check_min(&rule, "min", q.min)?;
-            if let Some(p) = &q.purpose {
-                if p.trim().is_empty() {
-                    return Err(err(&rule, "purpose", "name a lesson purpose value (e.g. principal) or leave it out"));
-                }
+            if q.purpose.as_deref().is_some_and(|p| p.trim().is_empty()) {
+                return Err(err(&rule, "purpose", "name a lesson purpose value (e.g. principal) or leave it out"));
             }
             check_source(&rule, &q.source)?;
         }
