@@ -256,10 +256,10 @@ impl Store {
         let io = |source| StoreError::Io { path: path.clone(), source };
         // An interrupted rewrite (encryption, rekey) never replaced the store: drop what it left.
         crypt::remove_leftover(&path).map_err(io)?;
-        if let Some(key) = key {
-            if crypt::file_kind(&path).map_err(io)? == crypt::FileKind::Plain {
-                Store::encrypt_plain(&path, key, &opts)?;
-            }
+        if let Some(key) = key
+            && crypt::file_kind(&path).map_err(io)? == crypt::FileKind::Plain
+        {
+            Store::encrypt_plain(&path, key, &opts)?;
         }
         let existed = path.exists();
         let attempt = (|| -> Result<(Connection, forms::Catalogue)> {
@@ -294,10 +294,10 @@ impl Store {
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        if let Some(key) = key {
-            if !crypt::apply_key(&conn, key)? {
-                return Err(StoreError::WrongKey(path.to_path_buf()));
-            }
+        if let Some(key) = key
+            && !crypt::apply_key(&conn, key)?
+        {
+            return Err(StoreError::WrongKey(path.to_path_buf()));
         }
         configure(&conn, durability)?;
         Ok(conn)
@@ -855,10 +855,10 @@ impl Store {
     fn salvage_from(&self, damaged: &Path, key: Option<&StoreKey>, editor: &Editor) -> Result<SalvageReport> {
         let mut report = SalvageReport::default();
         let src = Connection::open_with_flags(damaged, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-        if let Some(key) = key {
-            if !crypt::apply_key(&src, key)? {
-                return Err(StoreError::WrongKey(damaged.to_path_buf()));
-            }
+        if let Some(key) = key
+            && !crypt::apply_key(&src, key)?
+        {
+            return Err(StoreError::WrongKey(damaged.to_path_buf()));
         }
         let ids: Vec<String> = match src.prepare("SELECT id FROM records") {
             Ok(mut stmt) => match stmt.query_map([], |r| r.get::<_, String>(0)) {
