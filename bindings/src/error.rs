@@ -53,6 +53,11 @@ pub enum ShidaoError {
     /// aside (never deleted) and `reason` says where; `ShidaoStore.salvage` recovers its records.
     #[error("storage: {reason}")]
     Storage { reason: String },
+    /// The key given to `ShidaoStore.openEncrypted` (or `rekey`, `salvage`) does not open the
+    /// store file, or is not 32 bytes. Nothing was changed: the file is as it was. Ask the
+    /// keystore for the right key; never delete the file.
+    #[error("wrong key: {reason}")]
+    WrongKey { reason: String },
     /// Anything else, including an internal error (a bug), with a reason to log.
     #[error("{reason}")]
     Other { reason: String },
@@ -76,6 +81,7 @@ impl From<StoreError> for ShidaoError {
                 ShidaoError::Storage { reason }
             }
             StoreError::Template(_) => ShidaoError::Other { reason },
+            StoreError::WrongKey(_) => ShidaoError::WrongKey { reason },
         }
     }
 }

@@ -9,7 +9,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use shidao_core::store::{Store, StoreOptions};
+use shidao_core::store::{Store, StoreKey, StoreOptions};
 use shidao_core::{RecordId, SchoolId};
 
 use crate::error::{guard, Result, ShidaoError};
@@ -71,6 +71,14 @@ impl std::fmt::Debug for ShidaoStore {
     }
 }
 
+/// The key an app passed, checked for length; the app's bytes are wiped either way.
+fn store_key(bytes: Vec<u8>) -> Result<StoreKey> {
+    let len = bytes.len();
+    StoreKey::from_vec(bytes).ok_or_else(|| ShidaoError::WrongKey {
+        reason: format!("a store key is {} bytes, this one has {len}", StoreKey::LEN),
+    })
+}
+
 impl ShidaoStore {
     fn wrap(store: Store) -> Arc<Self> {
         Arc::new(ShidaoStore {
@@ -101,10 +109,49 @@ impl ShidaoStore {
         guard(|| Ok(Self::wrap(Store::open_with(path, StoreOptions { durability: durability.into(), ..Default::default() })?)))
     }
 
+    /// Opens (or creates) the store at `path` encrypted at rest with `key`: 32 bytes the app
+    /// keeps in the platform's keystore (Android Keystore, iOS Keychain; see bindings/README.md),
+    /// never on disk beside the store. A plain store at `path` is encrypted on this first open
+    /// (a crash in the middle leaves it whole, plain or encrypted). A key that does not open the
+    /// file, or is not 32 bytes, is `WrongKey`, and the file is left as it is.
+    #[uniffi::constructor]
+    pub fn open_encrypted(path: String, key: Vec<u8>) -> Result<Arc<Self>> {
+        guard(|| {
+            let key = store_key(key)?;
+            Ok(Self::wrap(Store::open_encrypted(path, &key)?))
+        })
+    }
+
+    /// `open_encrypted` with the given durability.
+    #[uniffi::constructor]
+    pub fn open_encrypted_with(path: String, key: Vec<u8>, durability: Durability) -> Result<Arc<Self>> {
+        guard(|| {
+            let key = store_key(key)?;
+            Ok(Self::wrap(Store::open_encrypted_with(path, &key, StoreOptions { durability: durability.into(), ..Default::default() })?))
+        })
+    }
+
     /// A store in memory, gone when dropped: for previews and tests.
     #[uniffi::constructor]
     pub fn open_in_memory() -> Result<Arc<Self>> {
         guard(|| Ok(Self::wrap(Store::open_in_memory()?)))
+    }
+
+    /// Encrypts the store with a new 32-byte key (a plain store becomes encrypted). The file is
+    /// written anew beside the old one and replaces it: a crash leaves every record under the old
+    /// key or under the new one. Store the new key in the keystore before calling, and keep the
+    /// old one until this returns. Needs the only open store on the file (else `Storage`,
+    /// nothing changed).
+    pub fn rekey(&self, new_key: Vec<u8>) -> Result<()> {
+        guard(|| {
+            let key = store_key(new_key)?;
+            Ok(self.shared.store().rekey(&key)?)
+        })
+    }
+
+    /// Whether the store is encrypted at rest.
+    pub fn is_encrypted(&self) -> Result<bool> {
+        guard(|| Ok(self.shared.store().is_encrypted()))
     }
 
     /// Every template this store can fill, with labels in `lang` (`"zh"` or `"en"`; anything

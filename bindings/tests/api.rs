@@ -202,3 +202,21 @@ fn templates_come_in_both_languages_with_nested_rows() -> Result<(), ShidaoError
     assert!(team.sub_fields[0].required);
     Ok(())
 }
+
+#[test]
+fn an_encrypted_store_refuses_a_wrong_key_and_rekeys() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("shidao.db").display().to_string();
+    let store = ShidaoStore::open_encrypted(path.clone(), vec![1; 32])?;
+    assert!(store.is_encrypted()?);
+    store.create_record("classroom-observation".into(), "s1".into(), inspector())?;
+    let e = ShidaoStore::open_encrypted(path.clone(), vec![2; 32]).err().ok_or("a wrong key must not open the store")?;
+    assert!(matches!(&e, ShidaoError::WrongKey { reason } if reason.contains("does not open with this key")), "{e:?}");
+    let e = ShidaoStore::open_encrypted(path.clone(), vec![1; 31]).err().ok_or("a short key must be refused")?;
+    assert!(matches!(&e, ShidaoError::WrongKey { reason } if reason.contains("32 bytes")), "{e:?}");
+    store.rekey(vec![3; 32])?;
+    drop(store);
+    assert!(matches!(ShidaoStore::open_encrypted(path.clone(), vec![1; 32]), Err(ShidaoError::WrongKey { .. })));
+    assert_eq!(ShidaoStore::open_encrypted(path, vec![3; 32])?.count_records()?, 1);
+    Ok(())
+}

@@ -2,7 +2,8 @@
 // forms, fill a lesson observation with every kind of field, get refused a bad value, read the
 // score, take in another tablet's copy, submit; then sync with a real shidao-server on loopback:
 // enrol two tablets, see the other tablet's edit merged and the listener told, fetch a photo,
-// cancel a hung sync, get clear errors for bad addresses and a revoked tablet.
+// cancel a hung sync, reopen Li's encrypted store (a wrong key refused), get clear errors for
+// bad addresses and a revoked tablet.
 // Run by `cargo test -p shidao-bindings` (uniffi's foreign-language harness; tests/foreign.rs
 // starts the server and passes its address and enrolment codes as SHIDAO_TEST_* variables).
 
@@ -259,8 +260,12 @@ val reused = refused<ShidaoException.Unauthorized> {
 }
 expect(reused.code == "bad_code") { "a code works once: $reused" }
 
-// 13. Bad server addresses give a clear Network error (and do not use up Li's code).
-val liStore = ShidaoStore.open(dir.resolve("li.db").toString())
+// 13. Li's tablet keeps its store encrypted at rest, with a 32-byte key from the Android Keystore
+//     (here random). Bad server addresses give a clear Network error (and do not use up Li's code).
+val liPath = dir.resolve("li.db").toString()
+val liKey = ByteArray(32).also { java.security.SecureRandom().nextBytes(it) }
+var liStore = ShidaoStore.openEncrypted(liPath, liKey)
+expect(liStore.isEncrypted() && !wangStore.isEncrypted()) { "only Li's store is encrypted" }
 val notUrl = refused<ShidaoException.Network> { runBlocking { liStore.enrol("shidao.example.cn", env("SHIDAO_TEST_CODE_LI"), "李老师的平板") } }
 expect(notUrl.reason.contains("bad server address")) { notUrl.reason }
 val nobody = refused<ShidaoException.Network> { runBlocking { liStore.enrol(env("SHIDAO_TEST_UNREACHABLE"), env("SHIDAO_TEST_CODE_LI"), "李老师的平板") } }
@@ -408,7 +413,28 @@ expect(outcome.exceptionOrNull() is ShidaoException.Cancelled) { "$outcome" }
 expect(cancel.isCancelled()) { "stays cancelled" }
 wangStore.setServerUrl(server)
 
-// 18. Li's tablet is revoked by the admin: her next sync is refused with the reason; Wang's
+// 18. Li's app restarts: a wrong key (or one that is not 32 bytes) is refused and changes
+//     nothing; the right key opens the store with its enrolment, records and photo, and it syncs.
+//     Nothing Li's tablet holds is readable in its files.
+val liCount = liStore.countRecords()
+liStore.close()
+val wrongKey = refused<ShidaoException.WrongKey> { ShidaoStore.openEncrypted(liPath, ByteArray(32) { 7 }) }
+expect(wrongKey.reason.contains("does not open with this key")) { wrongKey.reason }
+refused<ShidaoException.WrongKey> { ShidaoStore.openEncrypted(liPath, ByteArray(16)) }
+liStore = ShidaoStore.openEncrypted(liPath, liKey)
+expect(liStore.isEncrypted() && liStore.enrolment() == li && liStore.countRecords() == liCount) { "Li's store after reopening" }
+expect(liStore.attachment(photoHash).bytes.contentEquals(photo)) { "the photo is kept, encrypted" }
+expect(runBlocking { liStore.sync() }.refused.isEmpty()) { "the reopened store syncs" }
+fun holds(haystack: ByteArray, needle: ByteArray) =
+    (0..haystack.size - needle.size).any { i -> needle.indices.all { haystack[i + it] == needle[it] } }
+for (f in java.io.File(dir.toString()).listFiles()!!.filter { it.name.startsWith("li.db") }) {
+    val bytes = f.readBytes()
+    for (marker in listOf("勾股定理", "陈老师", "wang")) {
+        expect(!holds(bytes, marker.toByteArray())) { "${f.name} shows \"$marker\" without the key" }
+    }
+}
+
+// 19. Li's tablet is revoked by the admin: her next sync is refused with the reason; Wang's
 //     goes on.
 java.net.URI("${env("SHIDAO_TEST_CONTROL")}/revoke/${li.editor.device}").toURL().readText()
 val revoked = refused<ShidaoException.Unauthorized> { runBlocking { liStore.sync() } }

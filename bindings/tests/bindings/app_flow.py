@@ -161,8 +161,12 @@ assert wang_store.enrolment() == wang
 e = refused(ShidaoError.Unauthorized, lambda: run(ShidaoStore.open_in_memory().enrol(server, env("SHIDAO_TEST_CODE_WANG"), "x")))
 assert e.code == "bad_code", e
 
-# 9. Bad addresses: a clear Network error, and Li's code is not used up.
-li_store = ShidaoStore.open(os.path.join(tmp, "li.db"))
+# 9. Li's store is encrypted at rest with a 32-byte key (from the platform's keystore; here
+#    random). Bad addresses: a clear Network error, and Li's code is not used up.
+li_path = os.path.join(tmp, "li.db")
+li_key = os.urandom(32)
+li_store = ShidaoStore.open_encrypted(li_path, li_key)
+assert li_store.is_encrypted() and not wang_store.is_encrypted()
 e = refused(ShidaoError.Network, lambda: run(li_store.enrol("shidao.example.cn", env("SHIDAO_TEST_CODE_LI"), "x")))
 assert "bad server address" in e.reason, e.reason
 e = refused(ShidaoError.Network, lambda: run(li_store.enrol(env("SHIDAO_TEST_UNREACHABLE"), env("SHIDAO_TEST_CODE_LI"), "x")))
@@ -304,7 +308,26 @@ wang_store.set_server_url(env("SHIDAO_TEST_HANG"))
 print(f"cancel took effect in {run(cancel_a_hung_sync()) * 1000:.0f} ms")
 wang_store.set_server_url(server)
 
-# 14. Li's tablet is revoked: her next sync is refused with the reason; Wang's goes on.
+# 14. Li's app restarts: a wrong key (or a short one) is refused and changes nothing; the right
+#     key opens the store with its enrolment, records and photo, and it syncs. Nothing in its
+#     files is readable without the key.
+li_count = li_store.count_records()
+del li_store
+e = refused(ShidaoError.WrongKey, lambda: ShidaoStore.open_encrypted(li_path, bytes(32)))
+assert "does not open with this key" in e.reason, e.reason
+refused(ShidaoError.WrongKey, lambda: ShidaoStore.open_encrypted(li_path, b"short"))
+li_store = ShidaoStore.open_encrypted(li_path, li_key)
+assert li_store.is_encrypted() and li_store.enrolment() == li and li_store.count_records() == li_count
+assert li_store.attachment(photo_hash).bytes == photo
+assert run(li_store.sync()).refused == []
+for name in os.listdir(tmp):
+    if name.startswith("li.db"):
+        with open(os.path.join(tmp, name), "rb") as f:
+            raw = f.read()
+        for marker in ["勾股定理", "陈老师", "wang"]:
+            assert marker.encode() not in raw, f"{name} shows {marker!r} without the key"
+
+# 15. Li's tablet is revoked: her next sync is refused with the reason; Wang's goes on.
 urllib.request.urlopen(f"{env('SHIDAO_TEST_CONTROL')}/revoke/{li.editor.device}").read()
 e = refused(ShidaoError.Unauthorized, lambda: run(li_store.sync()))
 assert e.code == "revoked" and "revoked" in e.reason, e

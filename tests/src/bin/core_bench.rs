@@ -1,14 +1,15 @@
 //! Benchmark of the device core: durable edit latency, opening and listing a large store, loading
 //! a much-edited record, the size of a filled observation, and peak memory.
 //!
-//! Run: `cargo run --release -p shidao-tests --bin core-bench` (add `-- --quick` for a short run).
+//! Run: `cargo run --release -p shidao-tests --bin core-bench` (add `-- --quick` for a short run,
+//! `-- --encrypted` to measure an encrypted store (SQLCipher) beside the plain one in the same run).
 //! The last line is a `key=value` summary; `docs/benchmarks.md` records a run.
 
 use std::time::{Duration, Instant};
 
 use shidao_core::record::Answer;
 use shidao_core::sample::{fill_completely, Rng};
-use shidao_core::store::{Durability, RecordFilter, Store, StoreOptions};
+use shidao_core::store::{Durability, RecordFilter, Store, StoreKey, StoreOptions};
 use shidao_core::template::FieldKind;
 use shidao_core::{FieldRef, Role, SchoolId};
 use shidao_tests::{person, school};
@@ -36,6 +37,12 @@ fn peak_rss_kb() -> u64 {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    let encrypted = std::env::args().any(|a| a == "--encrypted");
+    let key = StoreKey::from([0x5c; 32]);
+    let open = |path: &std::path::Path, opts: StoreOptions, key: Option<&StoreKey>| match key {
+        Some(k) => Store::open_encrypted_with(path, k, opts),
+        None => Store::open_with(path, opts),
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     let inspector = person("bench-insp", Role::Inspector);
     let mut summary: Vec<(String, String)> = Vec::new();
@@ -43,9 +50,13 @@ fn main() {
     // 1. One answer edit made durable, on a file store: FULL (the default, survives a power cut)
     //    and NORMAL (survives a killed app), measured in the same run.
     let edits = if quick { 300 } else { 3000 };
-    for (name, durability) in [("full", Durability::Full), ("normal", Durability::Normal)] {
+    let mut variants = vec![("full", Durability::Full, None), ("normal", Durability::Normal, None)];
+    if encrypted {
+        variants.extend([("full_enc", Durability::Full, Some(&key)), ("normal_enc", Durability::Normal, Some(&key))]);
+    }
+    for (name, durability, key) in variants {
         let opts = StoreOptions { durability, ..Default::default() };
-        let store = Store::open_with(dir.path().join(format!("edits-{name}.db")), opts).expect("store");
+        let store = open(&dir.path().join(format!("edits-{name}.db")), opts, key).expect("store");
         let mut r = store.create("classroom-observation", &school("s-1"), &inspector).expect("create");
         let t = r.template().clone();
         let targets: Vec<_> = t
@@ -104,31 +115,51 @@ fn main() {
             }
         }
         println!("seeded {n_records} records in {:.1}s", seed_start.elapsed().as_secs_f64());
-        let mut opens = Vec::new();
-        let mut lists = Vec::new();
-        let mut listed = 0;
-        for _ in 0..7 {
+        let mut variants: Vec<(&str, std::path::PathBuf, Option<&StoreKey>)> = vec![("", path.clone(), None)];
+        if encrypted {
+            // The same store encrypted on its first open with a key (what an app update does).
+            let enc = dir.path().join("big-enc.db");
+            std::fs::copy(&path, &enc).expect("copy");
             let start = Instant::now();
-            let store = Store::open(&path).expect("open");
-            opens.push(start.elapsed());
-            for _ in 0..5 {
-                let start = Instant::now();
-                let rows = store.list(&RecordFilter { school: Some(school("school-07")), ..Default::default() }).expect("list");
-                lists.push(start.elapsed());
-                listed = rows.len();
-            }
+            drop(Store::open_encrypted(&enc, &key).expect("encrypt"));
+            let ms = start.elapsed().as_secs_f64() * 1000.0;
+            let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+            println!(
+                "encrypt plain store of {n_records} on first keyed open: {ms:.0}ms ({} B plain, {} B encrypted)",
+                size(&path),
+                size(&enc)
+            );
+            summary.push(("encrypt_10k_ms".into(), format!("{ms:.0}")));
+            variants.push(("_enc", enc, Some(&key)));
         }
-        opens.sort();
-        lists.sort();
-        println!(
-            "open store of {n_records}: median={:.1}ms; list one school ({listed} records): median={:.2}ms p99={:.2}ms",
-            us(percentile(&opens, 0.5)) / 1000.0,
-            us(percentile(&lists, 0.5)) / 1000.0,
-            us(percentile(&lists, 0.99)) / 1000.0
-        );
-        summary.push(("open_10k_ms".into(), format!("{:.1}", us(percentile(&opens, 0.5)) / 1000.0)));
-        summary.push(("list_school_ms".into(), format!("{:.2}", us(percentile(&lists, 0.5)) / 1000.0)));
-        summary.push(("list_school_rows".into(), listed.to_string()));
+        for (suffix, path, key) in variants {
+            let mut opens = Vec::new();
+            let mut lists = Vec::new();
+            let mut listed = 0;
+            for _ in 0..7 {
+                let start = Instant::now();
+                let store = open(&path, StoreOptions::default(), key).expect("open");
+                opens.push(start.elapsed());
+                for _ in 0..5 {
+                    let start = Instant::now();
+                    let rows = store.list(&RecordFilter { school: Some(school("school-07")), ..Default::default() }).expect("list");
+                    lists.push(start.elapsed());
+                    listed = rows.len();
+                }
+            }
+            opens.sort();
+            lists.sort();
+            println!(
+                "open{} store of {n_records}: median={:.1}ms; list one school ({listed} records): median={:.2}ms p99={:.2}ms",
+                if key.is_some() { " encrypted" } else { "" },
+                us(percentile(&opens, 0.5)) / 1000.0,
+                us(percentile(&lists, 0.5)) / 1000.0,
+                us(percentile(&lists, 0.99)) / 1000.0
+            );
+            summary.push((format!("open_10k{suffix}_ms"), format!("{:.1}", us(percentile(&opens, 0.5)) / 1000.0)));
+            summary.push((format!("list_school{suffix}_ms"), format!("{:.2}", us(percentile(&lists, 0.5)) / 1000.0)));
+            summary.push((format!("list_school{suffix}_rows"), listed.to_string()));
+        }
     }
 
     // 3. Load a record with 500 edits (as stored: snapshot plus chunks since the last compaction).
