@@ -503,8 +503,12 @@ pub fn scheduled(db: &Path, attachments: &Path, schedule: &Schedule, now: i64) -
         .collect();
     complete.sort();
     while complete.len() > schedule.keep {
+        // Renamed first, so a backup half removed never looks complete (the next backup removes
+        // what an interrupted removal left).
         let old = complete.remove(0);
-        std::fs::remove_dir_all(&old).map_err(|e| io_err("cannot remove the old backup", &old, e))?;
+        let going = partial_of(&old);
+        std::fs::rename(&old, &going).map_err(|e| io_err("cannot remove the old backup", &old, e))?;
+        std::fs::remove_dir_all(&going).map_err(|e| io_err("cannot remove the old backup", &going, e))?;
     }
     Ok((dest, manifest))
 }
