@@ -300,4 +300,29 @@ mod tests {
             assert!(err.contains(says), "{args:?}: {err}");
         }
     }
+
+    fn schedule_of(args: &[&str]) -> Result<Option<crate::backup::Schedule>, String> {
+        let cli = Cli::try_parse_from(["shidao-server", "serve"].iter().chain(args)).map_err(|e| e.to_string())?;
+        match cli.command {
+            Some(Command::Serve { backups, .. }) => Ok(backups.schedule()),
+            other => Err(format!("not serve: {other:?}")),
+        }
+    }
+
+    #[test]
+    fn backup_flags_parse_with_defaults_and_refuse_bad_values_clearly() {
+        assert!(schedule_of(&[]).expect("none").is_none());
+        let s = schedule_of(&["--backup-dir", "/b"]).expect("valid").expect("a schedule");
+        assert_eq!((s.dir, s.every, s.keep), (PathBuf::from("/b"), Duration::from_secs(6 * 3600), 7));
+        let s = schedule_of(&["--backup-dir", "/b", "--backup-every", "30m", "--backup-keep", "3"]).expect("valid").expect("a schedule");
+        assert_eq!((s.every, s.keep), (Duration::from_secs(1800), 3));
+        for (args, says) in [
+            (&["--backup-every", "6h"][..], "backup-dir"),
+            (&["--backup-dir", "/b", "--backup-every", "6 hours"][..], "the unit must be"),
+            (&["--backup-dir", "/b", "--backup-keep", "0"][..], "backup-keep"),
+        ] {
+            let err = schedule_of(args).expect_err("refused");
+            assert!(err.contains(says), "{args:?}: {err}");
+        }
+    }
 }
