@@ -332,6 +332,10 @@ async fn unwritable_or_full_destinations_and_tampered_backups_fail_clearly_and_c
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(relay.log().contains("not-a-folder"), "the log names the folder:\n{}", relay.log());
+    // A second relay on the same store is refused while this one serves.
+    let second = Command::new(relay_bin()).arg("--db").arg(&db).args(["serve", "--listen", "127.0.0.1:0"]).output().expect("second relay");
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success() && said.contains("cannot serve: a relay (or a restore) is using"), "{said}");
     let mut t = tablets.into_iter().next().expect("tablet");
     t.reconnect(&relay.url);
     let mut rng = Rng::new(9);
