@@ -13,6 +13,14 @@ use crate::error::{AppError, AppResult};
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
+    /// Take a consistent copy of the central store and its attachments into the folder DEST
+    /// (which must not exist), while the relay serves; verified before it is complete.
+    Backup { dest: PathBuf },
+    /// Check a backup folder whole (manifest, database, records, attachments) without restoring.
+    VerifyBackup { src: PathBuf },
+    /// Bring a backup back as the central store (refused while a relay serves the store); the
+    /// replaced store is kept beside it.
+    Restore { src: PathBuf },
     /// Create or rename a programme; with --preset, with the rule book, schools and targets of one
     /// of the five programme documents (yangpu, qingdao, yufeng, taicang, ouhai).
     AddProgramme {
@@ -221,6 +229,9 @@ fn read(path: &PathBuf) -> AppResult<String> {
 /// Runs one admin command; returns what to print.
 pub fn run(conn: &Connection, cmd: AdminCommand, now: i64) -> AppResult<String> {
     Ok(match cmd {
+        AdminCommand::Backup { .. } | AdminCommand::VerifyBackup { .. } | AdminCommand::Restore { .. } => {
+            return Err(AppError::BadRequest("backup, verify-backup and restore work on the store's files: run them from the command line".into()));
+        }
         AdminCommand::AddProgramme { id, name, term_start, term_end, preset } => {
             if term_start.is_some() != term_end.is_some() {
                 return Err(AppError::BadRequest("give both --term-start and --term-end, or neither".into()));

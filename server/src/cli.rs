@@ -31,6 +31,8 @@ enum Command {
         tls_key: Option<PathBuf>,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        backups: BackupArgs,
     },
     /// Start the server with a seeded demo programme (瓯海区, 19 schools) and print how to sign in.
     Demo {
@@ -42,6 +44,30 @@ enum Command {
         #[command(subcommand)]
         command: admin::AdminCommand,
     },
+}
+
+/// Backups on a schedule (see `docs/reliability.md`, "Backups").
+#[derive(Debug, Args)]
+struct BackupArgs {
+    /// Take backups into this folder, each in a folder of its own named by the time (UTC).
+    #[arg(long, env = "SHIDAO_BACKUP_DIR", value_name = "DIR")]
+    backup_dir: Option<PathBuf>,
+    /// How often: a whole number and s, m, h or d (`6h`, `30m`) [6h].
+    #[arg(long, env = "SHIDAO_BACKUP_EVERY", value_parser = crate::backup::parse_every, value_name = "DURATION", requires = "backup_dir")]
+    backup_every: Option<Duration>,
+    /// Complete backups kept; older ones are removed after each new one [7].
+    #[arg(long, env = "SHIDAO_BACKUP_KEEP", value_parser = clap::value_parser!(u64).range(1..), value_name = "N", requires = "backup_dir")]
+    backup_keep: Option<u64>,
+}
+
+impl BackupArgs {
+    fn schedule(self) -> Option<crate::backup::Schedule> {
+        Some(crate::backup::Schedule {
+            dir: self.backup_dir?,
+            every: self.backup_every.unwrap_or(Duration::from_secs(6 * 3600)),
+            keep: self.backup_keep.map_or(7, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+        })
+    }
 }
 
 /// What clients may hold of the relay (see `docs/reliability.md`, "Slow and hostile clients").
@@ -133,6 +159,44 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         let db = if cli.db == std::path::Path::new("shidao.db") { PathBuf::from("shidao-demo.db") } else { cli.db.clone() };
         return demo(&db, listen);
     }
+    // Backup and restore work on the store's files, not through an open store.
+    if let Some(Command::Admin { command }) = &cli.command {
+        let now = shidao_core::Clock::system().now();
+        match command {
+            admin::AdminCommand::Backup { dest } => {
+                if !cli.db.is_file() {
+                    return Err(format!("central store {} does not exist", cli.db.display()).into());
+                }
+                // Brought up to the current schema first, as the relay would on start.
+                drop(crate::db::open(&cli.db)?);
+                let m = crate::backup::backup(&cli.db, &crate::backup::attachments_dir_of(&cli.db), dest, now)?;
+                println!(
+                    "backup {}: {} records, {} attachments ({} bytes), store {} bytes sha256 {}",
+                    dest.display(), m.records, m.attachments, m.attachment_bytes, m.db_bytes, m.db_sha256
+                );
+                return Ok(());
+            }
+            admin::AdminCommand::Restore { src } => {
+                let (m, aside) = crate::backup::restore(src, &cli.db, &crate::backup::attachments_dir_of(&cli.db), now)?;
+                println!("restored {} (taken {}): {} records, {} attachments into {}", src.display(), m.created, m.records, m.attachments, cli.db.display());
+                if let Some(aside) = aside {
+                    println!("the store it replaced is kept as {}", aside.display());
+                }
+                return Ok(());
+            }
+            admin::AdminCommand::VerifyBackup { src } => {
+                let m = crate::backup::verify(src)?;
+                println!("backup {} (taken {}) is whole: {} records, {} attachments ({} bytes)", src.display(), m.created, m.records, m.attachments, m.attachment_bytes);
+                return Ok(());
+            }
+            _ => {}
+        }
+    }
+    // One relay per store: a second one, or a restore, is refused while this one serves.
+    let _lock = match &cli.command {
+        None | Some(Command::Serve { .. }) => Some(crate::backup::lock_store(&cli.db, "serve")?),
+        _ => None,
+    };
     let state = AppState::open(&cli.db)?;
     let command = match cli.command {
         Some(c) => c,
@@ -151,10 +215,15 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!("{out}");
             Ok(())
         }
-        Command::Serve { listen, tls_cert, tls_key, limits } => {
+        Command::Serve { listen, tls_cert, tls_key, limits, backups } => {
             let limits = limits.limits();
+            let schedule = backups.schedule();
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async move {
+                if let Some(schedule) = schedule {
+                    tracing::info!(dir = %schedule.dir.display(), every_secs = schedule.every.as_secs(), keep = schedule.keep, "backups on a schedule");
+                    crate::spawn_backups(&state, schedule)?;
+                }
                 match (tls_cert, tls_key) {
                     (Some(cert), Some(key)) => {
                         let listener = listen::bind(&listen).await?.into_std()?;
@@ -228,6 +297,31 @@ mod tests {
             (&["--trusted-proxy", "proxy.example"][..], "trusted-proxy"),
         ] {
             let err = limits_of(args).expect_err("refused");
+            assert!(err.contains(says), "{args:?}: {err}");
+        }
+    }
+
+    fn schedule_of(args: &[&str]) -> Result<Option<crate::backup::Schedule>, String> {
+        let cli = Cli::try_parse_from(["shidao-server", "serve"].iter().chain(args)).map_err(|e| e.to_string())?;
+        match cli.command {
+            Some(Command::Serve { backups, .. }) => Ok(backups.schedule()),
+            other => Err(format!("not serve: {other:?}")),
+        }
+    }
+
+    #[test]
+    fn backup_flags_parse_with_defaults_and_refuse_bad_values_clearly() {
+        assert!(schedule_of(&[]).expect("none").is_none());
+        let s = schedule_of(&["--backup-dir", "/b"]).expect("valid").expect("a schedule");
+        assert_eq!((s.dir, s.every, s.keep), (PathBuf::from("/b"), Duration::from_secs(6 * 3600), 7));
+        let s = schedule_of(&["--backup-dir", "/b", "--backup-every", "30m", "--backup-keep", "3"]).expect("valid").expect("a schedule");
+        assert_eq!((s.every, s.keep), (Duration::from_secs(1800), 3));
+        for (args, says) in [
+            (&["--backup-every", "6h"][..], "backup-dir"),
+            (&["--backup-dir", "/b", "--backup-every", "6 hours"][..], "the unit must be"),
+            (&["--backup-dir", "/b", "--backup-keep", "0"][..], "backup-keep"),
+        ] {
+            let err = schedule_of(args).expect_err("refused");
             assert!(err.contains(says), "{args:?}: {err}");
         }
     }

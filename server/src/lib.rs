@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod attachments;
+pub mod backup;
 pub mod cli;
 pub mod demo;
 pub mod db;
@@ -57,9 +58,7 @@ impl AppState {
         // Programmes from before the form registry get the built-in library of forms.
         forms::install_missing_libraries(&conn, Clock::system().now())
             .map_err(|e| db::DbError::Setup { path: db.display().to_string(), reason: e.to_string() })?;
-        let dir = db.parent().map(Path::to_path_buf).unwrap_or_default();
-        let stem = db.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "shidao".into());
-        let mut state = AppState::with_connection(conn, dir.join(format!("{stem}-attachments")));
+        let mut state = AppState::with_connection(conn, backup::attachments_dir_of(db));
         state.db_path = Some(db.to_path_buf());
         Ok(state)
     }
@@ -200,6 +199,34 @@ fn spawn_housekeeping(state: AppState) {
             }
         }
     });
+}
+
+/// Backups on a schedule ([`backup::scheduled`]) from a thread of the blocking pool, reading
+/// the store through a connection of its own: the relay keeps serving and writing meanwhile, and a
+/// failed backup (a full disk, a folder it may not write) is logged and tried again at the next
+/// time. Needs a store on disk.
+pub fn spawn_backups(state: &AppState, schedule: backup::Schedule) -> Result<(), String> {
+    let db = state.db_path.clone().ok_or("backups need a central store on disk")?;
+    let (attachments, clock) = (state.attachments_dir.clone(), state.clock.clone());
+    tokio::spawn(async move {
+        let start = tokio::time::Instant::now() + schedule.every;
+        let mut every = tokio::time::interval_at(start, schedule.every);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let (db, attachments, schedule, now) = (db.clone(), attachments.clone(), schedule.clone(), clock.now());
+            let began = std::time::Instant::now();
+            match tokio::task::spawn_blocking(move || backup::scheduled(&db, &attachments, &schedule, now)).await {
+                Ok(Ok((dest, m))) => tracing::info!(
+                    folder = %dest.display(), records = m.records, attachments = m.attachments, bytes = m.db_bytes + m.attachment_bytes,
+                    ms = began.elapsed().as_millis() as u64, "backup complete"
+                ),
+                Ok(Err(e)) => tracing::error!(error = %e, "backup failed; nothing of it was kept; the relay goes on serving"),
+                Err(e) => tracing::error!(error = %e, "backup failed"),
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Serves HTTPS on a bound listener with the given certificate chain and key (PEM files), with
