@@ -7,6 +7,7 @@ mod export;
 mod forms;
 pub mod page;
 mod records;
+pub mod report;
 mod reports;
 pub mod throttle;
 
@@ -28,7 +29,8 @@ use crate::AppState;
 
 pub use export::export_xlsx;
 
-pub use reports::{dashboard_html, report_html, ReportQuery};
+pub use report::{report_html, ReportQuery};
+pub use reports::dashboard_html;
 
 const LOGIN_COOKIE: &str = "shidao_login";
 
@@ -171,7 +173,7 @@ async fn school_report(
     lang: Lang,
     Path(school): Path<String>,
     query: Query<ReportQuery>,
-) -> AppResult<Html<String>> {
+) -> AppResult<Response> {
     let id = school.clone();
     let programme: Option<String> = state
         .blocking(move |c| Ok(c.query_row("SELECT programme_id FROM schools WHERE id = ?1", [&id], |r| r.get(0)).optional()?))
@@ -179,7 +181,7 @@ async fn school_report(
     match (programme, &user.programme) {
         (None, _) => Err(AppError::NotFound(format!("school {school} does not exist"))),
         (Some(p), Some(mine)) if p != *mine => Err(AppError::Forbidden(format!("school {school} is not in your programme"))),
-        _ => reports::school_report(State(state), user, lang, Path(school), query).await,
+        _ => report::school_report(State(state), user, lang, Path(school), query).await,
     }
 }
 
