@@ -112,10 +112,12 @@ async fn supervisor_reviews_in_the_browser() {
     for text in ["瓯海区初中全面提升行动", "示范校", "优质校", "潜质校", "区外国语学校", "校长听课（≥30）", "class=\"n flag\"", "语数英核心骨干"] {
         assert!(dash.contains(text), "dashboard lacks {text}");
     }
-    // 4. A school report with the six areas and real figures, each linking to its records.
+    // 4. A school report: the school, the work done, the six areas, and real figures, each
+    //    linking to its records.
     let (status, report, _) = b.get("/schools/ouhai-01").await;
     assert_eq!(status, 200);
-    for text in ["一、干部培养", "二、教师发展", "五、课程教学", "六、特色建设", "平均总分", "<svg", "/records?school=ouhai-01&amp;template=classroom-observation"] {
+    for text in ["一、学校基本情况", "二、工作开展情况", "三、干部培养", "四、教师发展", "七、课程教学", "八、特色建设", "评估组组长", "学习兴趣度",
+        "/records?school=ouhai-01&#38;template=classroom-observation"] {
         assert!(report.contains(text), "report lacks {text}");
     }
     let (_, en, _) = {

@@ -398,7 +398,7 @@ fn indicator_rows(conn: &Connection, record: &str, stem: &str) -> AppResult<Vec<
     Ok(rows.into_iter().map(|(_, r)| r).filter(|r| !r.name.trim().is_empty()).collect())
 }
 
-fn chapters(conn: &Connection, p: &Period<'_>, first_number: usize) -> AppResult<Vec<ChapterView>> {
+fn chapters(conn: &Connection, p: &Period<'_>, first_number: usize, lang: Lang) -> AppResult<Vec<ChapterView>> {
     let evaluations = forms::carriers(conn, p.programme, "evaluation.overall")?;
     // The baseline: the earliest counted evaluation (the 初态); the current: the latest in the period.
     let first = pick(conn, p.school, &evaluations, p.to, false)?;
@@ -447,7 +447,7 @@ fn chapters(conn: &Connection, p: &Period<'_>, first_number: usize) -> AppResult
         }
         out.push(ChapterView {
             number: numeral(first_number + i),
-            title: ch.title_zh.clone(),
+            title: lang.t(&ch.title_zh, &ch.title_en).to_string(),
             first: f,
             latest: l,
             added,
@@ -612,7 +612,7 @@ pub fn report(conn: &Connection, user: &WebUser, lang: Lang, school: &str, from:
         None => String::new(),
     };
 
-    let chapters = chapters(conn, &p, 3)?;
+    let chapters = chapters(conn, &p, 3, lang)?;
     Ok(Report {
         school: school.to_string(),
         number: format!("{}-{}-{}-{}", term.programme, school, from.replace('-', ""), to.replace('-', "")),
