@@ -20,7 +20,8 @@ use serde::Deserialize;
 
 use self::auth::{cookie_header, SignIn, WebUser, SESSION_COOKIE};
 pub use self::page::Lang;
-use self::page::{esc, layout};
+use self::page::{render, Chrome};
+use askama::Template;
 use crate::error::{AppError, AppResult};
 use crate::listen::ClientAddr;
 use crate::AppState;
@@ -31,25 +32,17 @@ pub use reports::{dashboard_html, report_html, ReportQuery};
 
 const LOGIN_COOKIE: &str = "shidao_login";
 
-fn login_page(lang: Lang, token: &str, error: Option<&str>) -> Html<String> {
-    layout(
-        lang,
-        lang.t("登录", "Sign in"),
-        None,
-        &format!(
-            r#"<h1>{}</h1>{}<form method="post" action="/login"><input type="hidden" name="csrf" value="{}">
-<p><label>{}<br><input type="text" name="user" id="user" autocomplete="username"></label></p>
-<p><label>{}<br><input type="password" name="password" id="password" autocomplete="current-password"></label></p>
-<p><button type="submit" id="sign-in">{}</button></p></form><p class="muted">{}</p>"#,
-            lang.t("督导登录", "Supervisor sign-in"),
-            error.map(|e| format!("<p class=\"flag\">{}</p>", esc(e))).unwrap_or_default(),
-            esc(token),
-            lang.t("用户名", "User name"),
-            lang.t("密码", "Password"),
-            lang.t("登录", "Sign in"),
-            lang.t("平板上的视导员、专家和校长使用应用填写表单。", "Inspectors, experts and principals fill forms in the tablet app."),
-        ),
-    )
+/// The sign-in page (`templates/login.html`).
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    chrome: Chrome<'a>,
+    token: &'a str,
+    error: Option<&'a str>,
+}
+
+fn login_page(lang: Lang, token: &str, error: Option<&str>) -> AppResult<Html<String>> {
+    render(&LoginPage { chrome: Chrome::new(lang, lang.t("登录", "Sign in"), None), token, error })
 }
 
 fn set_cookie(resp: &mut Response, value: String) {
@@ -61,7 +54,10 @@ fn set_cookie(resp: &mut Response, value: String) {
 /// `GET /login`: the form, with a token in a cookie and the form (login CSRF, double submit).
 async fn login_form(State(state): State<AppState>, lang: Lang) -> Response {
     let token = uuid::Uuid::new_v4().simple().to_string();
-    let mut resp = login_page(lang, &token, None).into_response();
+    let mut resp = match login_page(lang, &token, None) {
+        Ok(page) => page.into_response(),
+        Err(e) => return e.into_response(),
+    };
     set_cookie(&mut resp, cookie_header(LOGIN_COOKIE, &token, 600, state.secure_cookies));
     resp
 }
@@ -89,7 +85,10 @@ async fn login(
     // A new form token with every refusal, so the page can be submitted again.
     let refuse = |status: StatusCode, reason: String| {
         let token = uuid::Uuid::new_v4().simple().to_string();
-        let mut resp = (status, login_page(lang, &token, Some(&reason))).into_response();
+        let mut resp = match login_page(lang, &token, Some(&reason)) {
+            Ok(page) => (status, page).into_response(),
+            Err(e) => return e.into_response(),
+        };
         set_cookie(&mut resp, cookie_header(LOGIN_COOKIE, &token, 600, state.secure_cookies));
         resp
     };

@@ -1,11 +1,15 @@
-//! HTML building blocks: escaping, the page layout with its print stylesheet, the language of
+//! HTML building blocks: escaping, the page frame (`templates/layout.html`) with its print
+//! stylesheet (`templates/style.css`), the language of
 //! the interface (Chinese first, English on request), and small server-side SVG charts.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::Html;
 
+use askama::Template;
+
 use super::auth::{cookie, WebUser};
+use crate::error::{AppError, AppResult};
 
 /// Escapes text for HTML content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -60,52 +64,49 @@ impl<S: Send + Sync> FromRequestParts<S> for Lang {
     }
 }
 
-const STYLE: &str = r#"
-body{font-family:"PingFang SC","Noto Sans CJK SC","Microsoft YaHei",sans-serif;margin:0;color:#1d2733;background:#f6f7f9}
-header{background:#12355b;color:#fff;padding:.6rem 1rem;display:flex;gap:1rem;align-items:center;flex-wrap:wrap}
-header a{color:#fff;text-decoration:none}header .sp{flex:1}
-main{padding:1rem;max-width:1200px;margin:auto}
-h1{font-size:1.4rem}h2{font-size:1.15rem;border-bottom:2px solid #12355b;padding-bottom:.2rem;margin-top:1.6rem}h3{font-size:1rem}
-table{border-collapse:collapse;width:100%;background:#fff;margin:.5rem 0}
-th,td{border:1px solid #d5dae0;padding:.35rem .5rem;text-align:left;vertical-align:top;font-size:.92rem}
-th{background:#eef1f5}td.n{text-align:right;font-variant-numeric:tabular-nums}
-.flag{color:#b3261e;font-weight:600}.ok{color:#1e7b34}.amber{color:#a15c00;font-weight:600}
-.badge{display:inline-block;padding:0 .4rem;border-radius:.6rem;font-size:.8rem;background:#e3e8ef}
-.badge.green{background:#d8f0dd;color:#1e7b34}.badge.amber{background:#fbe7c6;color:#7a4600}.badge.red{background:#f8d7d4;color:#8c1d18}
-.nw{white-space:nowrap}.conflict{background:#fff5e0}.muted{color:#68707a;font-size:.85rem}
-form.inline{display:inline}button,input[type=submit]{padding:.3rem .8rem;border:1px solid #12355b;background:#12355b;color:#fff;border-radius:.2rem;cursor:pointer}
-button.secondary{background:#fff;color:#12355b}textarea,input[type=text],input[type=password]{width:100%;max-width:28rem;padding:.35rem;box-sizing:border-box}
-.cards{display:flex;gap:.8rem;flex-wrap:wrap}.card{background:#fff;border:1px solid #d5dae0;padding:.6rem .9rem;min-width:9rem}
-.card b{display:block;font-size:1.4rem}
-@media print{header,form,.noprint{display:none}body{background:#fff}main{max-width:none;padding:0}h2{page-break-after:avoid}table{page-break-inside:auto}tr{page-break-inside:avoid}a{color:inherit;text-decoration:none}}
-"#;
+/// What every page's frame needs: the language, the title and the signed-in user (none on the
+/// sign-in page). A page template's struct carries it as `chrome` and extends `layout.html`.
+#[derive(Debug, Clone, Copy)]
+pub struct Chrome<'a> {
+    pub lang: Lang,
+    pub title: &'a str,
+    pub user: Option<&'a WebUser>,
+}
 
-/// A whole page, with the signed-in user's header.
+impl<'a> Chrome<'a> {
+    pub fn new(lang: Lang, title: &'a str, user: Option<&'a WebUser>) -> Self {
+        Chrome { lang, title, user }
+    }
+    /// The `lang` attribute of the page.
+    pub fn html_lang(&self) -> &'static str {
+        if self.lang.en { "en" } else { "zh-CN" }
+    }
+    /// The other language's code and name, for the switch in the header.
+    pub fn other_lang(&self) -> (&'static str, &'static str) {
+        if self.lang.en { ("zh", "中文") } else { ("en", "English") }
+    }
+}
+
+/// Renders a page template (escaping by default) into a response body.
+pub fn render(page: &impl Template) -> AppResult<Html<String>> {
+    page.render().map(Html).map_err(|e| AppError::Internal(format!("page template: {e}")))
+}
+
+#[derive(Template)]
+#[template(path = "body.html")]
+struct BodyPage<'a> {
+    chrome: Chrome<'a>,
+    body: &'a str,
+}
+
+/// A whole page around a body that is already HTML, with the signed-in user's header.
 pub fn layout(lang: Lang, title: &str, user: Option<&WebUser>, body: &str) -> Html<String> {
-    let nav = match user {
-        Some(u) => format!(
-            r#"<a href="/">{dash}</a><a href="/records?status=submitted">{review}</a><a href="/exports">{exports}</a>{forms}<span class="sp"></span>
-<span>{name}</span><form class="inline" method="post" action="/logout"><input type="hidden" name="csrf" value="{csrf}"><button class="secondary" type="submit">{out}</button></form>"#,
-            dash = lang.t("总览", "Dashboard"),
-            review = lang.t("待审核", "To review"),
-            exports = lang.t("导出", "Exports"),
-            forms = if u.role.reviews() { format!(r#"<a href="/admin/forms">{}</a>"#, lang.t("表单管理", "Forms")) } else { String::new() },
-            name = esc(&u.name),
-            csrf = esc(&u.csrf),
-            out = lang.t("退出", "Sign out"),
-        ),
-        None => r#"<span class="sp"></span>"#.to_string(),
-    };
-    let other = if lang.en { ("zh", "中文") } else { ("en", "English") };
-    Html(format!(
-        r#"<!doctype html><html lang="{code}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>{title} · 视导 shidao</title><style>{STYLE}</style></head>
-<body><header><strong>视导 shidao</strong>{nav}<a class="noprint" href="/lang/{ol}">{on}</a></header><main>{body}</main></body></html>"#,
-        code = if lang.en { "en" } else { "zh-CN" },
-        title = esc(title),
-        ol = other.0,
-        on = other.1,
-    ))
+    let page = BodyPage { chrome: Chrome::new(lang, title, user), body };
+    match page.render() {
+        Ok(html) => Html(html),
+        // The frame has no fallible parts; should it ever fail, the page says so.
+        Err(e) => Html(format!("<!doctype html><p>page template: {}</p>", esc(&e.to_string()))),
+    }
 }
 
 /// A line chart of values over dates (`YYYY-MM-DD`), as inline SVG; each point links to `link`.
