@@ -15,6 +15,7 @@ pub mod error;
 pub mod forms;
 pub mod http;
 pub mod listen;
+pub mod programme;
 pub mod sync;
 pub mod web;
 

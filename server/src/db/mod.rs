@@ -7,7 +7,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-pub const VERSION: i64 = 5;
+pub const VERSION: i64 = 6;
 const SCHEMA: &str = include_str!("schema.sql");
 /// `(from, sql)`: the step from version `from` to `from + 1`.
 const UPGRADES: &[(i64, &str)] = &[
@@ -15,6 +15,7 @@ const UPGRADES: &[(i64, &str)] = &[
     (2, include_str!("upgrade_2_to_3.sql")),
     (3, include_str!("upgrade_3_to_4.sql")),
     (4, include_str!("upgrade_4_to_5.sql")),
+    (5, include_str!("upgrade_5_to_6.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -1,4 +1,4 @@
--- The central store (user_version 5). One SQLite file in WAL mode; one writer.
+-- The central store (user_version 6). One SQLite file in WAL mode; one writer.
 
 -- programmes: a district's improvement programme (e.g. 瓯海区初中全面提升行动计划).
 CREATE TABLE programmes (
@@ -8,7 +8,8 @@ CREATE TABLE programmes (
     term_end TEXT
 );
 
--- schools: schools in a programme, with their category (示范/优质/潜质) and key project.
+-- schools: schools in a programme, with their category (one of the programme's categories rule)
+-- and key project.
 CREATE TABLE schools (
     id TEXT PRIMARY KEY NOT NULL,
     programme_id TEXT NOT NULL REFERENCES programmes (id),
@@ -48,7 +49,8 @@ CREATE TABLE tasks (
     target REAL NOT NULL,
     unit TEXT NOT NULL,
     start_date TEXT NOT NULL,
-    due_date TEXT NOT NULL
+    due_date TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX tasks_programme ON tasks (programme_id);
 CREATE INDEX tasks_school ON tasks (school_id);
@@ -296,3 +298,37 @@ CREATE TABLE set_asides (
     PRIMARY KEY (record_id, device_id, at)
 );
 CREATE INDEX set_asides_device ON set_asides (device_id);
+
+-- programme_rules: each programme's rule book (JSON, the format of docs/programme.md), checked by
+-- the server before it is stored; one row per programme.
+CREATE TABLE programme_rules (
+    programme_id TEXT PRIMARY KEY NOT NULL REFERENCES programmes (id),
+    rules TEXT NOT NULL,
+    preset TEXT,
+    updated_at INTEGER NOT NULL,
+    updated_by TEXT NOT NULL
+);
+
+-- rule_history: every change of a rule book or of an expert team: who, when, which rule, and
+-- the rule before and after (JSON; NULL when it was absent).
+CREATE TABLE rule_history (
+    id INTEGER PRIMARY KEY,
+    programme_id TEXT NOT NULL REFERENCES programmes (id),
+    at INTEGER NOT NULL,
+    by TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    before TEXT,
+    after TEXT
+);
+CREATE INDEX rule_history_programme ON rule_history (programme_id, id);
+
+-- expert_team: the experts assigned to each school (一校一团队); what a programme's expert team
+-- rule counts.
+CREATE TABLE expert_team (
+    school_id TEXT NOT NULL REFERENCES schools (id),
+    user_id TEXT NOT NULL REFERENCES users (id),
+    assigned_at INTEGER NOT NULL,
+    assigned_by TEXT NOT NULL,
+    PRIMARY KEY (school_id, user_id)
+);
+CREATE INDEX expert_team_user ON expert_team (user_id);
