@@ -3,6 +3,7 @@
 //! script but a print button; they work on a laptop and on a tablet.
 
 pub mod auth;
+pub mod dashboard;
 mod export;
 mod forms;
 pub mod page;
@@ -28,7 +29,8 @@ use crate::AppState;
 
 pub use export::export_xlsx;
 
-pub use reports::{dashboard_html, report_html, ReportQuery};
+pub use dashboard::{dashboard_html, dashboard_page};
+pub use reports::{report_html, ReportQuery};
 
 const LOGIN_COOKIE: &str = "shidao_login";
 
@@ -186,7 +188,8 @@ async fn school_report(
 /// Every page route.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/", get(reports::dashboard))
+        .route("/", get(dashboard::dashboard))
+        .route("/checks/{school}/{rule}", get(dashboard::checks))
         .route("/login", get(login_form).post(login))
         .route("/logout", post(logout))
         .route("/lang/{code}", get(set_lang))
