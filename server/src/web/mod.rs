@@ -7,6 +7,7 @@ pub mod dashboard;
 mod export;
 mod forms;
 pub mod page;
+mod programme;
 mod records;
 mod reports;
 pub mod throttle;
@@ -206,4 +207,8 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/forms/preview", post(forms::preview).layer(DefaultBodyLimit::max(forms::UPLOAD_LIMIT)))
         .route("/admin/forms/publish", post(forms::publish).layer(DefaultBodyLimit::max(forms::PUBLISH_LIMIT)))
         .route("/admin/forms/retire", post(forms::retire))
+        .route("/admin/programme", get(programme::page))
+        .route("/admin/programme/rule", post(programme::set_rule))
+        .route("/admin/programme/term", post(programme::add_term))
+        .route("/admin/programme/team", post(programme::team))
 }
