@@ -109,9 +109,16 @@ async fn supervisor_reviews_in_the_browser() {
     // 3. The dashboard: schools by category, compliance flags, tasks against targets.
     let (status, dash, _) = b.get("/").await;
     assert_eq!(status, 200);
-    for text in ["瓯海区初中全面提升行动", "示范校", "优质校", "潜质校", "区外国语学校", "校长听课（≥30）", "class=\"n flag\"", "语数英核心骨干"] {
+    // The 瓯海 programme (the ouhai preset): its categories, its own rules with their figures and
+    // sources, a handful of flags (not every school).
+    for text in ["瓯海区初中全面提升行动", "<h2>示范</h2>", "<h2>优质</h2>", "<h2>潜质</h2>", "区外国语学校", "（≥30）", "（≥3）", "每学期在本校听评课不少于30节", "class=\"flag\"", "学习兴趣度"] {
         assert!(dash.contains(text), "dashboard lacks {text}");
     }
+    let key = "id=\"flagged\">";
+    let flagged: usize = dash[dash.find(key).expect("card") + key.len()..].split('<').next().expect("n").parse().expect("n");
+    assert!((2..=8).contains(&flagged), "a handful of schools flagged, not all nineteen: {flagged}");
+    // 鱼峰's tasks live in the 鱼峰 programme, not on 瓯海's dashboard.
+    assert!(!dash.contains("语数英核心骨干"));
     // 4. A school report with the six areas and real figures, each linking to its records.
     let (status, report, _) = b.get("/schools/ouhai-01").await;
     assert_eq!(status, 200);
