@@ -173,11 +173,11 @@ impl Tablet {
     fn rate(&self, r: &mut Record, level: i64, rng: &mut Rng) -> AppResult<()> {
         let ratings: Vec<String> =
             r.template().top_fields().filter(|f| f.kind() == FieldKind::Rating && !f.id().starts_with("r2_")).map(|f| f.id().to_string()).collect();
-        for id in ratings {
-            let l = (level + [-1, 0, 0, 1][rng.below(4)]).clamp(1, 5);
-            self.set(r, &id, Answer::Rating(l))?;
-        }
-        Ok(())
+        let levels: Vec<(String, i64)> = ratings.into_iter().map(|id| (id, (level + [-1, 0, 0, 1][rng.below(4)]).clamp(1, 5))).collect();
+        // One edit for all of them (as a rater fills the rubric in one go).
+        self.store
+            .edit(r, |r| levels.iter().try_for_each(|(id, l)| r.set_answer(&FieldRef::top(id), Answer::Rating(*l)).map(|_| ())))
+            .map_err(|e| AppError::Internal(format!("demo ratings: {e}")))
     }
 
     fn set(&self, r: &mut Record, field: &str, a: Answer) -> AppResult<()> {
@@ -257,6 +257,7 @@ pub async fn seed_scaled(state: &crate::AppState, url: &str, scale: f64) -> AppR
         let insp = t("insp-1")?;
         let mut base = insp.create("baseline-assessment", school, Some(&within(3)), &mut rng)?;
         insp.set(&mut base, "teachers", Answer::Integer(80))?;
+        insp.set(&mut base, "backbone_teachers", Answer::Integer(40))?;
         insp.set(&mut base, "backbone_county", Answer::Integer(if n == 10 { 14 } else { 22 + (n as i64 % 5) }))?;
         keep.push(base.id().clone());
         // The initial evaluation at the start of the term, and a mid-term one for half the
