@@ -14,9 +14,6 @@ use shidao_core::{SchoolId, UserId};
 
 use crate::error::{AppError, AppResult};
 
-/// Categories of schools (seed 004): 示范 / 优质 / 潜质.
-pub const CATEGORIES: &[&str] = &["示范", "优质", "潜质"];
-
 /// How long an enrolment code stays valid.
 const CODE_LIFETIME_SECS: i64 = 7 * 24 * 3600;
 
@@ -56,26 +53,42 @@ impl Scope {
     }
 }
 
+/// Creates or renames a programme. A `term` given here also becomes the term `term-1` of its
+/// rule book (the semesters live there; `programmes.term_*` keep the first for older readers).
 pub fn add_programme(conn: &Connection, id: &str, name: &str, term: Option<(&str, &str)>) -> AppResult<()> {
     conn.execute(
         "INSERT INTO programmes (id, name, term_start, term_end) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (id) DO UPDATE SET name = excluded.name, term_start = excluded.term_start, term_end = excluded.term_end",
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name,
+            term_start = COALESCE(excluded.term_start, programmes.term_start), term_end = COALESCE(excluded.term_end, programmes.term_end)",
         params![id, name, term.map(|t| t.0), term.map(|t| t.1)],
     )?;
+    if let Some((start, end)) = term {
+        let t = crate::programme::rules::Term { id: "term-1".into(), name: "学期".into(), start: start.into(), end: end.into() };
+        crate::programme::store::add_term(conn, id, t, "admin", now_secs())?;
+    }
     // A new programme starts with the built-in library of forms (a no-op for one that has it).
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    crate::forms::install_missing_libraries(conn, now)
+    crate::forms::install_missing_libraries(conn, now_secs())
 }
 
-/// Adds or updates a school; the category must be one of [`CATEGORIES`] (or empty).
+fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Adds or updates a school. Its category must be one of its programme's categories rule (or
+/// empty); a programme whose rule book states no categories takes any. The programme's school
+/// targets become tasks of the school (`{target}-{school}`).
 pub fn add_school(conn: &Connection, programme: &str, id: &str, name: &str, category: &str, key_project: &str) -> AppResult<()> {
     SchoolId::new(id).map_err(|e| AppError::BadRequest(e.to_string()))?;
-    if !category.is_empty() && !CATEGORIES.contains(&category) {
-        return Err(AppError::BadRequest(format!("school {id}: category `{category}` is not one of 示范, 优质, 潜质")));
-    }
     let known: Option<i64> = conn.query_row("SELECT 1 FROM programmes WHERE id = ?1", [programme], |r| r.get(0)).optional()?;
     if known.is_none() {
         return Err(AppError::NotFound(format!("programme {programme} does not exist")));
+    }
+    let rules = crate::programme::load(conn, programme)?;
+    if !rules.categories.is_empty() && !rules.allows_category(category) {
+        return Err(AppError::BadRequest(format!(
+            "school {id}: category `{category}` is not one of programme {programme}'s categories ({})",
+            rules.category_names().join(", ")
+        )));
     }
     conn.execute(
         "INSERT INTO schools (id, programme_id, name, category, key_project) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -83,6 +96,13 @@ pub fn add_school(conn: &Connection, programme: &str, id: &str, name: &str, cate
             category = excluded.category, key_project = excluded.key_project",
         params![id, programme, name, category, key_project],
     )?;
+    for t in &rules.school_targets {
+        let task = format!("{}-{id}", t.id);
+        let exists: Option<i64> = conn.query_row("SELECT 1 FROM tasks WHERE id = ?1", [&task], |r| r.get(0)).optional()?;
+        if exists.is_none() {
+            add_task_from(conn, programme, Some(id), &task, &t.title, t.target, &t.unit, &t.start, &t.due, &t.source.sentence)?;
+        }
+    }
     Ok(())
 }
 
@@ -145,6 +165,23 @@ pub fn add_task(
     start: &str,
     due: &str,
 ) -> AppResult<()> {
+    add_task_from(conn, programme, school, id, title, target, unit, start, due, "")
+}
+
+/// [`add_task`] with the sentence of the programme document the task comes from.
+#[allow(clippy::too_many_arguments)]
+pub fn add_task_from(
+    conn: &Connection,
+    programme: &str,
+    school: Option<&str>,
+    id: &str,
+    title: &str,
+    target: f64,
+    unit: &str,
+    start: &str,
+    due: &str,
+    source: &str,
+) -> AppResult<()> {
     if parse_date(start).is_none() || parse_date(due).is_none() || start > due {
         return Err(AppError::BadRequest(format!("task {id}: start {start} and due {due} must be dates, start first")));
     }
@@ -152,12 +189,12 @@ pub fn add_task(
         return Err(AppError::BadRequest(format!("task {id}: target must be a positive number")));
     }
     conn.execute(
-        "INSERT INTO tasks (id, programme_id, school_id, title, target, unit, start_date, due_date)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        "INSERT INTO tasks (id, programme_id, school_id, title, target, unit, start_date, due_date, source)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (id) DO UPDATE SET programme_id = excluded.programme_id, school_id = excluded.school_id,
             title = excluded.title, target = excluded.target, unit = excluded.unit,
-            start_date = excluded.start_date, due_date = excluded.due_date",
-        params![id, programme, school, title, target, unit, start, due],
+            start_date = excluded.start_date, due_date = excluded.due_date, source = excluded.source",
+        params![id, programme, school, title, target, unit, start, due, source],
     )?;
     Ok(())
 }
@@ -392,6 +429,10 @@ mod tests {
     fn conn() -> Connection {
         let c = crate::db::open_in_memory().expect("db");
         add_programme(&c, "ouhai", "瓯海", None).expect("programme");
+        // The categories rule of the 瓯海 document: 示范 / 优质 / 潜质.
+        let mut rules = crate::programme::presets::preset("ouhai").expect("preset").rules;
+        rules.terms.clear();
+        crate::programme::store::save(&c, "ouhai", &rules, "test", 0).expect("rules");
         c
     }
 

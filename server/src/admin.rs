@@ -7,22 +7,85 @@ use clap::Subcommand;
 use rusqlite::Connection;
 use shidao_core::template::Role;
 
+use crate::programme::{presets, rules, store};
 use crate::{accounts, forms};
 use crate::error::{AppError, AppResult};
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
-    /// Create or rename a programme.
+    /// Create or rename a programme; with --preset, with the rule book, schools and targets of one
+    /// of the five programme documents (yangpu, qingdao, yufeng, taicang, ouhai).
     AddProgramme {
         #[arg(long)]
         id: String,
         #[arg(long)]
         name: String,
-        /// First and last day, `YYYY-MM-DD`.
+        /// A first term: first and last day, `YYYY-MM-DD` (more with add-term).
         #[arg(long)]
         term_start: Option<String>,
         #[arg(long)]
         term_end: Option<String>,
+        #[arg(long)]
+        preset: Option<String>,
+    },
+    /// Add (or replace, by id) a semester of a programme; terms may not overlap.
+    AddTerm {
+        #[arg(long)]
+        programme: String,
+        /// Defaults to `term-START`.
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        start: String,
+        #[arg(long)]
+        end: String,
+    },
+    /// Show a programme's rules, each with its figure and the sentence it comes from.
+    Rules {
+        #[arg(long)]
+        programme: String,
+        /// Print the rule book as JSON (the format set-rules reads).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace a programme's whole rule book with a JSON file (docs/programme.md); checked first.
+    SetRules {
+        #[arg(long)]
+        programme: String,
+        file: PathBuf,
+    },
+    /// Replace one rule (terms, categories, lesson_quotas, expert_team, …) with a JSON value;
+    /// `null` removes it.
+    SetRule {
+        #[arg(long)]
+        programme: String,
+        #[arg(long)]
+        rule: String,
+        /// The rule as JSON.
+        value: String,
+    },
+    /// Every change of a programme's rules and expert teams: who, when, before and after.
+    RulesHistory {
+        #[arg(long)]
+        programme: String,
+    },
+    /// The presets for the five programme documents.
+    Presets,
+    /// Put an expert on a school's expert team (一校一团队).
+    AssignExpert {
+        #[arg(long)]
+        school: String,
+        #[arg(long)]
+        user: String,
+    },
+    /// Take an expert off a school's expert team.
+    UnassignExpert {
+        #[arg(long)]
+        school: String,
+        #[arg(long)]
+        user: String,
     },
     /// Add or update a school.
     AddSchool {
@@ -125,6 +188,32 @@ pub enum AdminCommand {
     },
 }
 
+/// Who changes made at the console are recorded as.
+const BY: &str = "admin (console)";
+
+fn programme_known(conn: &Connection, programme: &str) -> AppResult<()> {
+    let n: i64 = conn.query_row("SELECT COUNT(*) FROM programmes WHERE id = ?1", [programme], |r| r.get(0))?;
+    if n == 0 {
+        return Err(AppError::NotFound(format!("programme {programme} does not exist")));
+    }
+    Ok(())
+}
+
+/// A rule book for people: each rule with its figure and its source; absent rules said so.
+pub fn describe(conn: &Connection, programme: &str, book: &rules::Rules) -> AppResult<Vec<String>> {
+    let mut out = Vec::new();
+    let preset = store::preset_of(conn, programme)?;
+    out.push(format!(
+        "programme {programme}: {}{}",
+        if book.document.is_empty() { "(no document named)" } else { &book.document },
+        preset.map(|p| format!(" (preset {p})")).unwrap_or_default()
+    ));
+    for line in crate::programme::rules::figures(book) {
+        out.push(format!("{}\t{}\t{}", line.rule, line.figure, line.source.map(|s| format!("「{}」{}", s.sentence, s.document)).unwrap_or_else(|| "—".into())));
+    }
+    Ok(out)
+}
+
 fn read(path: &PathBuf) -> AppResult<String> {
     std::fs::read_to_string(path).map_err(|e| AppError::BadRequest(format!("{}: {e}", path.display())))
 }
@@ -132,10 +221,76 @@ fn read(path: &PathBuf) -> AppResult<String> {
 /// Runs one admin command; returns what to print.
 pub fn run(conn: &Connection, cmd: AdminCommand, now: i64) -> AppResult<String> {
     Ok(match cmd {
-        AdminCommand::AddProgramme { id, name, term_start, term_end } => {
+        AdminCommand::AddProgramme { id, name, term_start, term_end, preset } => {
+            if term_start.is_some() != term_end.is_some() {
+                return Err(AppError::BadRequest("give both --term-start and --term-end, or neither".into()));
+            }
             let term = term_start.as_deref().zip(term_end.as_deref());
-            accounts::add_programme(conn, &id, &name, term)?;
-            format!("programme {id} ({name}) saved")
+            match preset {
+                None => {
+                    accounts::add_programme(conn, &id, &name, term)?;
+                    format!("programme {id} ({name}) saved")
+                }
+                Some(p) => {
+                    presets::preset(&p)?;
+                    store::atomically(conn, |c| {
+                        let mut out = presets::apply(c, &id, &name, &p, BY, now)?;
+                        if term.is_some() {
+                            accounts::add_programme(c, &id, &name, term)?;
+                            out.retain(|l| !l.starts_with("no terms yet"));
+                        }
+                        out.insert(0, format!("programme {id} ({name}) saved from preset {p}"));
+                        Ok(out.join("\n"))
+                    })?
+                }
+            }
+        }
+        AdminCommand::AddTerm { programme, id, name, start, end } => {
+            let id = id.unwrap_or_else(|| format!("term-{start}"));
+            store::add_term(conn, &programme, rules::Term { id: id.clone(), name: name.clone(), start: start.clone(), end: end.clone() }, BY, now)?;
+            format!("term {id} ({name}, {start} … {end}) saved in {programme}")
+        }
+        AdminCommand::Rules { programme, json } => {
+            programme_known(conn, &programme)?;
+            let book = store::load(conn, &programme)?;
+            if json { book.to_json() } else { describe(conn, &programme, &book)?.join("\n") }
+        }
+        AdminCommand::SetRules { programme, file } => {
+            let book = rules::Rules::from_json(&read(&file)?)?;
+            let n = store::save(conn, &programme, &book, BY, now)?;
+            format!("rule book of {programme} saved: {n} rule(s) changed")
+        }
+        AdminCommand::SetRule { programme, rule, value } => {
+            let value: serde_json::Value = serde_json::from_str(&value).map_err(|e| AppError::BadRequest(format!("rule {rule}: the value is not JSON: {e}")))?;
+            let n = store::set_rule(conn, &programme, &rule, value, BY, now)?;
+            if n == 0 { format!("rule {rule} of {programme} unchanged") } else { format!("rule {rule} of {programme} saved") }
+        }
+        AdminCommand::RulesHistory { programme } => {
+            programme_known(conn, &programme)?;
+            let mut out = vec!["at\tby\trule\tbefore\tafter".to_string()];
+            for c in store::history(conn, &programme)? {
+                out.push(format!("{}\t{}\t{}\t{}\t{}", c.at, c.by, c.rule, c.before.as_deref().unwrap_or("(absent)"), c.after.as_deref().unwrap_or("(absent)")));
+            }
+            out.join("\n")
+        }
+        AdminCommand::Presets => {
+            let mut out = Vec::new();
+            for name in presets::names() {
+                let p = presets::preset(name)?;
+                out.push(format!("{name}\t{}\t{}", p.programme_name, p.rules.document));
+            }
+            out.join("\n")
+        }
+        AdminCommand::AssignExpert { school, user } => {
+            if store::assign_expert(conn, &school, &user, BY, now)? {
+                format!("{user} is on the expert team of {school} ({} expert(s))", store::expert_team(conn, &school)?.len())
+            } else {
+                format!("{user} was already on the expert team of {school}")
+            }
+        }
+        AdminCommand::UnassignExpert { school, user } => {
+            store::unassign_expert(conn, &school, &user, BY, now)?;
+            format!("{user} is off the expert team of {school} ({} expert(s) left)", store::expert_team(conn, &school)?.len())
         }
         AdminCommand::AddSchool { programme, id, name, category, key_project } => {
             accounts::add_school(conn, &programme, &id, &name, &category, &key_project)?;

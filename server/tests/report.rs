@@ -51,6 +51,23 @@ impl World {
         accounts::add_user(&conn, "exp", "钱专家", Role::Expert, Some("p"), &a, None, NOW).expect("user");
         accounts::add_task(&conn, "p", None, "district", "新增优质学位", 2400.0, "个", "2026-09-01", "2027-08-31").expect("task");
         accounts::add_task(&conn, "p", Some("s-a"), "own", "甲校骨干教师培养", 10.0, "名", "2026-09-01", "2027-08-31").expect("task");
+        // The programme's rules: one term and the principal's lesson quota.
+        use shidao_server::programme::rules::{LessonQuota, Per, Rules, Source, Term};
+        let rules = Rules {
+            document: "《测试区强校工程实施方案》".into(),
+            terms: vec![Term { id: "t1".into(), name: "2026学年第一学期".into(), start: "2026-09-01".into(), end: "2027-01-31".into() }],
+            lesson_quotas: vec![LessonQuota {
+                id: "principal".into(),
+                role: "principal".into(),
+                min: 30.0,
+                per: Per::Term,
+                purpose: None,
+                own_school: true,
+                source: Source { document: "《测试区强校工程实施方案》".into(), sentence: "校长每学期在本校听评课不少于30节".into() },
+            }],
+            ..Rules::default()
+        };
+        shidao_server::programme::store::save(&conn, "p", &rules, "admin", NOW).expect("rules");
         let (inspector, principal, supervisor) = (device(&conn, "ins"), device(&conn, "pri"), device(&conn, "sup"));
         World { _dir: dir, conn, inspector, principal, supervisor, rng: Rng::new(7) }
     }
@@ -110,8 +127,8 @@ fn only_submitted_and_approved_records_and_the_schools_own_targets_count() {
     assert_eq!((r.counted, r.awaiting_review, r.not_counted), (2, 2, 3));
     let achievements: Vec<&str> = r.achievements.iter().map(|n| n.text.as_str()).collect();
     assert_eq!(achievements, ["已提交视导的优点"]);
-    let principal = r.checks.iter().find(|c| c.rule.contains("校长")).expect("principal check");
-    assert_eq!((principal.figure.as_str(), principal.met), ("1 节", false));
+    let principal = r.checks.iter().find(|c| c.rule.contains("李校长")).expect("the principal's check, from the programme's rules");
+    assert_eq!((principal.figure.as_str(), principal.met, principal.source.as_str()), ("1", false, "校长每学期在本校听评课不少于30节"));
     let tasks: Vec<&str> = r.tasks.iter().map(|t| t.title.as_str()).collect();
     assert_eq!(tasks, ["甲校骨干教师培养"], "a district-wide task is not in a school's report");
     assert_eq!(r.team, ["李校长", "王视导"], "the evaluation team: authors of counted records");

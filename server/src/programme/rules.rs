@@ -450,3 +450,129 @@ impl Rules {
 pub fn load(conn: &rusqlite::Connection, programme: &str) -> crate::error::AppResult<Rules> {
     super::store::load(conn, programme)
 }
+
+/// One line of a rule book for people: the rule, its figure, its source (none for terms and
+/// for a rule the document does not state).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Figure {
+    pub rule: String,
+    pub figure: String,
+    pub source: Option<Source>,
+}
+
+fn num(v: f64) -> String {
+    if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v}") }
+}
+
+fn per(p: Per) -> &'static str {
+    match p {
+        Per::Term => "每学期",
+        Per::Year => "每学年",
+    }
+}
+
+fn role_zh(role: &str) -> &str {
+    match role {
+        "inspector" => "视导员",
+        "expert" => "指导专家",
+        "principal" => "校长",
+        "supervisor" => "督导",
+        "admin" => "管理员",
+        other => other,
+    }
+}
+
+/// Every rule of a book with its figure and source, in [`RULE_NAMES`] order; a rule the book
+/// does not state appears once as 未规定 (not stated).
+pub fn figures(r: &Rules) -> Vec<Figure> {
+    let mut out = Vec::new();
+    let absent = |out: &mut Vec<Figure>, rule: &str| out.push(Figure { rule: rule.into(), figure: "未规定 (not stated)".into(), source: None });
+    if r.terms.is_empty() {
+        absent(&mut out, "terms");
+    }
+    for t in &r.terms {
+        out.push(Figure { rule: format!("terms[{}]", t.id), figure: format!("{} {} … {}", t.name, t.start, t.end), source: None });
+    }
+    if r.categories.is_empty() {
+        absent(&mut out, "categories");
+    }
+    for c in &r.categories {
+        out.push(Figure { rule: "categories".into(), figure: c.name.clone(), source: Some(c.source.clone()) });
+    }
+    if r.lesson_quotas.is_empty() {
+        absent(&mut out, "lesson_quotas");
+    }
+    for q in &r.lesson_quotas {
+        let mut f = format!("{}{}听评课 ≥ {} 节（每人）", role_zh(&q.role), per(q.per), num(q.min));
+        if q.own_school {
+            f.push_str("，在本校");
+        }
+        if let Some(p) = &q.purpose {
+            f.push_str(&format!("，听课类型 {p}"));
+        }
+        out.push(Figure { rule: format!("lesson_quotas[{}]", q.id), figure: f, source: Some(q.source.clone()) });
+    }
+    match &r.expert_team {
+        None => absent(&mut out, "expert_team"),
+        Some(t) => out.push(Figure {
+            rule: "expert_team".into(),
+            figure: match t.min {
+                Some(m) => format!("每校配备指导专家 ≥ {} 名", num(m)),
+                None => "每校配备指导专家（未定人数）".into(),
+            },
+            source: Some(t.source.clone()),
+        }),
+    }
+    match &r.expert_activity {
+        None => absent(&mut out, "expert_activity"),
+        Some(a) => out.push(Figure {
+            rule: "expert_activity".into(),
+            figure: format!("每校{}指导 ≥ {} 次", per(a.per), num(a.min)),
+            source: Some(a.source.clone()),
+        }),
+    }
+    if r.staffing.is_empty() {
+        absent(&mut out, "staffing");
+    }
+    for s in &r.staffing {
+        let f = match (s.min_count, s.min_share) {
+            (Some(n), _) => format!("每校{} ≥ {} 名", s.title, num(n)),
+            (None, Some(p)) => format!("每校{} ≥ {}%", s.title, num(p)),
+            _ => s.title.clone(),
+        };
+        out.push(Figure { rule: format!("staffing[{}]", s.id), figure: f, source: Some(s.source.clone()) });
+    }
+    if r.stages.is_empty() {
+        absent(&mut out, "stages");
+    }
+    for s in &r.stages {
+        out.push(Figure { rule: format!("stages[{}]", s.id), figure: s.name.clone(), source: Some(s.source.clone()) });
+    }
+    match &r.report {
+        None => absent(&mut out, "report"),
+        Some(rep) => {
+            let chapters: Vec<String> = rep
+                .chapters
+                .iter()
+                .map(|c| if c.indicators.is_empty() { c.title.clone() } else { format!("{}（{}）", c.title, c.indicators.join("、")) })
+                .collect();
+            out.push(Figure { rule: "report".into(), figure: chapters.join(" / "), source: Some(rep.source.clone()) });
+        }
+    }
+    match &r.task_timeline {
+        None => absent(&mut out, "task_timeline"),
+        Some(t) => out.push(Figure {
+            rule: "task_timeline".into(),
+            figure: format!("完成率落后时间进度 ≤ {} 个百分点为预警，超过为滞后", num(t.warning_points)),
+            source: Some(t.source.clone()),
+        }),
+    }
+    for t in &r.school_targets {
+        out.push(Figure {
+            rule: format!("school_targets[{}]", t.id),
+            figure: format!("每校：{} {}{}（{} … {}）", t.title, num(t.target), t.unit, t.start, t.due),
+            source: Some(t.source.clone()),
+        });
+    }
+    out
+}

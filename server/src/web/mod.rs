@@ -3,9 +3,11 @@
 //! script but a print button; they work on a laptop and on a tablet.
 
 pub mod auth;
+pub mod dashboard;
 mod export;
 mod forms;
 pub mod page;
+mod programme;
 mod records;
 pub mod report;
 mod reports;
@@ -29,8 +31,8 @@ use crate::AppState;
 
 pub use export::export_xlsx;
 
+pub use dashboard::{dashboard_html, dashboard_page};
 pub use report::{report_html, ReportQuery};
-pub use reports::dashboard_html;
 
 const LOGIN_COOKIE: &str = "shidao_login";
 
@@ -188,7 +190,8 @@ async fn school_report(
 /// Every page route.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/", get(reports::dashboard))
+        .route("/", get(dashboard::dashboard))
+        .route("/checks/{school}/{rule}", get(dashboard::checks))
         .route("/login", get(login_form).post(login))
         .route("/logout", post(logout))
         .route("/lang/{code}", get(set_lang))
@@ -205,4 +208,8 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/forms/preview", post(forms::preview).layer(DefaultBodyLimit::max(forms::UPLOAD_LIMIT)))
         .route("/admin/forms/publish", post(forms::publish).layer(DefaultBodyLimit::max(forms::PUBLISH_LIMIT)))
         .route("/admin/forms/retire", post(forms::retire))
+        .route("/admin/programme", get(programme::page))
+        .route("/admin/programme/rule", post(programme::set_rule))
+        .route("/admin/programme/term", post(programme::add_term))
+        .route("/admin/programme/team", post(programme::team))
 }

@@ -9,11 +9,13 @@ pub struct Chapter {
     pub id: String,
     pub title_zh: String,
     pub title_en: String,
-    /// The meaning of the chapter's evaluation score (e.g. `evaluation.area.cadre`), if any.
-    pub score_meaning: Option<String>,
-    /// The stem of the evaluation form's indicator rows for this chapter (`cadre` reads the
-    /// repeat `cadre_indicators` with `cadre_indicator`, `_baseline`, `_current`, `_target`).
-    pub indicator_stem: Option<String>,
+    /// The development areas the chapter covers: the meaning of each area's evaluation score
+    /// (e.g. `evaluation.area.cadre`) and the stem of the evaluation form's indicator rows for it
+    /// (`cadre` reads the repeat `cadre_indicators` with `cadre_indicator`, `_baseline`,
+    /// `_current`, `_target`). The chapter's score is the mean of its areas' scores.
+    pub areas: Vec<(String, String)>,
+    /// What the programme document lists under the chapter (评价内容).
+    pub points: Vec<String>,
 }
 
 /// A compliance check: one programme rule, the figure, met or not, and the rule's sentence.
@@ -22,6 +24,8 @@ pub struct Check {
     pub rule: String,
     pub figure: String,
     pub met: bool,
+    /// False when nothing records the figure (or no term is set): neither met nor failed.
+    pub judged: bool,
     pub source: String,
     pub href: String,
 }
@@ -111,6 +115,7 @@ impl IndicatorRow {
 pub struct ChapterView {
     pub number: String,
     pub title: String,
+    pub points: Vec<String>,
     pub first: Figure,
     pub latest: Figure,
     pub added: Option<f64>,

@@ -37,9 +37,12 @@ pub fn structure(conn: &Connection, programme: &str) -> AppResult<Vec<Chapter>> 
             .chapters
             .into_iter()
             .map(|c| {
-                let score = c.meanings.iter().find(|m| m.starts_with("evaluation.area.")).cloned();
-                let stem = score.as_ref().map(|m| m.trim_start_matches("evaluation.area.").to_string());
-                Chapter { id: c.id, title_zh: c.title.clone(), title_en: c.title, score_meaning: score, indicator_stem: stem }
+                let areas = c
+                    .meanings
+                    .iter()
+                    .filter_map(|m| m.strip_prefix("evaluation.area.").map(|stem| (m.clone(), stem.to_string())))
+                    .collect();
+                Chapter { id: c.id, title_zh: c.title.clone(), title_en: c.title, areas, points: c.indicators }
             })
             .collect());
     }
@@ -49,44 +52,37 @@ pub fn structure(conn: &Connection, programme: &str) -> AppResult<Vec<Chapter>> 
             id: (*id).to_string(),
             title_zh: (*zh).to_string(),
             title_en: (*en).to_string(),
-            score_meaning: Some(format!("evaluation.area.{id}")),
-            indicator_stem: Some((*id).to_string()),
+            areas: vec![(format!("evaluation.area.{id}"), (*id).to_string())],
+            points: Vec::new(),
         })
         .collect())
 }
 
-/// The programme's rules as the school's figures meet them.
-pub fn compliance(conn: &Connection, p: &Period<'_>, lang: Lang) -> AppResult<Vec<Check>> {
-    const PRINCIPAL_QUOTA: f64 = 30.0;
-    const EXPERTS_PER_SCHOOL: f64 = 3.0;
-    let lessons = forms::carriers(conn, p.programme, "lesson.total")?;
-    let mut args = p.args();
-    let cond = lessons.form_condition("r.template_id", &mut args);
-    let principal: i64 = conn.query_row(
-        &format!(
-            "SELECT COUNT(*) FROM records r JOIN users u ON u.id = r.created_by WHERE r.school_id = ?1 AND {cond}
-             AND u.role = 'principal' AND r.record_date BETWEEN ?2 AND ?3 AND {COUNTED}"
-        ),
-        params_from_iter(&args),
-        |r| r.get(0),
-    )?;
-    let team = expert_names(conn, p.school)?.len();
-    Ok(vec![
-        Check {
-            rule: lang.t("校长每学期听评课不少于 30 节", "The principal observes at least 30 lessons a term").into(),
-            figure: format!("{principal} {}", lang.t("节", "lessons")),
-            met: principal as f64 >= PRINCIPAL_QUOTA,
-            source: "实行校长进课堂制度，每学期在本校听评课不少于30节".into(),
-            href: p.link(lessons.first(), "&role=principal"),
-        },
-        Check {
-            rule: lang.t("每所学校配备不少于 3 名指导专家", "At least 3 experts assigned to each school").into(),
-            figure: format!("{team} {}", lang.t("名", "experts")),
-            met: team as f64 >= EXPERTS_PER_SCHOOL,
-            source: "为每所初中配备不少于3名的指导专家，形成“一校一团队”".into(),
-            href: format!("/records?school={}&template=guidance-log", url(p.school)),
-        },
-    ])
+/// The programme's rules as the school's figures meet them: each rule (per person where the rule
+/// counts per person), the figure, met or not, and the document's sentence.
+pub fn compliance(conn: &Connection, p: &Period<'_>, term: Option<&crate::programme::rules::Term>, today: &str, lang: Lang) -> AppResult<Vec<Check>> {
+    use crate::programme::compliance::{self as rules_check, State};
+    let rules = crate::programme::load(conn, p.programme)?;
+    Ok(rules_check::compliance(conn, &rules, p.school, term, today)?
+        .into_iter()
+        .map(|c| {
+            let mut rule = format!("{}（{}）", lang.t(&c.label_zh, &c.label_en), c.target_text());
+            if let Some((_, name)) = &c.person {
+                rule.push_str(&format!(" · {name}"));
+            }
+            Check {
+                figure: match c.figure {
+                    Some(f) => format!("{}{}", crate::web::page::num(Some(f)), c.unit),
+                    None => lang.t("无数据", "no data").to_string(),
+                },
+                met: c.state == State::Met,
+                judged: c.state != State::NoData,
+                source: c.source.sentence.clone(),
+                href: c.link.clone(),
+                rule,
+            }
+        })
+        .collect())
 }
 
 /// The school and period a report is about.
@@ -405,13 +401,16 @@ fn chapters(conn: &Connection, p: &Period<'_>, first_number: usize, lang: Lang) 
     let latest = pick(conn, p.school, &evaluations, p.to, true)?.filter(|l| l.1.as_str() >= p.from);
     let mut out = Vec::new();
     for (i, ch) in structure(conn, p.programme)?.into_iter().enumerate() {
+        // The chapter's score in a record: the mean of its areas' scores there.
         let score = |rec: &Option<(String, String, String, u32)>| -> AppResult<Figure> {
-            let (Some((id, _, template, _)), Some(m)) = (rec, &ch.score_meaning) else { return Ok(Figure::default()) };
-            let c = forms::carriers(conn, p.programme, m)?;
-            let value = match c.name_in(template) {
-                Some(n) => value_in(conn, id, n)?,
-                None => None,
-            };
+            let Some((id, _, template, _)) = rec else { return Ok(Figure::default()) };
+            let mut values = Vec::new();
+            for (meaning, _) in &ch.areas {
+                if let Some(n) = forms::carriers(conn, p.programme, meaning)?.name_in(template) {
+                    values.extend(value_in(conn, id, n)?);
+                }
+            }
+            let value = (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64);
             Ok(Figure { value, href: format!("/records/{}", url(id)) })
         };
         let f = score(&first)?;
@@ -422,19 +421,21 @@ fn chapters(conn: &Connection, p: &Period<'_>, first_number: usize, lang: Lang) 
         };
         let mut indicators = Vec::new();
         let mut findings = Vec::new();
-        if let (Some(stem), Some((lid, ..))) = (&ch.indicator_stem, &latest) {
-            indicators = indicator_rows(conn, lid, stem)?;
+        for (_, stem) in &ch.areas {
+            let Some((lid, ..)) = &latest else { break };
+            let mut rows = indicator_rows(conn, lid, stem)?;
             // A baseline left empty is carried from the earliest evaluation's value of the indicator.
             if let Some((fid, ..)) = first.as_ref().filter(|f| f.0 != *lid) {
                 let earlier = indicator_rows(conn, fid, stem)?;
-                for row in indicators.iter_mut().filter(|r| r.baseline.is_none()) {
+                for row in rows.iter_mut().filter(|r| r.baseline.is_none()) {
                     row.baseline = earlier.iter().find(|e| e.name == row.name).and_then(|e| e.baseline.or(e.current));
                 }
             }
+            indicators.extend(rows);
             let mut args = p.args();
             args.push(format!("{stem}_findings"));
             let cond = evaluations.form_condition("r.template_id", &mut args);
-            findings = conn
+            let notes: Vec<Note> = conn
                 .prepare(&format!(
                     "SELECT a.display, COALESCE(r.record_date, ''), r.id FROM answers a JOIN records r ON r.id = a.record_id
                      WHERE r.school_id = ?1 AND {cond} AND a.field = ?4 AND a.row_id = '' AND r.record_date BETWEEN ?2 AND ?3
@@ -444,10 +445,12 @@ fn chapters(conn: &Connection, p: &Period<'_>, first_number: usize, lang: Lang) 
                     Ok(Note { text: r.get(0)?, date: r.get(1)?, href: format!("/records/{}", url(&r.get::<_, String>(2)?)) })
                 })?
                 .collect::<rusqlite::Result<_>>()?;
+            findings.extend(notes);
         }
         out.push(ChapterView {
             number: numeral(first_number + i),
             title: lang.t(&ch.title_zh, &ch.title_en).to_string(),
+            points: ch.points.clone(),
             first: f,
             latest: l,
             added,
@@ -558,20 +561,16 @@ fn actions(conn: &Connection, p: &Period<'_>, today: &str, lang: Lang) -> AppRes
 
 /// The school's own targets (district-wide tasks belong to the dashboard).
 fn school_tasks(conn: &Connection, programme: &str, school: &str, today: &str) -> AppResult<Vec<TaskLine>> {
-    let own: Vec<String> = conn
-        .prepare_cached("SELECT title FROM tasks WHERE programme_id = ?1 AND school_id = ?2")?
-        .query_map([programme, school], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let rules = crate::programme::load(conn, programme)?;
     let num = |v: f64| crate::web::page::num(Some(v));
-    Ok(reports::tasks(conn, programme, Some(school), today)?
+    Ok(reports::tasks(conn, programme, &rules, Some(school), today)?
         .into_iter()
-        .filter(|t| own.contains(&t.title))
         .map(|t| TaskLine {
             target: format!("{} {}", num(t.target), t.unit),
             achieved: num(t.achieved),
             completion: num(t.completion),
             elapsed: num(t.elapsed),
-            status: t.status,
+            status: t.status.unwrap_or(""),
             title: t.title,
             href: format!("/records?school={}&template=task-progress", url(school)),
         })
@@ -580,7 +579,7 @@ fn school_tasks(conn: &Connection, programme: &str, school: &str, today: &str) -
 
 /// The report of one school over a period.
 pub fn report(conn: &Connection, user: &WebUser, lang: Lang, school: &str, from: Option<&str>, to: Option<&str>, today: &str, now: i64) -> AppResult<Report> {
-    let term = reports::term(conn, user, today)?;
+    let term = reports::term(conn, user, today, None)?;
     let valid = |d: Option<&str>| d.filter(|d| shidao_core::expr::parse_date(d).is_some()).map(str::to_string);
     let from = valid(from).unwrap_or(term.start.clone());
     let to = valid(to).unwrap_or(term.end.clone());
@@ -629,7 +628,7 @@ pub fn report(conn: &Connection, user: &WebUser, lang: Lang, school: &str, from:
         problems: narrative(conn, &p, "narrative.problems")?,
         recommendations: narrative(conn, &p, "narrative.recommendations")?,
         conclusion: conclusion(conn, &p)?,
-        checks: compliance(conn, &p, lang)?,
+        checks: compliance(conn, &p, term.term.as_ref(), today, lang)?,
         actions: actions(conn, &p, today, lang)?,
         tasks: school_tasks(conn, &term.programme, school, today)?,
         counted: of("submitted") + of("approved"),
