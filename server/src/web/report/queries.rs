@@ -578,6 +578,7 @@ fn school_tasks(conn: &Connection, programme: &str, school: &str, today: &str) -
 }
 
 /// The report of one school over a period.
+#[allow(clippy::too_many_arguments)]
 pub fn report(conn: &Connection, user: &WebUser, lang: Lang, school: &str, from: Option<&str>, to: Option<&str>, today: &str, now: i64) -> AppResult<Report> {
     let term = reports::term(conn, user, today, None)?;
     let valid = |d: Option<&str>| d.filter(|d| shidao_core::expr::parse_date(d).is_some()).map(str::to_string);
