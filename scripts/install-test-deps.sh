@@ -5,6 +5,8 @@
 #
 #   - chromium, chromedriver       the browser tests of the review pages   Debian: chromium,
 #                                                                          chromium-driver
+#   - pdftotext, a Chinese font    the printed school report's text       Debian: poppler-utils,
+#                                                                          fonts-wqy-zenhei
 #   - openssl                      makes the certificate of the HTTPS test Debian: openssl
 #   - python3                      runs the Python test scripts (`python3` on PATH)
 #   - a Java runtime (11+)         runs the Kotlin compiler       Debian: default-jre-headless
@@ -43,6 +45,9 @@ _shidao_deps() {
     command -v python3 >/dev/null 2>&1 || apt_pkgs+=(python3)
     command -v chromium >/dev/null 2>&1 || apt_pkgs+=(chromium)
     command -v chromedriver >/dev/null 2>&1 || apt_pkgs+=(chromium-driver)
+    command -v pdftotext >/dev/null 2>&1 || apt_pkgs+=(poppler-utils)
+    # A Chinese font, or Chromium prints the school report's text as empty boxes.
+    { command -v fc-list >/dev/null 2>&1 && [ -n "$(fc-list :lang=zh 2>/dev/null)" ]; } || apt_pkgs+=(fonts-wqy-zenhei)
     command -v openssl >/dev/null 2>&1 || apt_pkgs+=(openssl)
     command -v java >/dev/null 2>&1 || apt_pkgs+=(default-jre-headless)
     if [ ! -f "$jna_jar" ]; then apt_pkgs+=(libjna-java); fi
@@ -102,6 +107,8 @@ _shidao_deps() {
         command -v python3 >/dev/null 2>&1 || missing+=("python3 is not on PATH")
         command -v chromium >/dev/null 2>&1 || missing+=("chromium is not on PATH (Debian package chromium)")
         command -v chromedriver >/dev/null 2>&1 || missing+=("chromedriver is not on PATH (Debian package chromium-driver)")
+        command -v pdftotext >/dev/null 2>&1 || missing+=("pdftotext is not on PATH (Debian package poppler-utils)")
+        [ -n "$(fc-list :lang=zh 2>/dev/null)" ] || missing+=("no Chinese font (Debian package fonts-wqy-zenhei)")
         command -v openssl >/dev/null 2>&1 || missing+=("openssl is not on PATH (Debian package openssl)")
         command -v java >/dev/null 2>&1 || missing+=("java (a Java runtime, 11 or newer) is not on PATH")
         command -v kotlinc >/dev/null 2>&1 || missing+=("kotlinc is not on PATH (installed as /usr/local/bin/kotlinc: is that on PATH?)")

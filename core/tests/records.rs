@@ -93,24 +93,24 @@ fn observation_total_score_and_band() {
     let mut r = new_record("classroom-observation", &who, NOW);
     let t = r.template().clone();
     let total = t.scores.iter().find(|s| s.def.id == "total").expect("a total score");
-    // Every rubric item at its top level: 100 and the top band.
-    for w in &total.def.weights {
-        let f = t.field(&w.field).unwrap();
-        let (_, hi) = f.scale_range().unwrap();
-        r.set_answer(&FieldRef::top(&w.field), Answer::Rating(hi)).unwrap();
+    assert_eq!(total.def.weights.iter().map(|w| w.weight).sum::<f64>(), 100.0, "the items add up to 100 points");
+    assert!(total.def.weights.iter().any(|w| w.field == "r_board"), "教师基本功 is part of the total");
+    // The way a Chinese 评价表 scores: every item at one level gives that level's points, so an
+    // ordinary lesson (一般 throughout) passes with 70 and a good one scores 85.
+    for (level, points, band) in [(5, 95.0, "优秀"), (4, 85.0, "良好"), (3, 70.0, "合格"), (2, 50.0, "待改进"), (1, 30.0, "待改进")] {
+        for w in &total.def.weights {
+            r.set_answer(&FieldRef::top(&w.field), Answer::Rating(level)).unwrap();
+        }
+        let s = r.scores().into_iter().find(|s| s.id == "total").unwrap();
+        assert_eq!(s.value, Some(points), "every item at level {level}");
+        assert_eq!(s.band.unwrap().zh, band, "every item at level {level}");
     }
+    // Mixed levels: each item earns its level's share of its own weight.
+    r.set_answer(&FieldRef::top("r_participation"), Answer::Rating(5)).unwrap();
     let s = r.scores().into_iter().find(|s| s.id == "total").unwrap();
-    assert_eq!(s.value, Some(100.0));
-    assert_eq!(s.band.unwrap().zh, "优秀");
-    // Every item at its lowest level: 0 and the lowest band.
-    for w in &total.def.weights {
-        let f = t.field(&w.field).unwrap();
-        let (lo, _) = f.scale_range().unwrap();
-        r.set_answer(&FieldRef::top(&w.field), Answer::Rating(lo)).unwrap();
-    }
-    let s = r.scores().into_iter().find(|s| s.id == "total").unwrap();
-    assert_eq!(s.value, Some(0.0));
-    assert_eq!(s.band.unwrap().zh, "待改进");
+    assert_eq!(s.value, Some(30.0 + 15.0 * (0.95 - 0.30)));
+    let licc = r.scores().into_iter().find(|s| s.id == "licc_student_learning").unwrap();
+    assert_eq!(licc.value, Some((95.0 + 30.0) / 2.0), "LICC dimensions score the same way");
 }
 
 #[test]

@@ -30,6 +30,9 @@ pub enum AppError {
     /// Too many failed attempts from this client address: refused before anything is checked.
     #[error("too many failed attempts; try again in {secs} s")]
     Throttled { secs: i64 },
+    /// Something the server needs for this request is not installed or did not answer in time.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -47,6 +50,7 @@ impl AppError {
             AppError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             AppError::StorageFull(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_full"),
             AppError::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
+            AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

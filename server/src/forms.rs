@@ -304,14 +304,14 @@ pub fn install_library(conn: &Connection, programme: &str, now: i64) -> AppResul
     Ok(())
 }
 
-/// Gives every programme that has no forms yet (one created before the registry) the built-in
-/// library. Run at every start; a no-op once each programme has its forms.
+/// Gives every programme the built-in library: all of it to a programme that has no forms yet
+/// (one created before the registry), and a new version of a built-in form (e.g.
+/// classroom-observation v2) to one that has the older versions, next to them, so that tablets
+/// of this build can send records of it. Run at every start; a no-op once each programme has
+/// the built-in versions of this build (or its own of the same number or higher).
 pub fn install_missing_libraries(conn: &Connection, now: i64) -> AppResult<()> {
-    let bare: Vec<String> = conn
-        .prepare("SELECT id FROM programmes p WHERE NOT EXISTS (SELECT 1 FROM form_versions f WHERE f.programme_id = p.id)")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    for p in bare {
+    let programmes: Vec<String> = conn.prepare("SELECT id FROM programmes ORDER BY id")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    for p in programmes {
         install_library(conn, &p, now)?;
     }
     Ok(())

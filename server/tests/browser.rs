@@ -143,7 +143,7 @@ async fn supervisor_works_in_chromium() {
     }
     browser.click("a[href='/schools/ouhai-01']").await;
     let report = browser.source_with("一校一报告").await;
-    assert!(report.contains("一校一报告") && report.contains("一、干部培养") && report.contains("<svg"), "school report");
+    assert!(report.contains("一校一报告") && report.contains("一、学校基本情况") && report.contains("三、学生发展"), "school report");
     if let Some(d) = &shots {
         browser.screenshot(&d.join("report.png")).await;
     }
@@ -286,4 +286,86 @@ async fn admin_publishes_a_form_in_chromium() {
     if let Some(d) = &shots {
         browser.screenshot(&d.join("forms.png")).await;
     }
+}
+
+/// The school report printed by the server's headless Chromium (`?format=pdf`), read back with
+/// `pdftotext` (poppler-utils): every section heading, the signature block and the Chinese text
+/// are in the PDF, on A4 pages.
+#[tokio::test]
+async fn the_school_report_prints_to_a4_pdf_with_every_section() {
+    let dir = tempfile::tempdir().expect("dir");
+    let state = AppState::open(&dir.path().join("central.db")).expect("store");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(serve(listener, state.clone(), std::future::pending()));
+    demo::seed_scaled(&state, &base, 0.2).await.expect("demo");
+
+    // Sign in as a browser would: the form's token in its cookie and in the form.
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let form = http.get(format!("{base}/login")).send().await.expect("login form");
+    let cookie_of = |resp: &reqwest::Response, name: &str| -> String {
+        resp.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|c| c.split(';').next()?.strip_prefix(&format!("{name}=")).map(str::to_string))
+            .unwrap_or_else(|| panic!("no {name} cookie"))
+    };
+    let login = cookie_of(&form, "shidao_login");
+    let page = form.text().await.expect("page");
+    let at = page.find("name=\"csrf\" value=\"").expect("csrf") + "name=\"csrf\" value=\"".len();
+    let csrf = page[at..].split('"').next().expect("csrf").to_string();
+    let signed = http
+        .post(format!("{base}/login"))
+        .header("cookie", format!("shidao_login={login}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            [("csrf", csrf.as_str()), ("user", demo::SUPERVISOR.0), ("password", demo::SUPERVISOR.1)]
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect::<String>()))
+                .collect::<Vec<_>>()
+                .join("&"),
+        )
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(signed.status().as_u16(), 303);
+    let session = cookie_of(&signed, "shidao_session");
+
+    let resp = http
+        .get(format!("{base}/schools/ouhai-01?format=pdf"))
+        .header("cookie", format!("shidao_session={session}"))
+        .send()
+        .await
+        .expect("pdf");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("application/pdf"));
+    let pdf = resp.bytes().await.expect("bytes");
+    assert!(pdf.starts_with(b"%PDF"), "a PDF");
+    let file = dir.path().join("report.pdf");
+    std::fs::write(&file, &pdf).expect("write");
+    let out = Command::new("pdftotext")
+        .args(["-layout"])
+        .arg(&file)
+        .arg("-")
+        .output()
+        .expect("pdftotext must be installed (Debian package poppler-utils; scripts/install-test-deps.sh)");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).expect("utf-8 text");
+    for heading in [
+        // 瓯海's rules: three dimensions as the chapters.
+        "一校一报告", "编号", "一、学校基本情况", "二、工作开展情况", "三、学生发展", "四、教师发展", "五、学校发展", "六、主要成效", "七、存在问题",
+        "八、意见建议", "九、评估结论", "十、待落实事项", "项目要求达成情况", "评估组组长", "督导室负责人", "公章",
+        "学校签收（校长）", "数据截至", "瓯海区初中全面提升行动",
+    ] {
+        assert!(text.contains(heading), "the printed report lacks {heading}:\n{text}");
+    }
+    // A4 pages (595 x 842 points), more than one: every section starts a page.
+    let info = Command::new("pdfinfo").arg(&file).output().expect("pdfinfo");
+    let info = String::from_utf8_lossy(&info.stdout).to_string();
+    assert!(info.contains("(A4)"), "A4 pages: {info}");
+    let pages: usize = info.lines().find_map(|l| l.strip_prefix("Pages:")).and_then(|n| n.trim().parse().ok()).expect("pages");
+    assert!(pages >= 7, "sections on pages of their own: {pages} pages");
+    // The running header repeats on every page.
+    assert!(text.matches("一校一报告 · 编号").count() >= pages, "a header on each page:\n{text}");
 }

@@ -35,7 +35,7 @@ use tower::ServiceExt;
 // ---------------------------------------------------------------------------------------------
 
 /// The test functions below, one per family; the total is printed when all of them have run.
-const FAMILIES: usize = 9;
+const FAMILIES: usize = 10;
 
 static TOTAL: Mutex<(usize, usize, usize)> = Mutex::new((0, 0, 0));
 
@@ -2064,5 +2064,166 @@ async fn family_9_each_change_is_judged_at_its_own_state() {
     let central = w.central(r.id());
     assert_eq!(central.status(), shidao_core::Status::Approved);
     assert_eq!(central.answer(&FieldRef::top("lessons_total")).expect("a").answer, Some(Answer::Integer(21)));
+    t.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10. Script injection: every text a tablet or an admin can write comes out inert.
+// ---------------------------------------------------------------------------------------------
+
+/// Markup that would run if a page inserted it unescaped: a script element, an attribute
+/// breaking out of its quotes, a script link.
+const XSS: &str = "<script>alert('xss')</script>\" onmouseover=\"alert(1)\" x=\"javascript:alert(2)";
+/// A cell a spreadsheet would run as a command.
+const FORMULA: &str = "=cmd|' /C calc'!A0";
+
+/// What an escaped page never contains.
+#[track_caller]
+fn inert(what: &str, html: &str) {
+    for raw in ["<script>alert", "\" onmouseover=", "onmouseover=\"alert", "=\"javascript:", "='javascript:", "href=javascript:"] {
+        assert!(!html.contains(raw), "{what} carries `{raw}` unescaped");
+    }
+}
+
+#[tokio::test]
+async fn family_10_script_injection_in_any_text_comes_out_inert() {
+    use shidao_core::sample::{fill_completely, Rng};
+    let mut t = Tally::new("10 script injection");
+    let w = World::new();
+    let now = Clock::system().now();
+    let named = |base: &str| format!("{base}{XSS}");
+
+    // 1. What an admin writes: programme, school, user and task names, the key project, and a
+    //    published form whose title, labels and option labels (and file name) carry markup.
+    let form_id = "xss-form";
+    w.state.with_db(|c| {
+        c.execute("UPDATE programmes SET name = ?1 WHERE id = 'p1'", [named("一号项目")]).expect("programme");
+        c.execute("UPDATE schools SET name = ?1, key_project = ?2 WHERE id = 's-a'", [named("甲校"), named("项目")]).expect("school");
+        c.execute("UPDATE users SET name = ?1 WHERE id IN ('ins-a', 'sup1')", [named("姓名")]).expect("users");
+        accounts::add_task(c, "p1", Some("s-a"), "t-own", &named("学校任务"), 10.0, &named("名"), "2020-01-01", "2030-12-31").expect("task");
+        accounts::add_task(c, "p1", None, "t-all", &named("全区任务"), 10.0, "个", "2020-01-01", "2030-12-31").expect("task");
+        let json = serde_json::json!({
+            "id": form_id, "version": 1, "title": {"zh": named("表单"), "en": named("Form")}, "filled_by": ["inspector"],
+            "sections": [{"id": "s", "label": {"zh": named("分节"), "en": named("Section")}, "fields": [
+                {"id": "visit_date", "kind": "date", "label": {"zh": named("日期"), "en": named("Date")}},
+                {"id": "note", "kind": "text", "label": {"zh": named("备注"), "en": named("Note")}, "hint": {"zh": named("提示"), "en": named("Hint")}},
+                {"id": "pick", "kind": "single_choice", "label": {"zh": named("选择"), "en": named("Pick")},
+                 "options": [{"value": "a", "label": {"zh": named("选项"), "en": named("Option")}}]}]}]
+        })
+        .to_string();
+        let template = std::sync::Arc::new(shidao_core::Template::from_json("xss.json", &json).expect("form loads"));
+        let definition = template.definition();
+        let hash = shidao_core::template::definition_hash(&definition);
+        let form = shidao_server::forms::Checked { template, definition, hash, warnings: vec![named("警告")] };
+        shidao_server::forms::publish(c, "p1", &form, &format!("{}.xlsx", named("文件")), "sup1", now).expect("publish");
+    });
+
+    // 2. What a tablet writes: every kind of text answer of a submitted visit (its rectification
+    //    rows included), a lesson observation, a record of the published form with its option.
+    let ins = w.dev("ins-a").editor();
+    let mut rng = Rng::new(10);
+    let mut visit = new_record("inspection-visit", "s-a", &ins);
+    fill_completely(&mut visit, 1, &mut rng).expect("fill");
+    visit.set_answer(&FieldRef::top("visit_focus"), Answer::Text(format!("{FORMULA}{XSS}"))).expect("text");
+    for f in ["strengths", "problems", "suggestions", "overall_conclusion", "docs_findings", "school_opinion"] {
+        visit.set_answer(&FieldRef::top(f), Answer::LongText(named(f))).expect("long text");
+    }
+    for row in visit.row_ids("rectifications").expect("rows") {
+        visit.set_answer(&FieldRef::in_row("rect_item", &row), Answer::Text(named("整改"))).expect("item");
+        visit.set_answer(&FieldRef::in_row("rect_owner", &row), Answer::Text(named("责任人"))).expect("owner");
+    }
+    visit.submit().expect("submit");
+    w.push_ok("ins-a", &visit).await;
+    let mut lesson = new_record("classroom-observation", "s-a", &ins);
+    fill_completely(&mut lesson, 1, &mut rng).expect("fill");
+    lesson.set_answer(&FieldRef::top("teacher_name"), Answer::Text(named("教师"))).expect("teacher");
+    lesson.set_answer(&FieldRef::top("running_notes"), Answer::LongText(named("实录"))).expect("notes");
+    lesson.submit().expect("submit");
+    w.push_ok("ins-a", &lesson).await;
+    let published = w.state.with_db(|c| shidao_server::forms::template(c, "p1", form_id, 1)).expect("lookup").expect("published");
+    let mut own = Record::create(published, NewRecord { id: RecordId::random(), school: SchoolId::new("s-a").expect("id") }, ins.clone(), Clock::system())
+        .expect("create");
+    own.set_answer(&FieldRef::top("visit_date"), Answer::Date(Clock::system().today())).expect("date");
+    own.set_answer(&FieldRef::top("note"), Answer::Text(format!("{FORMULA}{XSS}"))).expect("note");
+    own.set_answer(&FieldRef::top("pick"), Answer::Choice("a".into())).expect("pick");
+    w.push_ok("ins-a", &own).await;
+    // A review comment: a second visit, submitted and returned with markup in the comment.
+    let draft = w.record("ins-a", "s-a", &named("草稿")).await;
+    let s1 = w.sign_in("sup1", None).await;
+    {
+        let mut r = new_record("inspection-visit", "s-a", &ins);
+        fill_completely(&mut r, 1, &mut rng).expect("fill");
+        r.submit().expect("submit");
+        w.push_ok("ins-a", &r).await;
+        t.attack("a supervisor returns a record with markup in the comment");
+        let resp = w
+            .call(form_post(&format!("/records/{}/review", r.id()), &format!("shidao_session={}", s1.id), &[("csrf", &s1.csrf), ("action", "return"), ("comment", &named("退回意见"))]))
+            .await;
+        assert_eq!(resp.status, StatusCode::SEE_OTHER, "{}", resp.text());
+        let page = w.call(page_get(&format!("/records/{}", r.id()), &s1.id)).await;
+        assert!(page.text().contains("退回意见"), "the comment is on the record's page");
+        inert("the returned record's page", &page.text());
+        t.refused();
+    }
+
+    // 3. Every page and export that shows these texts, as the programme's supervisor.
+    let csv_paths = [
+        "/export/inspection-visit.csv".to_string(),
+        "/export/inspection-visit.csv?authors=1&codes=1".to_string(),
+        format!("/export/{form_id}.csv"),
+        format!("/export/{form_id}.csv?authors=1"),
+        "/export/classroom-observation.csv?authors=1".to_string(),
+    ];
+    let mut pages = vec![
+        "/".to_string(),
+        "/records".to_string(),
+        "/records?school=s-a".to_string(),
+        format!("/records?template={form_id}"),
+        "/schools/s-a".to_string(),
+        "/exports".to_string(),
+        "/admin/forms".to_string(),
+    ];
+    for r in [visit.id(), lesson.id(), own.id(), draft.id()] {
+        pages.push(format!("/records/{r}"));
+        pages.push(format!("/records/{r}/history?field=visit_focus"));
+        pages.push(format!("/records/{r}/history?field=note"));
+    }
+    for lang in ["zh", "en"] {
+        let cookie = format!("shidao_session={}; shidao_lang={lang}", s1.id);
+        for path in &pages {
+            t.attack(format!("markup in what {path} shows ({lang})"));
+            let r = w.call(Request::get(path.as_str()).header("cookie", &cookie).body(Body::empty()).expect("req")).await;
+            assert!(r.status == StatusCode::OK || r.status == StatusCode::NOT_FOUND || r.status == StatusCode::BAD_REQUEST, "{path}: {} {}", r.status, r.text());
+            inert(path, &r.text());
+            t.refused();
+        }
+    }
+    // The pages do show the texts, escaped.
+    let report = w.call(page_get("/schools/s-a", &s1.id)).await.text();
+    for shown in ["strengths", "学校任务", "教师", "甲校"] {
+        assert!(report.contains(&format!("{shown}&#60;script&#62;")), "the report shows {shown}, escaped");
+    }
+    let forms_page = w.call(page_get("/admin/forms", &s1.id)).await.text();
+    assert!(forms_page.contains("表单&lt;script&gt;") || forms_page.contains("表单&#60;script&#62;"), "the forms page shows the title, escaped");
+    for path in &csv_paths {
+        t.attack(format!("a formula in {path}"));
+        let r = w.call(page_get(path, &s1.id)).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text());
+        let text = r.text();
+        assert!(text.contains("'=cmd") || !text.contains("=cmd"), "{path}: the formula is kept, neutralised");
+        let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
+        for rec in reader.records() {
+            for cell in rec.expect("csv row").iter() {
+                assert!(!cell.starts_with(['=', '+', '-', '@', '\t', '\r']), "{path}: cell {cell:?} would run as a formula");
+            }
+        }
+        t.refused();
+    }
+    // The JSON interface is JSON: the texts are data there, never a page.
+    t.attack("markup through the JSON interface");
+    let r = w.call(page_get("/api/records?template=inspection-visit", &s1.id)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json")));
+    t.refused();
     t.finish();
 }

@@ -109,20 +109,30 @@ async fn supervisor_reviews_in_the_browser() {
     // 3. The dashboard: schools by category, compliance flags, tasks against targets.
     let (status, dash, _) = b.get("/").await;
     assert_eq!(status, 200);
-    for text in ["瓯海区初中全面提升行动", "示范校", "优质校", "潜质校", "区外国语学校", "校长听课（≥30）", "class=\"n flag\"", "语数英核心骨干"] {
+    // The 瓯海 programme (the ouhai preset): its categories, its own rules with their figures and
+    // sources, a handful of flags (not every school).
+    for text in ["瓯海区初中全面提升行动", "<h2>示范</h2>", "<h2>优质</h2>", "<h2>潜质</h2>", "区外国语学校", "（≥30）", "（≥3）", "每学期在本校听评课不少于30节", "class=\"flag\"", "学习兴趣度"] {
         assert!(dash.contains(text), "dashboard lacks {text}");
     }
-    // 4. A school report with the six areas and real figures, each linking to its records.
+    let key = "id=\"flagged\">";
+    let flagged: usize = dash[dash.find(key).expect("card") + key.len()..].split('<').next().expect("n").parse().expect("n");
+    assert!((2..=8).contains(&flagged), "a handful of schools flagged, not all nineteen: {flagged}");
+    // 鱼峰's tasks live in the 鱼峰 programme, not on 瓯海's dashboard.
+    assert!(!dash.contains("语数英核心骨干"));
+    // 4. A school report: the school, the work done, the six areas, and real figures, each
+    //    linking to its records.
     let (status, report, _) = b.get("/schools/ouhai-01").await;
     assert_eq!(status, 200);
-    for text in ["一、干部培养", "二、教师发展", "五、课程教学", "六、特色建设", "平均总分", "<svg", "/records?school=ouhai-01&amp;template=classroom-observation"] {
+    // 瓯海's rules give the report its three dimensions (学生发展 / 教师发展 / 学校发展).
+    for text in ["一、学校基本情况", "二、工作开展情况", "三、学生发展", "四、教师发展", "五、学校发展", "德育工作", "六、主要成效", "评估组组长", "学习兴趣度",
+        "/records?school=ouhai-01&#38;template=classroom-observation"] {
         assert!(report.contains(text), "report lacks {text}");
     }
     let (_, en, _) = {
         b.cookies.insert("shidao_lang".into(), "en".into());
         b.get("/schools/ouhai-01").await
     };
-    assert!(en.contains("Leadership development") && en.contains("School report"));
+    assert!(en.contains("The school") && en.contains("School report"));
     b.cookies.remove("shidao_lang");
 
     // 5. A visit whose focus two inspectors typed differently: pick one; it becomes the

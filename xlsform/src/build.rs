@@ -957,7 +957,7 @@ fn build(file_name: &str, sheets: &[Sheet], opts: &Options, cx: &mut Ctx) -> Opt
                         .items
                         .iter()
                         .zip(ints.unwrap_or_default())
-                        .map(|((_, l, _), v)| ScaleLevel { value: v, label: l.clone(), description: None })
+                        .map(|((_, l, _), v)| ScaleLevel { value: v, label: l.clone(), description: None, points: None })
                         .collect();
                 } else {
                     if appearance.contains("likert") {
@@ -1011,7 +1011,7 @@ fn build(file_name: &str, sheets: &[Sheet], opts: &Options, cx: &mut Ctx) -> Opt
                             let mut v = start as i64;
                             while (step > 0.0 && v as f64 <= end) || (step < 0.0 && v as f64 >= end) {
                                 let t = v.to_string();
-                                q.field.scale.push(ScaleLevel { value: v, label: Label { zh: t.clone(), en: t }, description: None });
+                                q.field.scale.push(ScaleLevel { value: v, label: Label { zh: t.clone(), en: t }, description: None, points: None });
                                 v += step as i64;
                             }
                             if step < 0.0 {

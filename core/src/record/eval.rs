@@ -456,10 +456,8 @@ fn weighted(values: &Values<'_>, t: &Template, weights: &[crate::template::Weigh
     let (mut got, mut total) = (0.0, 0.0);
     for w in weights {
         let f = t.field(&w.field)?;
-        let (lo, hi) = f.scale_range()?;
-        if let Some(v) = values.value(f, None).as_num() {
-            let span = (hi - lo) as f64;
-            got += w.weight * if span > 0.0 { (v - lo as f64) / span } else { 1.0 };
+        if let Some(share) = values.value(f, None).as_num().and_then(|v| f.level_share(v)) {
+            got += w.weight * share;
             total += w.weight;
         }
     }

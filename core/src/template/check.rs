@@ -54,6 +54,25 @@ impl Checker<'_> {
                     return Err(self.err(id, format!("scale level {} appears twice", l.value)));
                 }
             }
+            // Points: on every level or on none, within 0–100, never fewer for a higher level.
+            let with_points = f.scale.iter().filter(|l| l.points.is_some()).count();
+            if with_points > 0 {
+                if with_points < f.scale.len() {
+                    let missing = f.scale.iter().find(|l| l.points.is_none()).map_or(0, |l| l.value);
+                    return Err(self.err(id, format!("scale level {missing} has no `points`; give points to every level or to none")));
+                }
+                let mut levels: Vec<(i64, f64)> = f.scale.iter().map(|l| (l.value, l.points.unwrap_or(0.0))).collect();
+                if let Some((v, p)) = levels.iter().find(|(_, p)| !(0.0..=100.0).contains(p)) {
+                    return Err(self.err(id, format!("scale level {v} has points {p}; points are 0–100 (percent of the weight)")));
+                }
+                levels.sort_by_key(|(v, _)| *v);
+                if let Some(w) = levels.windows(2).find(|w| w[1].1 < w[0].1) {
+                    return Err(self.err(
+                        id,
+                        format!("scale level {} earns {} points, fewer than level {} ({})", w[1].0, w[1].1, w[0].0, w[0].1),
+                    ));
+                }
+            }
         } else if !f.scale.is_empty() {
             return Err(self.err(id, "only rating fields have a scale"));
         }

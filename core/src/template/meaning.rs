@@ -28,6 +28,8 @@ const REPEAT: &[FieldKind] = &[FieldKind::Repeat];
 const DATE: &[FieldKind] = &[FieldKind::Date];
 const ANY_TEXT: &[FieldKind] = &[FieldKind::Text, FieldKind::LongText];
 const FLAG: &[FieldKind] = &[FieldKind::Computed];
+const LONG_TEXT: &[FieldKind] = &[FieldKind::Text, FieldKind::LongText];
+const YES_NO: &[FieldKind] = &[FieldKind::YesNo];
 
 /// Every meaning a report reads: name, target, and what it is.
 pub const MEANINGS: &[(&str, Target, &str)] = &[
@@ -65,6 +67,47 @@ pub const MEANINGS: &[(&str, Target, &str)] = &[
     ("evaluation.area.feature", Target::Number, "development-area score: distinctive programmes"),
     ("task.ref", Target::Field(TEXT_OR_CHOICE), "the programme task a record reports on"),
     ("task.achieved", Target::Number, "the amount it achieved toward the task's target"),
+    ("lesson.teacher", Target::Field(TEXT_OR_CHOICE), "the teacher who taught the lesson"),
+    ("visit.lessons", Target::Number, "lessons observed during a visit"),
+    ("visit.documents_sampled", Target::Number, "documents sampled during a visit"),
+    ("visit.people_interviewed", Target::Number, "people interviewed during a visit"),
+    ("visit.questionnaires_issued", Target::Number, "questionnaires issued"),
+    ("visit.questionnaires_returned", Target::Number, "questionnaires returned"),
+    ("visit.tested_students", Target::Number, "students in a spot test"),
+    ("visit.test_pass_rate", Target::Number, "a spot test's pass rate (%)"),
+    ("narrative.achievements", Target::Field(LONG_TEXT), "what went well (成效, 优点)"),
+    ("narrative.problems", Target::Field(LONG_TEXT), "the problems found (存在问题)"),
+    ("narrative.recommendations", Target::Field(LONG_TEXT), "recommendations (意见建议)"),
+    ("evaluation.overall", Target::Number, "an evaluation's overall score (its band is the score's band)"),
+    ("evaluation.conclusion", Target::Field(LONG_TEXT), "an evaluation's written conclusion"),
+    ("evaluation.veto", Target::Field(YES_NO), "whether a veto item (一票否决) applies"),
+    ("evaluation.veto_items", Target::Field(&[FieldKind::MultipleChoice]), "which veto items apply"),
+    ("evaluation.support_school", Target::Field(TEXT_OR_CHOICE), "the paired (support) school"),
+    ("guidance.action.item", Target::Field(ANY_TEXT), "an action agreed with the school"),
+    ("guidance.action.owner", Target::Field(TEXT_OR_CHOICE), "who is responsible for an agreed action"),
+    ("guidance.action.due", Target::Field(DATE), "an agreed action's deadline"),
+    ("guidance.action.status", Target::Field(CHOICE), "an agreed action's state (`done` and `dropped` close it)"),
+    ("baseline.category", Target::Field(CHOICE), "the school's category at the baseline"),
+    ("baseline.classes", Target::Number, "teaching classes"),
+    ("baseline.enrolment", Target::Number, "students enrolled"),
+    ("baseline.teachers", Target::Number, "full-time teachers"),
+    ("baseline.backbone_share", Target::Number, "share of county-level and higher backbone teachers (%)"),
+    ("baseline.indicators_met", Target::Number, "how many of the seven balanced-development indicators are met"),
+    ("baseline.balanced_met", Target::Number, "1 when resources meet the balanced-development standard"),
+    ("baseline.ratio.qualified", Target::Number, "indicator 1: teachers above the required degree per 100 students"),
+    ("baseline.ratio.qualified_met", Target::Number, "indicator 1 met (1/0)"),
+    ("baseline.ratio.backbone", Target::Number, "indicator 2: backbone teachers per 100 students"),
+    ("baseline.ratio.backbone_met", Target::Number, "indicator 2 met (1/0)"),
+    ("baseline.ratio.pe_art", Target::Number, "indicator 3: PE and art teachers per 100 students"),
+    ("baseline.ratio.pe_art_met", Target::Number, "indicator 3 met (1/0)"),
+    ("baseline.ratio.building", Target::Number, "indicator 4: teaching building area per student"),
+    ("baseline.ratio.building_met", Target::Number, "indicator 4 met (1/0)"),
+    ("baseline.ratio.sports", Target::Number, "indicator 5: sports area per student"),
+    ("baseline.ratio.sports_met", Target::Number, "indicator 5 met (1/0)"),
+    ("baseline.ratio.equipment", Target::Number, "indicator 6: equipment value per student"),
+    ("baseline.ratio.equipment_met", Target::Number, "indicator 6 met (1/0)"),
+    ("baseline.ratio.multimedia", Target::Number, "indicator 7: multimedia rooms per 100 students"),
+    ("baseline.ratio.multimedia_met", Target::Number, "indicator 7 met (1/0)"),
 ];
 
 /// Checks a compiled template's `meanings`.

@@ -93,6 +93,11 @@ pub struct ScaleLevel {
     /// What a rater must see to give this level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<Label>,
+    /// The share of an item's weight this level earns in a weighted score, in percent (优秀 95,
+    /// 良好 85, 一般 70 …). Either every level of a scale carries points or none does; without
+    /// them a level earns (level − lowest) / (highest − lowest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub points: Option<f64>,
 }
 
 /// `required` is either a plain yes/no or an expression (required only when it holds).
@@ -307,6 +312,18 @@ impl CompiledField {
         let hi = self.def.scale.iter().map(|l| l.value).max()?;
         Some((lo, hi))
     }
+
+    /// The share (0–1) of its weight a rating at `level` earns in a weighted score: the level's
+    /// `points` / 100 where the scale carries points, else (level − lowest) / (highest − lowest).
+    /// Empty for a level the scale does not have (points) or a field without a scale.
+    pub fn level_share(&self, level: f64) -> Option<f64> {
+        if self.def.scale.iter().any(|l| l.points.is_some()) {
+            return self.def.scale.iter().find(|l| l.value as f64 == level).and_then(|l| l.points).map(|p| p / 100.0);
+        }
+        let (lo, hi) = self.scale_range()?;
+        let span = (hi - lo) as f64;
+        Some(if span > 0.0 { (level - lo as f64) / span } else { 1.0 })
+    }
 }
 
 /// A compiled score.
@@ -432,6 +449,24 @@ mod tests {
     }
 
     const L: &str = r#""label": {"zh": "字段", "en": "Field"}"#;
+
+    #[test]
+    fn level_points_are_on_every_level_within_0_to_100_and_never_fall() {
+        let lv = |v: i64, p: &str| format!(r#"{{"value": {v}, "label": {{"zh": "级", "en": "L"}}{p}}}"#);
+        let rating = |levels: &[String]| format!(r#"{{"id": "r", "kind": "rating", {L}, "scale": [{}]}}"#, levels.join(", "));
+        let e = refused(&rating(&[lv(1, r#", "points": 50"#), lv(2, "")]));
+        assert_eq!(e.field, "r");
+        assert!(e.problem.contains("scale level 2 has no `points`"), "{e}");
+        let e = refused(&rating(&[lv(1, r#", "points": -5"#), lv(2, r#", "points": 120"#)]));
+        assert!(e.problem.contains("points are 0–100"), "{e}");
+        let e = refused(&rating(&[lv(1, r#", "points": 70"#), lv(2, r#", "points": 60"#)]));
+        assert!(e.problem.contains("scale level 2 earns 60 points, fewer than level 1 (70)"), "{e}");
+        let t = Template::from_json("ok.json", &minimal(&rating(&[lv(1, r#", "points": 60"#), lv(2, r#", "points": 90"#)]))).expect("loads");
+        let f = t.field("r").expect("field");
+        assert_eq!((f.level_share(1.0), f.level_share(2.0), f.level_share(3.0)), (Some(0.6), Some(0.9), None));
+        let t = Template::from_json("ok.json", &minimal(&rating(&[lv(1, ""), lv(2, ""), lv(3, "")]))).expect("loads");
+        assert_eq!(t.field("r").expect("field").level_share(2.0), Some(0.5), "without points: linear");
+    }
 
     #[test]
     fn template_errors_name_file_field_and_problem() {

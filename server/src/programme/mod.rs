@@ -2,6 +2,7 @@
 //! history of every change ([`store`]), and the presets for the five programme documents
 //! ([`presets`]). docs/programme.md describes the format and each preset.
 
+pub mod compliance;
 pub mod presets;
 pub mod rules;
 pub mod store;

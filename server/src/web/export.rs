@@ -11,37 +11,43 @@ use serde::Deserialize;
 use shidao_core::template::Parent;
 
 use super::auth::WebUser;
-use super::page::{esc, layout, url, Lang};
+use super::page::{render, url, Chrome, Lang};
 use super::records::exported;
 use crate::error::{AppError, AppResult};
 use crate::AppState;
+
+/// One exportable form version on the exports page.
+struct ExportRow {
+    /// The form id, escaped for a URL.
+    id: String,
+    title: String,
+    version: u32,
+    retired: bool,
+    records: i64,
+}
+
+#[derive(askama::Template)]
+#[template(path = "exports.html")]
+struct ExportsPage<'a> {
+    chrome: Chrome<'a>,
+    rows: Vec<ExportRow>,
+}
 
 /// `GET /exports`: what can be exported: every form version the user's programme published.
 pub async fn index(State(state): State<AppState>, user: WebUser, lang: Lang) -> AppResult<Html<String>> {
     let programme = user.programme.clone();
     let versions = state.blocking(move |conn| exportable(conn, programme.as_deref())).await?;
-    let mut h = format!(
-        "<h1>{}</h1><table><tr><th>{}</th><th>{}</th><th>{}</th><th>CSV / XLSX</th><th>JSON</th></tr>",
-        lang.t("导出", "Exports"),
-        lang.t("表单", "Form"),
-        lang.t("版本", "Version"),
-        lang.t("记录数", "Records"),
-    );
-    for f in versions {
-        let (id, v) = (url(&f.id), f.version);
-        let title = if lang.en { &f.title_en } else { &f.title_zh };
-        h.push_str(&format!(
-            r#"<tr><td>{}</td><td>v{v}{}</td><td class="n">{}</td><td><a href="/export/{id}.csv?version={v}">{}</a> · <a href="/export/{id}.csv?version={v}&codes=1">{}</a> · <a href="/export/{id}.csv?version={v}&authors=1">{}</a> · <a href="/export/{id}.xlsx?version={v}">XLSX</a></td><td><a href="/api/records?template={id}&version={v}">JSON</a></td></tr>"#,
-            esc(title),
-            if f.retired_at.is_some() { lang.t("（已停用）", " (retired)") } else { "" },
-            f.records,
-            lang.t("选项名称", "labels"),
-            lang.t("选项代码", "codes"),
-            lang.t("含填写人和时间", "with authors and times"),
-        ));
-    }
-    h.push_str("</table>");
-    Ok(layout(lang, lang.t("导出", "Exports"), Some(&user), &h))
+    let rows = versions
+        .into_iter()
+        .map(|f| ExportRow {
+            id: url(&f.id),
+            title: if lang.en { f.title_en } else { f.title_zh },
+            version: f.version,
+            retired: f.retired_at.is_some(),
+            records: f.records,
+        })
+        .collect();
+    render(&ExportsPage { chrome: Chrome::new(lang, lang.t("导出", "Exports"), Some(&user)), rows })
 }
 
 /// The form versions a user may export: their programme's, or every programme's for a user of
@@ -97,7 +103,7 @@ pub struct ExportQuery {
 
 fn csv_cell(s: &str) -> String {
     // Cells that a spreadsheet would run as a formula are quoted with a leading apostrophe.
-    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_string() };
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_string() };
     if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
 }
 

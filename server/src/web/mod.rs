@@ -3,11 +3,13 @@
 //! script but a print button; they work on a laptop and on a tablet.
 
 pub mod auth;
+pub mod dashboard;
 mod export;
 mod forms;
 pub mod page;
 mod programme;
 mod records;
+pub mod report;
 mod reports;
 pub mod throttle;
 
@@ -29,7 +31,8 @@ use crate::AppState;
 
 pub use export::export_xlsx;
 
-pub use reports::{dashboard_html, report_html, ReportQuery};
+pub use dashboard::{dashboard_html, dashboard_page};
+pub use report::{report_html, ReportQuery};
 
 const LOGIN_COOKIE: &str = "shidao_login";
 
@@ -172,7 +175,7 @@ async fn school_report(
     lang: Lang,
     Path(school): Path<String>,
     query: Query<ReportQuery>,
-) -> AppResult<Html<String>> {
+) -> AppResult<Response> {
     let id = school.clone();
     let programme: Option<String> = state
         .blocking(move |c| Ok(c.query_row("SELECT programme_id FROM schools WHERE id = ?1", [&id], |r| r.get(0)).optional()?))
@@ -180,14 +183,15 @@ async fn school_report(
     match (programme, &user.programme) {
         (None, _) => Err(AppError::NotFound(format!("school {school} does not exist"))),
         (Some(p), Some(mine)) if p != *mine => Err(AppError::Forbidden(format!("school {school} is not in your programme"))),
-        _ => reports::school_report(State(state), user, lang, Path(school), query).await,
+        _ => report::school_report(State(state), user, lang, Path(school), query).await,
     }
 }
 
 /// Every page route.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/", get(reports::dashboard))
+        .route("/", get(dashboard::dashboard))
+        .route("/checks/{school}/{rule}", get(dashboard::checks))
         .route("/login", get(login_form).post(login))
         .route("/logout", post(logout))
         .route("/lang/{code}", get(set_lang))

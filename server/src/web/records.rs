@@ -15,7 +15,7 @@ use shidao_core::template::{FieldKind, Parent};
 use shidao_core::{Clock, DeviceId, Editor, FieldRef, RowId, UserId};
 
 use super::auth::WebUser;
-use super::page::{esc, layout, url, Lang};
+use super::page::{render, url, Chrome, Lang};
 use crate::accounts::Device;
 use crate::error::{AppError, AppResult};
 use crate::{sync, AppState};
@@ -56,10 +56,29 @@ pub struct ListQuery {
     to: Option<String>,
 }
 
+/// One line of the records list.
+struct ListRow {
+    /// The record id, escaped for a URL.
+    id: String,
+    form: String,
+    school: String,
+    date: String,
+    status: &'static str,
+    author: String,
+    synced: String,
+}
+
+#[derive(askama::Template)]
+#[template(path = "records.html")]
+struct ListPage<'a> {
+    chrome: Chrome<'a>,
+    rows: Vec<ListRow>,
+}
+
 /// `GET /records`: the records behind a figure.
 pub async fn list(State(state): State<AppState>, user: WebUser, lang: Lang, Query(q): Query<ListQuery>) -> AppResult<Html<String>> {
     let programme = user.programme.clone();
-    let body = state
+    let rows = state
         .blocking(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT r.id, r.template_id, s.name, r.record_date, r.status, COALESCE(u.name, r.created_by), r.updated_at,
@@ -77,34 +96,21 @@ pub async fn list(State(state): State<AppState>, user: WebUser, lang: Lang, Quer
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
-            let mut h = format!(
-                "<h1>{} <span class=\"muted\">({})</span></h1><table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
-                lang.t("记录", "Records"),
-                rows.len(),
-                lang.t("表单", "Form"),
-                lang.t("学校", "School"),
-                lang.t("日期", "Date"),
-                lang.t("状态", "Status"),
-                lang.t("填写人", "Author"),
-                lang.t("最近同步", "Last synced")
-            );
-            for (id, template, school, date, status, author, updated, programme, version) in rows {
-                h.push_str(&format!(
-                    r#"<tr><td><a href="/records/{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
-                    url(&id),
-                    esc(&template_title(conn, lang, &programme, &template, version)),
-                    esc(&school),
-                    esc(&date.unwrap_or_default()),
-                    status_label(lang, &status),
-                    esc(&author),
-                    when(updated)
-                ));
-            }
-            h.push_str("</table>");
-            Ok(h)
+            Ok(rows
+                .into_iter()
+                .map(|(id, template, school, date, status, author, updated, programme, version)| ListRow {
+                    id: url(&id),
+                    form: template_title(conn, lang, &programme, &template, version),
+                    school,
+                    date: date.unwrap_or_default(),
+                    status: status_label(lang, &status),
+                    author,
+                    synced: when(updated),
+                })
+                .collect::<Vec<_>>())
         })
         .await?;
-    Ok(layout(lang, lang.t("记录", "Records"), Some(&user), &body))
+    render(&ListPage { chrome: Chrome::new(lang, lang.t("记录", "Records"), Some(&user)), rows })
 }
 
 /// The record as stored on the server, readable only within the user's programme.
@@ -132,7 +138,7 @@ fn load(conn: &Connection, user: &WebUser, id: &str, now: i64) -> AppResult<(Rec
 /// What tablets set aside of this record after the relay refused it (an edit made beside an
 /// approval, say): who, when, why, and each answer as the refused copy had it. None of it is part
 /// of the record.
-fn set_asides_html(conn: &Connection, lang: Lang, record: &Record, programme: &str, now: i64) -> AppResult<String> {
+fn set_asides(conn: &Connection, lang: Lang, record: &Record, programme: &str, now: i64) -> AppResult<Vec<(String, String, String, String)>> {
     type Row = (String, i64, String, String, String, String, Vec<u8>);
     let rows: Vec<Row> = conn
         .prepare_cached(
@@ -140,22 +146,8 @@ fn set_asides_html(conn: &Connection, lang: Lang, record: &Record, programme: &s
         )?
         .query_map([record.id().as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    if rows.is_empty() {
-        return Ok(String::new());
-    }
     let t = record.template();
-    let mut h = format!(
-        r#"<h2 class="flag">{}</h2><p class="muted">{}</p><table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>"#,
-        lang.t("被搁置的修改", "Changes set aside"),
-        lang.t(
-            "以下修改在平板上完成，但因不符合审核规则被退回，未进入本记录；已保存在填写人的平板上。",
-            "These edits were made on a tablet but refused by the review rules; they are not part of this record and are kept on the author's tablet."
-        ),
-        lang.t("填写人 · 时间", "By · when"),
-        lang.t("原因", "Why"),
-        lang.t("项目", "Field"),
-        lang.t("被搁置的内容", "Set-aside value"),
-    );
+    let mut out = Vec::new();
     for (user, at, code, reason, fields, reapplied, changes) in rows {
         // The refused copy: this record plus the refused changes, when they still apply.
         let copy = (!changes.is_empty())
@@ -180,17 +172,10 @@ fn set_asides_html(conn: &Connection, lang: Lang, record: &Record, programme: &s
                 .unwrap_or_default();
             let who = if i == 0 { format!("{} · {}", author_name(conn, &user), when(at)) } else { String::new() };
             let why = if i == 0 { format!("{code}: {reason}") } else { String::new() };
-            h.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&who),
-                esc(&why),
-                esc(&label),
-                esc(&value)
-            ));
+            out.push((who, why, label, value));
         }
     }
-    h.push_str("</table>");
-    Ok(h)
+    Ok(out)
 }
 
 fn web_editor(user: &WebUser) -> AppResult<Editor> {
@@ -229,163 +214,183 @@ fn author_name(conn: &Connection, user: &str) -> String {
     conn.query_row("SELECT name FROM users WHERE id = ?1", [user], |r| r.get(0)).unwrap_or_else(|_| user.to_string())
 }
 
+/// One answer of the record view: its label (and the section it opens, if any), the value,
+/// who wrote it when, and the concurrent values when it has several.
+struct AnswerLine {
+    section: Option<String>,
+    label: String,
+    shown: String,
+    by: String,
+    at: String,
+    history: String,
+    field: String,
+    row: String,
+    /// Index, value, who and when.
+    conflicts: Vec<(usize, String, String)>,
+}
+
+#[derive(askama::Template)]
+#[template(path = "record.html")]
+struct RecordPage<'a> {
+    chrome: Chrome<'a>,
+    /// The record id, escaped for a URL.
+    id: String,
+    csrf: &'a str,
+    status: &'static str,
+    created_by: String,
+    date: String,
+    status_conflicts: String,
+    set_asides: Vec<(String, String, String, String)>,
+    review: Vec<(String, String, String, Option<String>)>,
+    can_review: bool,
+    validation: Vec<String>,
+    scores: Vec<(String, String, String)>,
+    computed: Vec<(String, String, String)>,
+    answers: Vec<AnswerLine>,
+    sealed: bool,
+}
+
+/// What the record view shows, before the page frame.
+struct RecordView {
+    title: String,
+    status: &'static str,
+    created_by: String,
+    date: String,
+    status_conflicts: String,
+    set_asides: Vec<(String, String, String, String)>,
+    review: Vec<(String, String, String, Option<String>)>,
+    can_review: bool,
+    validation: Vec<String>,
+    scores: Vec<(String, String, String)>,
+    computed: Vec<(String, String, String)>,
+    answers: Vec<AnswerLine>,
+    sealed: bool,
+}
+
 /// `GET /records/{id}`: the merged record.
 pub async fn view(State(state): State<AppState>, user: WebUser, lang: Lang, Path(id): Path<String>) -> AppResult<Html<String>> {
     let now = state.clock.now();
     let u = user.clone();
-    let (title, body) = state
+    let rid = url(&id);
+    let page = state
         .blocking(move |conn| {
             let (record, school, programme) = load(conn, &u, &id, now)?;
             let v = record.read();
             let t = record.template().clone();
             let title = format!("{} · {}", t.def.title.get(lang.code()), school);
-            let mut h = format!(
-                r#"<h1>{}</h1><p>{} <b>{}</b> · {} {} · {} {}</p>"#,
-                esc(&title),
-                lang.t("状态", "Status"),
-                status_label(lang, v.status.as_str()),
-                lang.t("创建人", "Created by"),
-                esc(&author_name(conn, &v.created_by)),
-                lang.t("日期", "Date"),
-                esc(&record.date().unwrap_or_default())
-            );
-            if !v.status_conflicts.is_empty() {
-                h.push_str(&format!("<p class=\"flag\">{}: {}</p>", lang.t("状态有并存的值", "Concurrent status values"), esc(&v.status_conflicts.join(" / "))));
-            }
-            h.push_str(&set_asides_html(conn, lang, &record, &programme, now)?);
-            // Review: log, and the forms while it awaits review.
-            if !v.review.is_empty() {
-                h.push_str(&format!("<h2>{}</h2><ul>", lang.t("审核记录", "Review")));
-                for e in &v.review {
-                    h.push_str(&format!(
-                        "<li>{} · {} · {}{}</li>",
-                        e.at.map(when).unwrap_or_default(),
-                        esc(&author_name(conn, &e.user)),
-                        esc(match e.action.as_str() {
-                            "submit" => lang.t("提交", "submitted"),
-                            "return" => lang.t("退回修改", "returned"),
-                            "approve" => lang.t("审核通过", "approved"),
-                            other => other,
-                        }),
-                        e.comment.as_ref().map(|c| format!("：<b>{}</b>", esc(c))).unwrap_or_default()
-                    ));
-                }
-                h.push_str("</ul>");
-            }
-            if v.status == shidao_core::Status::Submitted && u.role.reviews() {
-                h.push_str(&format!(
-                    r#"<div class="noprint"><form method="post" action="/records/{id}/review"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="action" value="approve"><button type="submit" id="approve">{}</button></form>
-<form method="post" action="/records/{id}/review"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="action" value="return"><p><textarea name="comment" id="return-comment" rows="3" placeholder="{}"></textarea></p><button type="submit" id="return">{}</button></form></div>"#,
-                    lang.t("审核通过（封存）", "Approve (seal)"),
-                    lang.t("需要修改的内容", "What must be corrected"),
-                    lang.t("退回修改", "Return for correction"),
-                    id = url(&id),
-                    csrf = esc(&u.csrf),
-                ));
-            }
-            let blocking: Vec<_> = v.validation.blocking().collect();
-            if !blocking.is_empty() {
-                h.push_str(&format!("<h2>{}</h2><ul>", lang.t("校验问题", "Validation")));
-                for i in blocking {
-                    h.push_str(&format!("<li>{}</li>", esc(if lang.en { &i.message.en } else { &i.message.zh })));
-                }
-                h.push_str("</ul>");
-            }
-            if !v.scores.is_empty() {
-                h.push_str(&format!("<h2>{}</h2><table>", lang.t("得分", "Scores")));
-                for s in &v.scores {
-                    h.push_str(&format!(
-                        "<tr><th>{}</th><td class=\"n\">{}</td><td>{}</td></tr>",
-                        esc(s.label.get(lang.code())),
-                        super::page::num(s.value),
-                        esc(s.band.as_ref().map(|b| b.get(lang.code())).unwrap_or(""))
-                    ));
-                }
-                h.push_str("</table>");
-            }
-            // Computed values (ratios, 达标 flags, completion), as the form labels them.
-            if !v.computed.is_empty() {
-                h.push_str(&format!("<h2>{}</h2><table>", lang.t("计算结果", "Computed values")));
-                for c in &v.computed {
-                    let Some(f) = t.field(&c.field.field) else { continue };
-                    let label = match (&c.field.row, f.parent) {
-                        (Some(row), Parent::Repeat(gi)) => format!("{} [{}] · {}", t.fields[gi].def.label.get(lang.code()), &row.as_str()[..4.min(row.as_str().len())], f.def.label.get(lang.code())),
-                        _ => f.def.label.get(lang.code()).to_string(),
+            let review = v
+                .review
+                .iter()
+                .map(|e| {
+                    let action = match e.action.as_str() {
+                        "submit" => lang.t("提交", "submitted").to_string(),
+                        "return" => lang.t("退回修改", "returned").to_string(),
+                        "approve" => lang.t("审核通过", "approved").to_string(),
+                        other => other.to_string(),
                     };
-                    let unit = f.def.unit.as_ref().filter(|_| f.option(&c.text).is_none()).map(|u| u.get(lang.code()).to_string()).unwrap_or_default();
-                    h.push_str(&format!(
-                        "<tr><th>{}</th><td class=\"n\">{} {}</td></tr>",
-                        esc(&label),
-                        esc(&f.value_label(&c.text, lang.code())),
-                        esc(&unit)
-                    ));
-                }
-                h.push_str("</table>");
+                    (e.at.map(when).unwrap_or_default(), author_name(conn, &e.user), action, e.comment.clone())
+                })
+                .collect();
+            let validation = v.validation.blocking().map(|i| if lang.en { i.message.en.clone() } else { i.message.zh.clone() }).collect();
+            let scores = v
+                .scores
+                .iter()
+                .map(|s| {
+                    (
+                        s.label.get(lang.code()).to_string(),
+                        super::page::num(s.value),
+                        s.band.as_ref().map(|b| b.get(lang.code()).to_string()).unwrap_or_default(),
+                    )
+                })
+                .collect();
+            // Computed values (ratios, 达标 flags, completion), as the form labels them.
+            let label_of = |f: &shidao_core::template::CompiledField, row: Option<&RowId>| match (row, f.parent) {
+                (Some(row), Parent::Repeat(gi)) => format!(
+                    "{} [{}] · {}",
+                    t.fields[gi].def.label.get(lang.code()),
+                    &row.as_str()[..4.min(row.as_str().len())],
+                    f.def.label.get(lang.code())
+                ),
+                _ => f.def.label.get(lang.code()).to_string(),
+            };
+            let mut computed = Vec::new();
+            for c in &v.computed {
+                let Some(f) = t.field(&c.field.field) else { continue };
+                let unit = f.def.unit.as_ref().filter(|_| f.option(&c.text).is_none()).map(|u| u.get(lang.code()).to_string()).unwrap_or_default();
+                computed.push((label_of(f, c.field.row.as_ref()), f.value_label(&c.text, lang.code()), unit));
             }
             // Answers, section by section, with author, time and conflicts.
-            h.push_str(&format!(
-                "<h2>{}</h2><table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
-                lang.t("填写内容", "Answers"),
-                lang.t("项目", "Field"),
-                lang.t("内容", "Answer"),
-                lang.t("填写人", "By"),
-                lang.t("时间", "When")
-            ));
+            let mut answers = Vec::new();
             let mut section = String::new();
             for a in &v.answers {
                 let Some(f) = t.field(&a.field.field) else { continue };
+                let mut opens = None;
                 if f.section != section {
                     section = f.section.clone();
-                    if let Some(s) = t.def.sections.iter().find(|s| s.id == section) {
-                        h.push_str(&format!("<tr><th colspan=\"4\">{}</th></tr>", esc(s.label.get(lang.code()))));
-                    }
+                    opens = t.def.sections.iter().find(|s| s.id == section).map(|s| s.label.get(lang.code()).to_string());
                 }
-                let label = match (&a.field.row, f.parent) {
-                    (Some(row), Parent::Repeat(gi)) => format!("{} [{}] · {}", t.fields[gi].def.label.get(lang.code()), &row.as_str()[..4.min(row.as_str().len())], f.def.label.get(lang.code())),
-                    _ => f.def.label.get(lang.code()).to_string(),
-                };
-                let shown = a.answer.as_ref().map(|x| x.display(f, lang.code())).unwrap_or_default();
-                let history = format!("/records/{}/history?field={}{}", url(&id), url(&a.field.field), a.field.row.as_ref().map(|r| format!("&row={}", url(r.as_str()))).unwrap_or_default());
-                let by = a.by.as_ref().map(|b| author_name(conn, &b.user)).unwrap_or_default();
-                let at = a.by.as_ref().map(|b| when(b.at)).unwrap_or_default();
-                if a.conflicts.is_empty() {
-                    h.push_str(&format!(
-                        r#"<tr><td>{}</td><td>{}</td><td>{}</td><td><a href="{}">{}</a></td></tr>"#,
-                        esc(&label),
-                        esc(&shown),
-                        esc(&by),
-                        esc(&history),
-                        esc(&at)
-                    ));
-                } else {
-                    h.push_str(&format!(r#"<tr class="conflict"><td>{} <span class="flag">{}</span></td><td colspan="3">"#, esc(&label), lang.t("冲突", "conflict")));
-                    for (k, c) in a.conflicts.iter().enumerate() {
+                let conflicts = a
+                    .conflicts
+                    .iter()
+                    .enumerate()
+                    .map(|(k, c)| {
                         let value = c.answer.as_ref().map(|x| x.display(f, lang.code())).unwrap_or_else(|| lang.t("（清空）", "(cleared)").into());
                         let who = c.by.as_ref().map(|b| format!("{} · {}", author_name(conn, &b.user), when(b.at))).unwrap_or_default();
-                        // An approved record is sealed: its values are shown, nothing can be picked.
-                        if v.status == shidao_core::Status::Approved {
-                            h.push_str(&format!(r#"<div><b>{}</b> <span class="muted">{}</span></div>"#, esc(&value), esc(&who)));
-                            continue;
-                        }
-                        h.push_str(&format!(
-                            r#"<div><b>{}</b> <span class="muted">{}</span> <form class="inline noprint" method="post" action="/records/{}/resolve"><input type="hidden" name="csrf" value="{}"><input type="hidden" name="field" value="{}"><input type="hidden" name="row" value="{}"><input type="hidden" name="pick" value="{k}"><button class="secondary pick" type="submit">{}</button></form></div>"#,
-                            esc(&value),
-                            esc(&who),
-                            url(&id),
-                            esc(&u.csrf),
-                            esc(&a.field.field),
-                            esc(a.field.row.as_ref().map(|r| r.as_str()).unwrap_or("")),
-                            lang.t("采用此值", "Use this value")
-                        ));
-                    }
-                    h.push_str("</td></tr>");
-                }
+                        (k, value, who)
+                    })
+                    .collect();
+                answers.push(AnswerLine {
+                    section: opens,
+                    label: label_of(f, a.field.row.as_ref()),
+                    shown: a.answer.as_ref().map(|x| x.display(f, lang.code())).unwrap_or_default(),
+                    by: a.by.as_ref().map(|b| author_name(conn, &b.user)).unwrap_or_default(),
+                    at: a.by.as_ref().map(|b| when(b.at)).unwrap_or_default(),
+                    history: format!(
+                        "/records/{}/history?field={}{}",
+                        url(&id),
+                        url(&a.field.field),
+                        a.field.row.as_ref().map(|r| format!("&row={}", url(r.as_str()))).unwrap_or_default()
+                    ),
+                    field: a.field.field.clone(),
+                    row: a.field.row.as_ref().map(|r| r.as_str().to_string()).unwrap_or_default(),
+                    conflicts,
+                });
             }
-            h.push_str("</table>");
-            Ok((title, h))
+            Ok(RecordView {
+                title,
+                status: status_label(lang, v.status.as_str()),
+                created_by: author_name(conn, &v.created_by),
+                date: record.date().unwrap_or_default(),
+                status_conflicts: v.status_conflicts.join(" / "),
+                set_asides: set_asides(conn, lang, &record, &programme, now)?,
+                review,
+                can_review: v.status == shidao_core::Status::Submitted && u.role.reviews(),
+                validation,
+                scores,
+                computed,
+                answers,
+                // An approved record is sealed: its values are shown, nothing can be picked.
+                sealed: v.status == shidao_core::Status::Approved,
+            })
         })
         .await?;
-    Ok(layout(lang, &title, Some(&user), &body))
+    render(&RecordPage {
+        chrome: Chrome::new(lang, &page.title, Some(&user)),
+        id: rid,
+        csrf: &user.csrf,
+        status: page.status,
+        created_by: page.created_by,
+        date: page.date,
+        status_conflicts: page.status_conflicts,
+        set_asides: page.set_asides,
+        review: page.review,
+        can_review: page.can_review,
+        validation: page.validation,
+        scores: page.scores,
+        computed: page.computed,
+        answers: page.answers,
+        sealed: page.sealed,
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -395,39 +400,39 @@ pub struct HistoryQuery {
     row: Option<String>,
 }
 
+#[derive(askama::Template)]
+#[template(path = "history.html")]
+struct HistoryPage<'a> {
+    chrome: Chrome<'a>,
+    label: String,
+    /// The record id, escaped for a URL.
+    id: String,
+    /// When, by whom, the value.
+    rows: Vec<(String, String, String)>,
+}
+
 /// `GET /records/{id}/history`: every edit of one field.
 pub async fn history(State(state): State<AppState>, user: WebUser, lang: Lang, Path(id): Path<String>, Query(q): Query<HistoryQuery>) -> AppResult<Html<String>> {
     let now = state.clock.now();
     let u = user.clone();
-    let body = state
+    let rid = url(&id);
+    let (label, rows) = state
         .blocking(move |conn| {
             let (record, _, _) = load(conn, &u, &id, now)?;
             let at = FieldRef { field: q.field.clone(), row: q.row.as_deref().filter(|r| !r.is_empty()).and_then(|r| RowId::new(r).ok()) };
             let f = record.template().field(&q.field).cloned().ok_or_else(|| AppError::NotFound(format!("field {}", q.field)))?;
             let entries = record.history(&at).map_err(|e| AppError::BadRequest(e.to_string()))?;
-            let mut h = format!(
-                r#"<h1>{} · {}</h1><p><a href="/records/{}">{}</a></p><table><tr><th>{}</th><th>{}</th><th>{}</th></tr>"#,
-                esc(f.def.label.get(lang.code())),
-                lang.t("修改历史", "History"),
-                url(&id),
-                lang.t("返回记录", "Back to the record"),
-                lang.t("时间", "When"),
-                lang.t("填写人", "By"),
-                lang.t("内容", "Value")
-            );
-            for e in entries {
-                h.push_str(&format!(
-                    "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    when(e.by.at),
-                    esc(&author_name(conn, &e.by.user)),
-                    esc(&e.answer.map(|a| a.display(&f, lang.code())).unwrap_or_else(|| lang.t("（清空）", "(cleared)").into()))
-                ));
-            }
-            h.push_str("</table>");
-            Ok(h)
+            let rows = entries
+                .into_iter()
+                .map(|e| {
+                    let value = e.answer.map(|a| a.display(&f, lang.code())).unwrap_or_else(|| lang.t("（清空）", "(cleared)").into());
+                    (when(e.by.at), author_name(conn, &e.by.user), value)
+                })
+                .collect();
+            Ok((f.def.label.get(lang.code()).to_string(), rows))
         })
         .await?;
-    Ok(layout(lang, lang.t("修改历史", "History"), Some(&user), &body))
+    render(&HistoryPage { chrome: Chrome::new(lang, lang.t("修改历史", "History"), Some(&user)), label, id: rid, rows })
 }
 
 #[derive(Debug, Deserialize)]
