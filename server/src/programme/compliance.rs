@@ -224,10 +224,10 @@ fn purpose_label(conn: &Connection, programme: &str, purpose: &str) -> AppResult
     let carriers = forms::carriers(conn, programme, "lesson.purpose")?;
     for (form, field) in &carriers.0 {
         let Some(v) = forms::newest_version(conn, programme, form)? else { continue };
-        if let Some(t) = forms::template(conn, programme, form, v)? {
-            if let Some(o) = t.field(field).and_then(|f| f.option(purpose)) {
-                return Ok(o.label.zh.clone());
-            }
+        if let Some(t) = forms::template(conn, programme, form, v)?
+            && let Some(o) = t.field(field).and_then(|f| f.option(purpose))
+        {
+            return Ok(o.label.zh.clone());
         }
     }
     Ok(purpose.to_string())
