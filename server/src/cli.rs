@@ -262,8 +262,9 @@ fn demo(db: &std::path::Path, listen: &str) -> Result<(), Box<dyn std::error::Er
             eprintln!("{summary}");
         }
         println!("listening on {url}");
-        println!("shidao demo: open {url}/ and sign in as supervisor `{}` with password `{}` (admin: `{}` / `{}`)",
-            crate::demo::SUPERVISOR.0, crate::demo::SUPERVISOR.1, crate::demo::ADMIN.0, crate::demo::ADMIN.1);
+        println!("shidao demo: open {url}/ and sign in as supervisor `{}` with password `{}` (鱼峰: `{}` / `{}`; admin: `{}` / `{}`)",
+            crate::demo::SUPERVISOR.0, crate::demo::SUPERVISOR.1, crate::demo::YUFENG_SUPERVISOR.0, crate::demo::YUFENG_SUPERVISOR.1,
+            crate::demo::ADMIN.0, crate::demo::ADMIN.1);
         println!("demo store: {} (delete it to seed afresh)", db.display());
         server.await??;
         Ok::<(), Box<dyn std::error::Error>>(())

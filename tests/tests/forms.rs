@@ -119,7 +119,7 @@ async fn a_programme_publishes_its_own_form_and_tablets_fill_it() {
     assert!(ok && again.contains("already published"), "{again}");
     let (_, list) = admin(&db, &["forms", "--programme", "ouhai"]);
     assert!(list.lines().any(|l| l.starts_with("tingke-pingjia\tv1\t区教研室课堂教学评价表\t0\tcurrent")), "{list}");
-    assert!(list.lines().any(|l| l.starts_with("classroom-observation\tv1\t")), "{list}");
+    assert!(list.lines().any(|l| l.starts_with("classroom-observation\tv2\t")), "{list}");
 
     // 2. Wang's tablet syncs and receives the form: it is offered for new records.
     let wang = Tablet::enrol(&relay.url, &code("wang"), &dir.path().join("wang.db")).await.expect("enrol wang");
@@ -159,6 +159,12 @@ async fn a_programme_publishes_its_own_form_and_tablets_fill_it() {
     assert_eq!(count(&db, &format!("SELECT COUNT(*) FROM answers WHERE record_id = '{id}' AND field IN ('teacher', 'r_goal', 'comment')")), 3);
     assert_eq!(count(&db, &format!("SELECT CAST(number AS INTEGER) FROM computed WHERE record_id = '{id}' AND name = 'active_share'")), 75);
     assert_eq!(count(&db, &format!("SELECT CAST(ROUND(score * 10) AS INTEGER) FROM records WHERE id = '{id}'")), 833);
+
+    // Wang hands the lesson in: the reports count submitted and approved records only.
+    let mut done = wang.store.load(&id, &wang.editor).expect("load");
+    done.submit().expect("submit");
+    wang.store.save(&mut done).expect("save");
+    wang.sync().await.expect("wang submits");
 
     // 5b. Wang also fills the baseline assessment (built in) completely; the supervisor signs in
     //     and reads, on the record page and in the CSV, XLSX and JSON exports, the computed
@@ -348,6 +354,11 @@ async fn a_new_programme_publishes_its_xlsform_and_reads_it_in_its_reports() {
     gao.sync().await.expect("gao pulls");
     let merged = gao.store.load(&id, &gao.editor).expect("load");
     assert_eq!(merged.answer(&FieldRef::in_row("m_time", &row)).expect("time").answer, Some(Answer::Time("09:20".into())));
+    // Gao hands it in: the reports count submitted and approved records only.
+    let mut done = merged;
+    done.submit().expect("submit");
+    gao.store.save(&mut done).expect("save");
+    gao.sync().await.expect("gao submits");
 
     // 4. The supervisor finds it on the dashboard and in the school report (its total is the
     //    form's `lesson.total`), and its computed columns in the CSV and XLSX.

@@ -224,10 +224,10 @@ fn purpose_label(conn: &Connection, programme: &str, purpose: &str) -> AppResult
     let carriers = forms::carriers(conn, programme, "lesson.purpose")?;
     for (form, field) in &carriers.0 {
         let Some(v) = forms::newest_version(conn, programme, form)? else { continue };
-        if let Some(t) = forms::template(conn, programme, form, v)? {
-            if let Some(o) = t.field(field).and_then(|f| f.option(purpose)) {
-                return Ok(o.label.zh.clone());
-            }
+        if let Some(t) = forms::template(conn, programme, form, v)?
+            && let Some(o) = t.field(field).and_then(|f| f.option(purpose))
+        {
+            return Ok(o.label.zh.clone());
         }
     }
     Ok(purpose.to_string())
@@ -517,30 +517,49 @@ pub fn tasks(conn: &Connection, programme: &str, rules: &Rules, school: Option<&
     Ok(out)
 }
 
-/// Per school, the mean points (0–100) of the ratings carrying `meaning` (`lesson.interest`,
-/// `lesson.participation`) over the counted lessons of a period: each rating read through its
-/// form version's scale (its points where it has them).
-pub fn rating_points(conn: &Connection, programme: &str, meaning: &str, start: &str, end: &str) -> AppResult<HashMap<String, (f64, i64)>> {
-    let carriers: Carriers = forms::carriers(conn, programme, meaning)?;
+/// Per meaning and school, the mean points (0–100) of the ratings carrying each of `meanings`
+/// (`lesson.interest`, `lesson.participation`) over the counted lessons of a period: each rating
+/// read through its form version's scale (its points where it has them). One pass over the
+/// answers for all the meanings.
+pub fn rating_points(conn: &Connection, programme: &str, meanings: &[&str], start: &str, end: &str) -> AppResult<Vec<HashMap<String, (f64, i64)>>> {
     let mut args = vec![programme.to_string(), start.to_string(), end.to_string()];
-    let cond = carriers.condition("r.template_id", "a.field", &mut args);
+    let mut conds = Vec::new();
+    let mut carriers: Vec<Carriers> = Vec::new();
+    for m in meanings {
+        let c = forms::carriers(conn, programme, m)?;
+        conds.push(c.condition("r.template_id", "a.field", &mut args));
+        carriers.push(c);
+    }
+    let mut out: Vec<HashMap<String, (f64, i64)>> = vec![HashMap::new(); meanings.len()];
+    if carriers.iter().all(|c| c.0.is_empty()) {
+        return Ok(out);
+    }
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT r.school_id, r.template_id, r.template_version, a.field, a.number, COUNT(*) FROM answers a JOIN records r ON r.id = a.record_id
-         WHERE {cond} AND a.row_id = '' AND a.number IS NOT NULL AND r.status IN {COUNTED} AND r.record_date BETWEEN ?2 AND ?3
+         WHERE ({}) AND a.row_id = '' AND a.number IS NOT NULL AND r.status IN {COUNTED} AND r.record_date BETWEEN ?2 AND ?3
            AND r.school_id IN (SELECT id FROM schools WHERE programme_id = ?1)
-         GROUP BY 1, 2, 3, 4, 5"
+         GROUP BY 1, 2, 3, 4, 5",
+        conds.join(" OR ")
     ))?;
     type Row = (String, String, u32, String, f64, i64);
     let rows: Vec<Row> = stmt
         .query_map(params_from_iter(&args), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    let mut sums: HashMap<String, (f64, i64)> = HashMap::new();
     for (school, form, version, field, level, n) in rows {
         let Some(t) = forms::template(conn, programme, &form, version)? else { continue };
         let Some(share) = t.field(&field).and_then(|f| f.level_share(level)) else { continue };
-        let e = sums.entry(school).or_insert((0.0, 0));
-        e.0 += share * 100.0 * n as f64;
-        e.1 += n;
+        for (i, c) in carriers.iter().enumerate() {
+            if c.name_in(&form) == Some(field.as_str()) {
+                let e = out[i].entry(school.clone()).or_insert((0.0, 0));
+                e.0 += share * 100.0 * n as f64;
+                e.1 += n;
+            }
+        }
     }
-    Ok(sums.into_iter().map(|(s, (sum, n))| (s, (sum / n as f64, n))).collect())
+    for m in &mut out {
+        for v in m.values_mut() {
+            v.0 /= v.1 as f64;
+        }
+    }
+    Ok(out)
 }

@@ -197,8 +197,8 @@ fn build<'a>(conn: &Connection, rules: &Rules, term: &Term, lang: Lang, today: &
         ),
         &args,
     )?;
-    let interest = compliance::rating_points(conn, programme, "lesson.interest", &ts, &te)?;
-    let participation = compliance::rating_points(conn, programme, "lesson.participation", &ts, &te)?;
+    let mut points = compliance::rating_points(conn, programme, &["lesson.interest", "lesson.participation"], &ts, &te)?.into_iter();
+    let (interest, participation) = (points.next().unwrap_or_default(), points.next().unwrap_or_default());
     let overdue = per_school(
         conn,
         &format!("SELECT school_id, COUNT(*) FROM rectifications WHERE {scope} AND closed = 0 AND deadline < ?2 GROUP BY school_id"),
