@@ -355,8 +355,12 @@ async fn uploads_are_previewed_and_refusals_name_their_place() {
     }
     let lesson = shidao_core::template::builtin_source("classroom-observation").expect("built-in");
     let a = w.upload(&adm, &csrf, "classroom-observation.json", lesson.as_bytes(), false).await;
-    assert!(a.body.contains("<b>1</b> 薄弱 <span class=\"muted\" lang=\"en\">Weak</span>：无明确目标，或目标与教学内容明显不符"), "a level with its description");
-    assert!(a.body.contains("课堂评价总分") && a.body.contains("r_content</code> × 15"));
+    assert!(
+        a.body.contains("<b>1</b> 差 <span class=\"muted\" lang=\"en\">Very poor</span> <span class=\"points\">（30 分）</span>：无明确目标，或目标与教学内容明显不符"),
+        "a level with its points and description"
+    );
+    assert!(a.body.contains("<b>3</b> 一般 <span class=\"muted\" lang=\"en\">Adequate</span> <span class=\"points\">（70 分）</span>"), "一般 is a pass");
+    assert!(a.body.contains("课堂评价总分") && a.body.contains("r_content</code> × 10"));
 
     // 8. Texts of a definition are escaped.
     let nasty = GOOD.replace("区教研室课堂教学评价表", "<script>alert(1)</script>评价表").replace("\"version\": 1", "\"version\": 4");

@@ -912,9 +912,10 @@ async fn family_3_crafted_changes_are_refused_per_record() {
             let m = obj(tx, "meta");
             tx.put(&m, "school", "s-c").expect("put");
         }, "out_of_scope"),
+        // To another form published at the record's version (guidance-log v1, as the visit's).
         ("sup1", "changes the record's template", &|tx| {
             let m = obj(tx, "meta");
-            tx.put(&m, "template", "classroom-observation").expect("put");
+            tx.put(&m, "template", "guidance-log").expect("put");
         }, "meta_changed"),
         ("sup1", "changes the record's template version", &|tx| {
             let m = obj(tx, "meta");

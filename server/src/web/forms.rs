@@ -394,7 +394,8 @@ fn field_details(lang: Lang, f: &Field) -> String {
             .iter()
             .map(|s| {
                 let desc = s.description.as_ref().map(|x| format!("：{}", both(x))).unwrap_or_default();
-                format!("<li><b>{}</b> {}{desc}</li>", s.value, both(&s.label))
+                let points = s.points.map(|p| format!(" <span class=\"points\">（{} {}）</span>", shidao_core::expr::fmt_num(p), lang.t("分", "points"))).unwrap_or_default();
+                format!("<li><b>{}</b> {}{points}{desc}</li>", s.value, both(&s.label))
             })
             .collect();
         d.push(format!("{}：<ol class=\"scale\">{}</ol>", lang.t("等级", "Levels"), items.concat()));
