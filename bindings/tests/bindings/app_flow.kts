@@ -128,6 +128,7 @@ rec.increment("q_higher", 1)
 val ratings = mapOf(
     "r_goal" to 5L, "r_content" to 4L, "r_method" to 4L, "r_feedback" to 4L,
     "r_participation" to 4L, "r_interest" to 4L, "r_thinking" to 4L, "r_outcome" to 4L,
+    "r_bearing" to 4L, "r_language" to 4L, "r_board" to 4L, "r_it" to 4L,
 )
 for ((f, v) in ratings) rec.field(f).setRating(v)
 rec.setAnswer("e_goal", AnswerValue.LongText("目标写在黑板上，并在小结时回扣。"))
@@ -177,7 +178,8 @@ val computed = view.computed.associateBy { it.field }
 expect(computed.getValue("questions_total").number == 10.0) { "${computed["questions_total"]}" }
 expect(computed.getValue("time_on_learning").number == 50.0) { "${computed["time_on_learning"]}" }
 val total = view.scores.first { it.id == "total" }
-expect(total.value == 77.5 && total.outOf == 100.0 && total.band == "Good") { "$total" }
+// 优秀 95 on a weight of 10, 良好 85 on the other 90.
+expect(total.value == 86.0 && total.outOf == 100.0 && total.band == "Good") { "$total" }
 val zh = rec.read("zh").scores.first { it.id == "total" }
 expect(zh.band == "良好") { "$zh" }
 val history = rec.history("problems").mapNotNull { it.answer }
@@ -342,7 +344,8 @@ fun fillLesson(r: FormRecord) {
     r.setAnswer("snap_off_task", AnswerValue.Integer(1L), snap)
     r.increment("q_recall", 2L)
     r.increment("q_open", 1L)
-    for (f in listOf("r_goal", "r_content", "r_method", "r_feedback", "r_participation", "r_interest", "r_thinking", "r_outcome")) {
+    for (f in listOf("r_goal", "r_content", "r_method", "r_feedback", "r_participation", "r_interest", "r_thinking", "r_outcome",
+            "r_bearing", "r_language", "r_board", "r_it")) {
         r.setAnswer(f, AnswerValue.Rating(3L))
     }
     r.sign("teacher_signature", signer = "赵老师")

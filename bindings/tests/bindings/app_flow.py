@@ -84,7 +84,8 @@ assert off_task.field_id() == "snap_off_task" and off_task.row() == row
 off_task.set_integer(3)
 rec.increment("q_recall", 3)
 rec.increment("q_open", 1)
-for f in ["r_goal", "r_content", "r_method", "r_feedback", "r_participation", "r_interest", "r_thinking", "r_outcome"]:
+for f in ["r_goal", "r_content", "r_method", "r_feedback", "r_participation", "r_interest", "r_thinking", "r_outcome",
+          "r_bearing", "r_language", "r_board", "r_it"]:
     rec.set_answer(f, AnswerValue.RATING(3))
 rec.splice_text("strengths", 0, 0, "朗读指导到位。")
 rec.set_answer("problems", AnswerValue.LONG_TEXT("提问集中在前排。"))
@@ -114,7 +115,8 @@ assert answers["strengths"].answer == AnswerValue.LONG_TEXT("朗读指导到位�
 computed = {c.field: c for c in view.computed}
 assert computed["questions_total"].number == 4.0, computed["questions_total"]
 total = next(s for s in view.scores if s.id == "total")
-assert total.value == 50.0 and total.band == "待改进", total
+# Every rating 一般 (70 points): a pass, not a failure.
+assert total.value == 70.0 and total.band == "合格", total
 
 # 6. Submit, then list.
 rec.submit()
@@ -236,7 +238,8 @@ def fill_lesson(r):
     r.set_answer("snap_off_task", AnswerValue.INTEGER(1), snap)
     r.increment("q_recall", 2)
     r.increment("q_open", 1)
-    for f in ["r_goal", "r_content", "r_method", "r_feedback", "r_participation", "r_interest", "r_thinking", "r_outcome"]:
+    for f in ["r_goal", "r_content", "r_method", "r_feedback", "r_participation", "r_interest", "r_thinking", "r_outcome",
+              "r_bearing", "r_language", "r_board", "r_it"]:
         r.set_answer(f, AnswerValue.RATING(3))
     r.sign("teacher_signature", signer="赵老师")
 

@@ -71,6 +71,8 @@ pub struct Work {
     pub visits: Figure,
     pub visit_lessons: Figure,
     pub observations: Figure,
+    /// The mean of the counted observations' lesson scores.
+    pub lesson_mean: Figure,
     pub by_subject: Vec<(String, i64, String)>,
     pub by_role: Vec<(String, i64, String)>,
     pub documents: Figure,

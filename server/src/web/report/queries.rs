@@ -139,6 +139,18 @@ fn count(conn: &Connection, p: &Period<'_>, c: &Carriers) -> AppResult<Figure> {
     Ok(Figure { value: Some(n as f64), href: p.link(c.first(), "") })
 }
 
+/// The mean lesson score of the counted observations (each record's `lesson.total`, kept on it).
+fn mean_score(conn: &Connection, p: &Period<'_>, c: &Carriers) -> AppResult<Figure> {
+    let mut args = p.args();
+    let cond = c.form_condition("r.template_id", &mut args);
+    let mean: Option<f64> = conn.query_row(
+        &format!("SELECT AVG(r.score) FROM records r WHERE r.school_id = ?1 AND {cond} AND r.record_date BETWEEN ?2 AND ?3 AND {COUNTED}"),
+        params_from_iter(&args),
+        |r| r.get(0),
+    )?;
+    Ok(Figure { value: mean.map(|m| (m * 10.0).round() / 10.0), href: p.link(c.first(), "") })
+}
+
 /// A counted record of these forms: (id, date, form, version), first or latest by date.
 fn pick(conn: &Connection, school: &str, c: &Carriers, until: &str, latest: bool) -> AppResult<Option<(String, String, String, u32)>> {
     let mut args = vec![school.to_string(), until.to_string()];
@@ -289,6 +301,7 @@ fn work(conn: &Connection, p: &Period<'_>, lang: Lang) -> AppResult<Work> {
         visits: count(conn, p, &visits)?,
         visit_lessons: number(conn, p, "visit.lessons", "SUM")?,
         observations: count(conn, p, &lessons)?,
+        lesson_mean: mean_score(conn, p, &lessons)?,
         by_subject: lessons_by(conn, p, &lessons, false, lang)?,
         by_role: lessons_by(conn, p, &lessons, true, lang)?,
         documents: number(conn, p, "visit.documents_sampled", "SUM")?,
