@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod attachments;
+pub mod audit;
 pub mod backup;
 pub mod cli;
 pub mod demo;

@@ -23,6 +23,7 @@ use serde::Deserialize;
 
 use self::auth::{cookie_header, SignIn, WebUser, SESSION_COOKIE};
 pub use self::page::Lang;
+pub use records::when;
 use self::page::{render, Chrome};
 use askama::Template;
 use crate::error::{AppError, AppResult};
@@ -110,9 +111,17 @@ async fn login(
     let outcome = state
         .blocking(move |c| {
             if let Err(secs) = throttle.check(from, &name, now) {
+                let entry = crate::audit::Entry {
+                    actor: auth::tried(&name),
+                    action: "sign_in.failed",
+                    detail: Some("locked after wrong passwords; not checked"),
+                    source: Some(&from.to_string()),
+                    ..Default::default()
+                };
+                crate::audit::append(c, now, &entry)?;
                 return Ok(Err(secs));
             }
-            let outcome = auth::sign_in(c, &name, &password, now)?;
+            let outcome = auth::sign_in(c, &name, &password, &from.to_string(), now)?;
             match &outcome {
                 SignIn::WrongPassword => match throttle.failed(from, &name, now) {
                     0 => {}
