@@ -292,8 +292,7 @@ fn snapshot(conn: &Connection, cmd: &AdminCommand) -> AppResult<Option<serde_jso
             })
             .optional()?,
         C::AddProgramme { .. } | C::AddTerm { .. } | C::SetRules { .. } | C::SetRule { .. } | C::AssignExpert { .. } | C::UnassignExpert { .. } => {
-            let last: Option<i64> = conn.query_row("SELECT MAX(id) FROM rule_history", [], |r| r.get(0))?;
-            Some(json!({ "rule_history": last }))
+            crate::audit::rule_history_mark(conn)?
         }
         _ => None,
     })

@@ -39,6 +39,31 @@ pub fn append(conn: &Connection, at: i64, e: &Entry<'_>) -> AppResult<i64> {
     Ok(conn.last_insert_rowid())
 }
 
+/// Runs `f` in a savepoint and, when it succeeds, appends `entry` with `after` read from the
+/// store then: the action and its row are kept together, or neither.
+pub fn recorded<T>(
+    conn: &Connection,
+    now: i64,
+    mut entry: Entry<'_>,
+    after: impl FnOnce(&Connection) -> AppResult<Option<serde_json::Value>>,
+    f: impl FnOnce(&Connection) -> AppResult<T>,
+) -> AppResult<T> {
+    conn.execute_batch("SAVEPOINT audited")?;
+    let result = f(conn).and_then(|value| {
+        entry.after = after(conn)?;
+        append(conn, now, &entry).map(|_| value)
+    });
+    conn.execute_batch(if result.is_ok() { "RELEASE audited" } else { "ROLLBACK TO audited; RELEASE audited" })?;
+    result
+}
+
+/// A pointer into the programme rules' own change history (`rule_history`, which keeps each
+/// rule before and after): its last entry.
+pub fn rule_history_mark(conn: &Connection) -> AppResult<Option<serde_json::Value>> {
+    let last: Option<i64> = conn.query_row("SELECT MAX(id) FROM rule_history", [], |r| r.get(0))?;
+    Ok(Some(serde_json::json!({ "rule_history": last })))
+}
+
 /// A stored row.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Row {
