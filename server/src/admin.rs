@@ -317,7 +317,8 @@ pub fn run(conn: &Connection, cmd: AdminCommand, now: i64) -> AppResult<String> 
             programme: programme.as_deref(),
             before,
             after,
-            detail: Some(&out),
+            // The output of enrol-code is the code itself: a secret, not kept.
+            detail: if action == "enrol.code" { Some("one-time code issued (valid 7 days)") } else { Some(&out) },
             ..Default::default()
         };
         crate::audit::append(conn, now, &entry)?;
