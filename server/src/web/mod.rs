@@ -2,6 +2,7 @@
 //! exports, and the forms admin page. Server-rendered HTML in Chinese (English on request), no
 //! script but a print button; they work on a laptop and on a tablet.
 
+mod audit;
 pub mod auth;
 pub mod dashboard;
 mod export;
@@ -217,6 +218,8 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/forms/preview", post(forms::preview).layer(DefaultBodyLimit::max(forms::UPLOAD_LIMIT)))
         .route("/admin/forms/publish", post(forms::publish).layer(DefaultBodyLimit::max(forms::PUBLISH_LIMIT)))
         .route("/admin/forms/retire", post(forms::retire))
+        .route("/admin/audit", get(audit::page))
+        .route("/admin/audit.csv", get(audit::csv))
         .route("/admin/programme", get(programme::page))
         .route("/admin/programme/rule", post(programme::set_rule))
         .route("/admin/programme/term", post(programme::add_term))
