@@ -9,6 +9,10 @@ use shidao_server::web::auth::{self, SignIn};
 
 const NOW: i64 = 1_790_000_000;
 
+use std::collections::HashMap;
+use shidao_server::{demo, serve, AppState};
+
+
 #[derive(Parser)]
 struct Cli {
     #[command(subcommand)]
@@ -132,4 +136,149 @@ fn admin_audit_prints_rows_since_a_day_and_of_an_action() {
     let e = run(&conn, &["audit", "--since", "2026-13-01"]).expect_err("bad day");
     assert!(e.contains("--since") && e.contains("2026-13-01"), "{e}");
     assert_eq!(rows(&conn).len(), 2, "reading the log is not logged");
+}
+
+/// A browser of sorts: keeps cookies, does not follow redirects.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookies: HashMap<String, String>,
+}
+
+impl Browser {
+    fn new(base: &str) -> Browser {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        Browser { http, base: base.to_string(), cookies: HashMap::new() }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    fn keep(&mut self, resp: &reqwest::Response) {
+        for v in resp.headers().get_all("set-cookie") {
+            let s = v.to_str().expect("cookie");
+            let (kv, _) = s.split_once(';').unwrap_or((s, ""));
+            let (k, v) = kv.split_once('=').expect("k=v");
+            if v.is_empty() {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_string(), v.to_string());
+            }
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> (u16, String, Option<String>) {
+        let resp = self.http.get(format!("{}{path}", self.base)).header("cookie", self.cookie_header()).send().await.expect("get");
+        self.keep(&resp);
+        let status = resp.status().as_u16();
+        let location = resp.headers().get("location").map(|v| v.to_str().expect("location").to_string());
+        (status, resp.text().await.expect("body"), location)
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (u16, String, Option<String>) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&"))
+            .send()
+            .await
+            .expect("post");
+        self.keep(&resp);
+        let status = resp.status().as_u16();
+        let location = resp.headers().get("location").map(|v| v.to_str().expect("location").to_string());
+        (status, resp.text().await.expect("body"), location)
+    }
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+fn hidden(html: &str, name: &str) -> String {
+    let key = format!("name=\"{name}\" value=\"");
+    let at = html.find(&key).unwrap_or_else(|| panic!("no hidden {name}")) + key.len();
+    html[at..].split('"').next().expect("value").to_string()
+}
+
+
+fn count(state: &AppState, sql: &str) -> i64 {
+    state.with_db(|c| c.query_row(sql, [], |r| r.get(0))).expect("count")
+}
+
+async fn signed_in(base: &str, who: (&str, &str)) -> Browser {
+    let mut b = Browser::new(base);
+    let (_, form, _) = b.get("/login").await;
+    let token = hidden(&form, "csrf");
+    let (status, _, _) = b.post("/login", &[("csrf", &token), ("user", who.0), ("password", who.1)]).await;
+    assert_eq!(status, 303, "{} signs in", who.0);
+    b
+}
+
+#[tokio::test]
+async fn web_reviews_sign_ins_and_refusals_in_the_log_and_on_its_page() {
+    let dir = tempfile::tempdir().expect("dir");
+    let state = AppState::open(&dir.path().join("central.db")).expect("store");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(serve(listener, state.clone(), std::future::pending()));
+    demo::seed_scaled(&state, &base, 0.2).await.expect("demo seeds");
+
+    // A failed sign-in: the name and the address, not the password.
+    let mut b = Browser::new(&base);
+    let (_, form, _) = b.get("/login").await;
+    let token = hidden(&form, "csrf");
+    assert_eq!(b.post("/login", &[("csrf", &token), ("user", demo::SUPERVISOR.0), ("password", "guess-xyzzy")]).await.0, 403);
+    assert_eq!(count(&state, "SELECT COUNT(*) FROM audit_log WHERE action = 'sign_in.failed' AND actor = 'duban' AND source = '127.0.0.1'"), 1);
+    assert_eq!(count(&state, "SELECT COUNT(*) FROM audit_log WHERE instr(coalesce(detail,'') || coalesce(after,'') || actor, 'xyzzy') > 0"), 0);
+
+    let mut sup = signed_in(&base, demo::SUPERVISOR).await;
+    assert_eq!(count(&state, "SELECT COUNT(*) FROM audit_log WHERE action = 'sign_in' AND actor = 'duban' AND actor_role = 'supervisor'"), 1);
+
+    // Approving a submitted record: one row, the status before and after.
+    let record: String = state
+        .with_db(|c| c.query_row("SELECT r.id FROM records r JOIN users u ON u.id = r.created_by WHERE r.status = 'submitted' AND u.role = 'principal' LIMIT 1", [], |r| r.get(0)))
+        .expect("a submitted record");
+    let (_, page, _) = sup.get(&format!("/records/{record}")).await;
+    let csrf = hidden(&page, "csrf");
+    // A bad CSRF token: refused, nothing changed, nothing logged.
+    assert_eq!(sup.post(&format!("/records/{record}/review"), &[("csrf", "forged"), ("action", "approve")]).await.0, 403);
+    assert_eq!(count(&state, "SELECT COUNT(*) FROM audit_log WHERE action LIKE 'record.%'"), 0);
+    assert_eq!(sup.post(&format!("/records/{record}/review"), &[("csrf", &csrf), ("action", "approve")]).await.0, 303);
+    let row = state
+        .with_db(|c| {
+            c.query_row("SELECT actor, actor_role, target, before, after, programme FROM audit_log WHERE action = 'record.approve'", [], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, String>(5)?))
+            })
+        })
+        .expect("one approve row");
+    assert_eq!(row, ("duban".into(), "supervisor".into(), record.clone(), r#"{"status":"submitted"}"#.into(), r#"{"status":"approved"}"#.into(), demo::PROGRAMME.into()));
+
+    // A supervisor posting to an admin page: 403, no row.
+    let before = count(&state, "SELECT COUNT(*) FROM audit_log");
+    let (status, _, _) = sup.post("/admin/forms/retire", &[("csrf", &csrf), ("form", "classroom-observation"), ("version", "1")]).await;
+    assert_eq!(status, 403);
+    let (status, _, _) = sup.post("/admin/programme/rule", &[("csrf", &csrf), ("rule", "categories"), ("value", "null")]).await;
+    assert_eq!(status, 403);
+    assert_eq!(count(&state, "SELECT COUNT(*) FROM audit_log"), before);
+
+    // The page, for the supervisor and the admin, filtered; the CSV.
+    let (status, html, _) = sup.get("/admin/audit?action=record").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("record.approve") && html.contains(&record), "{html}");
+    assert!(!html.contains("sign_in.failed"), "filtered by action");
+    let mut admin = signed_in(&base, demo::ADMIN).await;
+    let (status, html, _) = admin.get("/admin/audit").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("sign_in.failed") && html.contains("record.approve"));
+    let (status, csv, _) = admin.get("/admin/audit.csv?action=sign_in").await;
+    assert_eq!(status, 200);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].contains("seq,at,actor"), "{csv}");
+    assert_eq!(lines.len() - 1, count(&state, "SELECT COUNT(*) FROM audit_log WHERE action LIKE 'sign_in%'") as usize, "{csv}");
+    assert_eq!(admin.get("/admin/audit?from=2026-99-01").await.0, 400);
 }
