@@ -64,6 +64,16 @@ pub fn rule_history_mark(conn: &Connection) -> AppResult<Option<serde_json::Valu
     Ok(Some(serde_json::json!({ "rule_history": last })))
 }
 
+/// Records a backup taken by `actor` (`console`, or `schedule` for the relay's own) into
+/// `dest`. A backup copies files, so its row follows it rather than sharing its transaction; the
+/// backup itself does not hold its own row.
+pub fn backup_taken(conn: &Connection, now: i64, actor: &str, dest: &std::path::Path, m: &crate::backup::Manifest) -> AppResult<()> {
+    let dest = dest.display().to_string();
+    let after = serde_json::json!({ "records": m.records, "attachments": m.attachments, "db_sha256": m.db_sha256 });
+    append(conn, now, &Entry { actor, actor_role: Some("admin"), action: "backup", target: Some(&dest), after: Some(after), ..Default::default() })?;
+    Ok(())
+}
+
 /// A stored row.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Row {

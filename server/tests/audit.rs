@@ -281,4 +281,21 @@ async fn web_reviews_sign_ins_and_refusals_in_the_log_and_on_its_page() {
     assert!(lines[0].contains("seq,at,actor"), "{csv}");
     assert_eq!(lines.len() - 1, count(&state, "SELECT COUNT(*) FROM audit_log WHERE action LIKE 'sign_in%'") as usize, "{csv}");
     assert_eq!(admin.get("/admin/audit?from=2026-99-01").await.0, 400);
+
+    // An admin retires a form version on the web page: one row, retired after.
+    let (form, version): (String, u32) = state
+        .with_db(|c| c.query_row("SELECT template_id, version FROM form_versions WHERE programme_id = ?1 AND retired_at IS NULL LIMIT 1", [demo::PROGRAMME], |r| Ok((r.get(0)?, r.get(1)?))))
+        .expect("a form version");
+    let (_, page, _) = admin.get(&format!("/admin/forms?programme={}", demo::PROGRAMME)).await;
+    let csrf = hidden(&page, "csrf");
+    let (status, _, _) = admin
+        .post("/admin/forms/retire", &[("csrf", &csrf), ("programme", demo::PROGRAMME), ("form", &form), ("version", &version.to_string())])
+        .await;
+    assert_eq!(status, 303);
+    let (actor, after): (String, String) = state
+        .with_db(|c| c.query_row("SELECT actor, after FROM audit_log WHERE action = 'form.retire' AND target = ?1", [format!("{form}@{version}")], |r| Ok((r.get(0)?, r.get(1)?))))
+        .expect("one retire row");
+    assert_eq!(actor, demo::ADMIN.0);
+    let retired: serde_json::Value = serde_json::from_str(&after).expect("json");
+    assert!(retired["retired_at"].is_i64(), "{after}");
 }
