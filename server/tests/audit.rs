@@ -66,6 +66,17 @@ fn each_admin_command_that_changes_something_leaves_one_row_with_before_and_afte
     assert_eq!((r.action.as_str(), r.target.as_deref()), ("enrol.code", Some("sup1")));
     let all: String = conn.query_row("SELECT group_concat(coalesce(detail,'') || coalesce(after,''), '|') FROM audit_log", [], |r| r.get(0)).expect("all");
     assert!(!all.contains(&code), "the code is not in the log: {all}");
+    // Enrolling with it, and revoking the device.
+    let (device, _, _) = shidao_server::accounts::enrol(&conn, &code, "平板一", NOW).expect("enrol");
+    let r = &rows(&conn)[0];
+    assert_eq!((r.actor.as_str(), r.action.as_str(), r.target.as_deref()), ("sup1", "device.enrol", Some(device.as_str())));
+    run(&conn, &["revoke-device", "--device", &device]).expect("revoke");
+    let r = &rows(&conn)[0];
+    assert_eq!((r.action.as_str(), r.target.as_deref()), ("device.revoke", Some(device.as_str())));
+    let before: serde_json::Value = serde_json::from_str(r.before.as_deref().expect("before")).expect("json");
+    let after: serde_json::Value = serde_json::from_str(r.after.as_deref().expect("after")).expect("json");
+    assert!(before["revoked_at"].is_null());
+    assert_eq!(after["revoked_at"], NOW);
 }
 
 #[test]
