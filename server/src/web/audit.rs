@@ -60,13 +60,16 @@ fn may_read(user: &WebUser) -> AppResult<()> {
     }
 }
 
+/// A row as shown: seq, when, actor (role), action, target, before, after, detail, address.
+type Line = (i64, String, String, String, String, String, String, String, String);
+
 #[derive(askama::Template)]
 #[template(path = "audit.html")]
 struct AuditPage<'a> {
     chrome: Chrome<'a>,
     q: &'a AuditQuery,
     query: String,
-    rows: Vec<(i64, String, String, String, String, String, String, String, String)>,
+    rows: Vec<Line>,
     page: i64,
     more: bool,
 }
