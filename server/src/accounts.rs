@@ -212,17 +212,18 @@ struct SchoolRow {
 /// Imports schools from CSV with a header `id,name,category,key_project`. All or nothing: a bad
 /// line is reported with its line number and nothing is imported.
 pub fn import_schools_csv(conn: &Connection, programme: &str, csv_text: &str) -> AppResult<usize> {
-    let tx = conn.unchecked_transaction()?;
-    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
-    let mut n = 0;
-    for (i, row) in reader.deserialize::<SchoolRow>().enumerate() {
-        let row = row.map_err(|e| AppError::BadRequest(format!("schools CSV line {}: {e}", i + 2)))?;
-        add_school(&tx, programme, row.id.trim(), row.name.trim(), row.category.trim(), row.key_project.trim())
-            .map_err(|e| AppError::BadRequest(format!("schools CSV line {}: {e}", i + 2)))?;
-        n += 1;
-    }
-    tx.commit()?;
-    Ok(n)
+    // A savepoint, so an import also runs inside the admin command's audited transaction.
+    crate::programme::store::atomically(conn, |tx| {
+        let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+        let mut n = 0;
+        for (i, row) in reader.deserialize::<SchoolRow>().enumerate() {
+            let row = row.map_err(|e| AppError::BadRequest(format!("schools CSV line {}: {e}", i + 2)))?;
+            add_school(tx, programme, row.id.trim(), row.name.trim(), row.category.trim(), row.key_project.trim())
+                .map_err(|e| AppError::BadRequest(format!("schools CSV line {}: {e}", i + 2)))?;
+            n += 1;
+        }
+        Ok(n)
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -237,21 +238,22 @@ struct UserRow {
 /// Imports users from CSV with a header `id,name,role,schools` (schools separated by `;`). All
 /// or nothing.
 pub fn import_users_csv(conn: &Connection, programme: &str, csv_text: &str, now: i64) -> AppResult<usize> {
-    let tx = conn.unchecked_transaction()?;
-    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
-    let mut n = 0;
-    for (i, row) in reader.deserialize::<UserRow>().enumerate() {
-        let line = i + 2;
-        let row = row.map_err(|e| AppError::BadRequest(format!("users CSV line {line}: {e}")))?;
-        let role = Role::parse(row.role.trim())
-            .ok_or_else(|| AppError::BadRequest(format!("users CSV line {line}: unknown role `{}`", row.role)))?;
-        let schools: Vec<String> = row.schools.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
-        add_user(&tx, row.id.trim(), row.name.trim(), role, Some(programme), &schools, None, now)
-            .map_err(|e| AppError::BadRequest(format!("users CSV line {line}: {e}")))?;
-        n += 1;
-    }
-    tx.commit()?;
-    Ok(n)
+    // A savepoint, so an import also runs inside the admin command's audited transaction.
+    crate::programme::store::atomically(conn, |tx| {
+        let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+        let mut n = 0;
+        for (i, row) in reader.deserialize::<UserRow>().enumerate() {
+            let line = i + 2;
+            let row = row.map_err(|e| AppError::BadRequest(format!("users CSV line {line}: {e}")))?;
+            let role = Role::parse(row.role.trim())
+                .ok_or_else(|| AppError::BadRequest(format!("users CSV line {line}: unknown role `{}`", row.role)))?;
+            let schools: Vec<String> = row.schools.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+            add_user(tx, row.id.trim(), row.name.trim(), role, Some(programme), &schools, None, now)
+                .map_err(|e| AppError::BadRequest(format!("users CSV line {line}: {e}")))?;
+            n += 1;
+        }
+        Ok(n)
+    })
 }
 
 /// Makes a one-time enrolment code for a user; only its hash is kept.
@@ -296,6 +298,17 @@ pub fn enrol(conn: &Connection, code: &str, device_name: &str, now: i64) -> AppR
     tx.execute(
         "INSERT INTO devices (id, user_id, name, token_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![device, user, name, sha256_hex(&token), now],
+    )?;
+    crate::audit::append(
+        &tx,
+        now,
+        &crate::audit::Entry {
+            actor: &user,
+            action: "device.enrol",
+            target: Some(&device),
+            after: Some(serde_json::json!({ "device": device, "user": user, "name": name })),
+            ..Default::default()
+        },
     )?;
     tx.commit()?;
     Ok((device, token, user))

@@ -11,7 +11,7 @@ use crate::programme::{presets, rules, store};
 use crate::{accounts, forms};
 use crate::error::{AppError, AppResult};
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum AdminCommand {
     /// Take a consistent copy of the central store and its attachments into the folder DEST
     /// (which must not exist), while the relay serves; verified before it is complete.
@@ -194,6 +194,15 @@ pub enum AdminCommand {
         #[arg(long)]
         programme: String,
     },
+    /// Print the audit log from a day on (newest first): who, when, what, before and after.
+    Audit {
+        /// First day, `YYYY-MM-DD` (China time).
+        #[arg(long)]
+        since: String,
+        /// Only this action (e.g. `record.approve`), or a family of them (`record`).
+        #[arg(long)]
+        action: Option<String>,
+    },
 }
 
 /// Who changes made at the console are recorded as.
@@ -226,8 +235,100 @@ fn read(path: &PathBuf) -> AppResult<String> {
     std::fs::read_to_string(path).map_err(|e| AppError::BadRequest(format!("{}: {e}", path.display())))
 }
 
-/// Runs one admin command; returns what to print.
+/// What the audit log calls a command that changes something: its action name, target and
+/// programme. `None` for the commands that only read.
+fn audited(cmd: &AdminCommand) -> Option<(&'static str, Option<String>, Option<String>)> {
+    use AdminCommand as C;
+    let s = |v: &String| Some(v.clone());
+    Some(match cmd {
+        C::AddProgramme { id, .. } => ("programme.add", s(id), s(id)),
+        C::AddTerm { programme, id, start, .. } => ("programme.term", Some(id.clone().unwrap_or_else(|| format!("term-{start}"))), s(programme)),
+        C::SetRules { programme, .. } => ("programme.rules.set", s(programme), s(programme)),
+        C::SetRule { programme, rule, .. } => ("programme.rule.set", s(rule), s(programme)),
+        C::AssignExpert { school, .. } => ("expert.assign", s(school), None),
+        C::UnassignExpert { school, .. } => ("expert.unassign", s(school), None),
+        C::AddSchool { programme, id, .. } => ("school.add", s(id), s(programme)),
+        C::ImportSchools { programme, .. } => ("school.import", s(programme), s(programme)),
+        C::AddUser { id, programme, .. } => ("user.add", s(id), programme.clone()),
+        C::SetPassword { user, .. } => ("user.password", s(user), None),
+        C::ImportUsers { programme, .. } => ("user.import", s(programme), s(programme)),
+        C::AddTask { programme, id, .. } => ("task.add", s(id), s(programme)),
+        C::EnrolCode { user } => ("enrol.code", s(user), None),
+        C::RevokeDevice { device } => ("device.revoke", s(device), None),
+        C::PublishForm { programme, file, .. } => (if file.is_some() { "form.publish" } else { "form.retire" }, None, s(programme)),
+        C::Backup { .. } | C::VerifyBackup { .. } | C::Restore { .. } => return None,
+        C::Rules { .. } | C::RulesHistory { .. } | C::Presets | C::Devices | C::Forms { .. } | C::Audit { .. } => return None,
+    })
+}
+
+/// The state a command changes, as JSON, for the audit log's before and after: the user, school
+/// or device row, or for rule changes the last entry of the rules' own history (a pointer into
+/// `rule_history`, which keeps each rule before and after). Never a password or code.
+fn snapshot(conn: &Connection, cmd: &AdminCommand) -> AppResult<Option<serde_json::Value>> {
+    use rusqlite::OptionalExtension;
+    use serde_json::json;
+    use AdminCommand as C;
+    Ok(match cmd {
+        C::AddUser { id, .. } | C::SetPassword { user: id, .. } => conn
+            .query_row(
+                "SELECT name, role, programme_id, active, password_hash IS NOT NULL,
+                        (SELECT group_concat(school_id, ',') FROM (SELECT school_id FROM assignments WHERE user_id = ?1 ORDER BY school_id))
+                 FROM users WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(json!({"name": r.get::<_, String>(0)?, "role": r.get::<_, String>(1)?, "programme": r.get::<_, Option<String>>(2)?,
+                              "active": r.get::<_, bool>(3)?, "password_set": r.get::<_, bool>(4)?, "schools": r.get::<_, Option<String>>(5)?}))
+                },
+            )
+            .optional()?,
+        C::AddSchool { id, .. } => conn
+            .query_row("SELECT name, category, key_project, programme_id FROM schools WHERE id = ?1", [id], |r| {
+                Ok(json!({"name": r.get::<_, String>(0)?, "category": r.get::<_, Option<String>>(1)?, "key_project": r.get::<_, Option<String>>(2)?, "programme": r.get::<_, String>(3)?}))
+            })
+            .optional()?,
+        C::RevokeDevice { device } => conn
+            .query_row("SELECT user_id, name, revoked_at FROM devices WHERE id = ?1", [device], |r| {
+                Ok(json!({"user": r.get::<_, String>(0)?, "name": r.get::<_, String>(1)?, "revoked_at": r.get::<_, Option<i64>>(2)?}))
+            })
+            .optional()?,
+        C::AddProgramme { .. } | C::AddTerm { .. } | C::SetRules { .. } | C::SetRule { .. } | C::AssignExpert { .. } | C::UnassignExpert { .. } => {
+            crate::audit::rule_history_mark(conn)?
+        }
+        _ => None,
+    })
+}
+
+/// Runs one admin command; returns what to print. A command that changes something is recorded
+/// in the audit log (actor `console`) in the same transaction: its change and its row are kept
+/// together, or, when it fails, neither.
 pub fn run(conn: &Connection, cmd: AdminCommand, now: i64) -> AppResult<String> {
+    let Some((action, target, programme)) = audited(&cmd) else { return execute(conn, cmd, now) };
+    conn.execute_batch("SAVEPOINT admin_command")?;
+    let result = (|| {
+        let before = snapshot(conn, &cmd)?;
+        let probe = cmd.clone();
+        let out = execute(conn, cmd, now)?;
+        let after = snapshot(conn, &probe)?;
+        let entry = crate::audit::Entry {
+            actor: crate::audit::CONSOLE,
+            actor_role: Some("admin"),
+            action,
+            target: target.as_deref(),
+            programme: programme.as_deref(),
+            before,
+            after,
+            // The output of enrol-code is the code itself: a secret, not kept.
+            detail: if action == "enrol.code" { Some("one-time code issued (valid 7 days)") } else { Some(&out) },
+            ..Default::default()
+        };
+        crate::audit::append(conn, now, &entry)?;
+        Ok(out)
+    })();
+    conn.execute_batch(if result.is_ok() { "RELEASE admin_command" } else { "ROLLBACK TO admin_command; RELEASE admin_command" })?;
+    result
+}
+
+fn execute(conn: &Connection, cmd: AdminCommand, now: i64) -> AppResult<String> {
     Ok(match cmd {
         AdminCommand::Backup { .. } | AdminCommand::VerifyBackup { .. } | AdminCommand::Restore { .. } => {
             return Err(AppError::BadRequest("backup, verify-backup and restore work on the store's files: run them from the command line".into()));
@@ -384,6 +485,18 @@ pub fn run(conn: &Connection, cmd: AdminCommand, now: i64) -> AppResult<String> 
                     if f.retired_at.is_some() { "retired" } else if f.current { "current" } else { "older" },
                     f.source,
                     &f.hash[..16]
+                ));
+            }
+            out.join("\n")
+        }
+        AdminCommand::Audit { since, action } => {
+            let filter = crate::audit::Filter { action, from: Some(crate::audit::day_start("--since", &since)?), ..Default::default() };
+            let mut out = vec!["seq\tat\tactor\trole\taction\ttarget\tprogramme\tbefore\tafter\tdetail\tsource".to_string()];
+            for r in crate::audit::query(conn, &filter, i64::MAX, 0)? {
+                let o = |v: &Option<String>| v.as_deref().unwrap_or("").replace(['\t', '\n'], " ");
+                out.push(format!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    r.seq, crate::web::when(r.at), r.actor, o(&r.actor_role), r.action, o(&r.target), o(&r.programme), o(&r.before), o(&r.after), o(&r.detail), o(&r.source)
                 ));
             }
             out.join("\n")

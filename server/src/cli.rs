@@ -170,6 +170,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 // Brought up to the current schema first, as the relay would on start.
                 drop(crate::db::open(&cli.db)?);
                 let m = crate::backup::backup(&cli.db, &crate::backup::attachments_dir_of(&cli.db), dest, now)?;
+                crate::audit::backup_taken(&crate::db::open(&cli.db)?, now, crate::audit::CONSOLE, dest, &m)?;
                 println!(
                     "backup {}: {} records, {} attachments ({} bytes), store {} bytes sha256 {}",
                     dest.display(), m.records, m.attachments, m.attachment_bytes, m.db_bytes, m.db_sha256

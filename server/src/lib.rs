@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod attachments;
+pub mod audit;
 pub mod backup;
 pub mod cli;
 pub mod demo;
@@ -207,7 +208,7 @@ fn spawn_housekeeping(state: AppState) {
 /// time. Needs a store on disk.
 pub fn spawn_backups(state: &AppState, schedule: backup::Schedule) -> Result<(), String> {
     let db = state.db_path.clone().ok_or("backups need a central store on disk")?;
-    let (attachments, clock) = (state.attachments_dir.clone(), state.clock.clone());
+    let (attachments, clock, state) = (state.attachments_dir.clone(), state.clock.clone(), state.clone());
     tokio::spawn(async move {
         let start = tokio::time::Instant::now() + schedule.every;
         let mut every = tokio::time::interval_at(start, schedule.every);
@@ -217,10 +218,15 @@ pub fn spawn_backups(state: &AppState, schedule: backup::Schedule) -> Result<(),
             let (db, attachments, schedule, now) = (db.clone(), attachments.clone(), schedule.clone(), clock.now());
             let began = std::time::Instant::now();
             match tokio::task::spawn_blocking(move || backup::scheduled(&db, &attachments, &schedule, now)).await {
-                Ok(Ok((dest, m))) => tracing::info!(
-                    folder = %dest.display(), records = m.records, attachments = m.attachments, bytes = m.db_bytes + m.attachment_bytes,
-                    ms = began.elapsed().as_millis() as u64, "backup complete"
-                ),
+                Ok(Ok((dest, m))) => {
+                    tracing::info!(
+                        folder = %dest.display(), records = m.records, attachments = m.attachments, bytes = m.db_bytes + m.attachment_bytes,
+                        ms = began.elapsed().as_millis() as u64, "backup complete"
+                    );
+                    if let Err(e) = state.blocking(move |c| audit::backup_taken(c, now, "schedule", &dest, &m)).await {
+                        tracing::error!(error = %e, "backup complete, but its audit row was not written");
+                    }
+                }
                 Ok(Err(e)) => tracing::error!(error = %e, "backup failed; nothing of it was kept; the relay goes on serving"),
                 Err(e) => tracing::error!(error = %e, "backup failed"),
             }

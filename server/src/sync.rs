@@ -550,11 +550,43 @@ fn project_task_progress(conn: &Connection, id: &str, school: &str, template: &T
 
 /// Applies one record's changes made on the server's own pages (a supervisor's pick or review),
 /// under the same rules and into the same log as a tablet's push.
-pub fn apply_one(conn: &mut Connection, device: &Device, push: &Push, now: i64) -> AppResult<()> {
+///
+/// With `audit` (an action name and a detail), a stored change is also recorded in the audit
+/// log, in the same transaction, with the record's status before and after.
+pub fn apply_one(conn: &mut Connection, device: &Device, push: &Push, now: i64, audit: Option<(&str, Option<&str>)>) -> AppResult<()> {
     let tx = conn.transaction()?;
     let scope = accounts::scope(&tx, &device.user, device.role, device.programme.as_deref())?;
+    let state = |tx: &Connection| -> AppResult<Option<(String, String)>> {
+        Ok(tx
+            .query_row(
+                "SELECT r.status, s.programme_id FROM records r JOIN schools s ON s.id = r.school_id WHERE r.id = ?1",
+                [&push.record],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    };
+    let before = if audit.is_some() { state(&tx)? } else { None };
     match apply_push(&tx, device, &scope, push, now) {
-        Ok(Applied::Stored | Applied::Unchanged) => {
+        Ok(applied @ (Applied::Stored | Applied::Unchanged)) => {
+            if let (Some((action, detail)), Applied::Stored) = (audit, applied) {
+                let after = state(&tx)?;
+                let status = |s: &Option<(String, String)>| s.as_ref().map(|(status, _)| serde_json::json!({ "status": status }));
+                crate::audit::append(
+                    &tx,
+                    now,
+                    &crate::audit::Entry {
+                        actor: &device.user,
+                        actor_role: Some(device.role.as_str()),
+                        action,
+                        target: Some(&push.record),
+                        programme: after.as_ref().map(|(_, p)| p.as_str()),
+                        before: status(&before),
+                        after: status(&after),
+                        detail,
+                        source: None,
+                    },
+                )?;
+            }
             tx.commit()?;
             Ok(())
         }

@@ -44,7 +44,7 @@ impl World {
     fn session(&self, user: &str) -> (String, String) {
         let now = shidao_core::Clock::system().now();
         self.state.with_db(|c| {
-            let SignIn::Session(id) = sign_in(c, user, "correct-horse", now).expect("sign in") else { panic!("no session for {user}") };
+            let SignIn::Session(id) = sign_in(c, user, "correct-horse", "127.0.0.1", now).expect("sign in") else { panic!("no session for {user}") };
             let csrf: String = c
                 .query_row("SELECT csrf FROM sessions WHERE user_id = ?1 ORDER BY created_at DESC LIMIT 1", [user], |r| r.get(0))
                 .expect("csrf");

@@ -299,7 +299,7 @@ fn a_store_from_before_rule_books_keeps_its_categories_and_term() {
         let c = shidao_server::db::open(&path).expect("create");
         // Back to a version 5 store with a programme and a school of the old fixed categories.
         c.execute_batch(
-            "DROP TABLE programme_rules; DROP TABLE rule_history; DROP TABLE expert_team; ALTER TABLE tasks DROP COLUMN source;
+            "DROP TABLE audit_log; DROP TABLE programme_rules; DROP TABLE rule_history; DROP TABLE expert_team; ALTER TABLE tasks DROP COLUMN source;
              INSERT INTO programmes (id, name, term_start, term_end) VALUES ('old', '旧项目', '2026-09-01', '2027-01-31');
              INSERT INTO schools (id, programme_id, name, category) VALUES ('s1', 'old', '一校', '潜质');
              PRAGMA user_version = 5;",
@@ -344,7 +344,7 @@ impl World {
     fn session(&self, user: &str) -> (String, String) {
         let now = shidao_core::Clock::system().now();
         self.state.with_db(|c| {
-            let SignIn::Session(id) = sign_in(c, user, "correct-horse", now).expect("sign in") else { panic!("no session for {user}") };
+            let SignIn::Session(id) = sign_in(c, user, "correct-horse", "127.0.0.1", now).expect("sign in") else { panic!("no session for {user}") };
             let csrf: String =
                 c.query_row("SELECT csrf FROM sessions WHERE user_id = ?1 ORDER BY created_at DESC LIMIT 1", [user], |r| r.get(0)).expect("csrf");
             (format!("shidao_session={id}"), csrf)

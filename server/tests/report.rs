@@ -74,7 +74,7 @@ impl World {
 
     fn push(&mut self, by: &Device, r: &Record, before: &[automerge::ChangeHash]) {
         let push = Push { record: r.id().to_string(), changes: r.save_after(before), heads: r.heads().iter().map(|h| h.to_string()).collect() };
-        sync::apply_one(&mut self.conn, by, &push, NOW).expect("accepted");
+        sync::apply_one(&mut self.conn, by, &push, NOW, None).expect("accepted");
     }
 
     /// A complete record of `template` at school s-a dated `date`, with `texts` written over the

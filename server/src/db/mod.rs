@@ -9,7 +9,7 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags};
 use shidao_core::migrate::{MigrateError, Schema};
 
-pub const VERSION: i64 = 6;
+pub const VERSION: i64 = 7;
 
 /// The central store's schema: the current one, and the steps up from every older version.
 pub const SCHEMA: Schema = Schema {
@@ -22,6 +22,7 @@ pub const SCHEMA: Schema = Schema {
         (3, include_str!("upgrade_3_to_4.sql")),
         (4, include_str!("upgrade_4_to_5.sql")),
         (5, include_str!("upgrade_5_to_6.sql")),
+        (6, include_str!("upgrade_6_to_7.sql")),
     ],
 };
 

@@ -1,4 +1,4 @@
--- The central store (user_version 6). One SQLite file in WAL mode; one writer.
+-- The central store (user_version 7). One SQLite file in WAL mode; one writer.
 
 -- programmes: a district's improvement programme (e.g. 瓯海区初中全面提升行动计划).
 CREATE TABLE programmes (
@@ -332,3 +332,31 @@ CREATE TABLE expert_team (
     PRIMARY KEY (school_id, user_id)
 );
 CREATE INDEX expert_team_user ON expert_team (user_id);
+
+-- audit_log: every admin and review action, sign-in and failed sign-in: who (a user id, or
+-- `console` for the admin command line), when, what (a stable action name), on what, and the
+-- state before and after (JSON, NULL when not kept). Append-only: the triggers below refuse
+-- every UPDATE and DELETE.
+CREATE TABLE audit_log (
+    seq INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    actor_role TEXT,
+    action TEXT NOT NULL,
+    target TEXT,
+    programme TEXT,
+    before TEXT,
+    after TEXT,
+    detail TEXT,
+    source TEXT
+);
+CREATE INDEX audit_log_at ON audit_log (at);
+CREATE INDEX audit_log_action ON audit_log (action, at);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN
+    SELECT RAISE(ABORT, 'audit_log is append-only');
+END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN
+    SELECT RAISE(ABORT, 'audit_log is append-only');
+END;

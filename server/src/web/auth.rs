@@ -59,8 +59,37 @@ pub enum SignIn {
     NotReviewer,
 }
 
-/// Checks a password and opens a new session.
-pub fn sign_in(conn: &Connection, user: &str, password: &str, now: i64) -> AppResult<SignIn> {
+/// Checks a password and opens a new session. The outcome is recorded in the audit log
+/// (`sign_in` or `sign_in.failed`, with the name tried and the client address `from`; never the
+/// password), in the same transaction as the session.
+pub fn sign_in(conn: &Connection, user: &str, password: &str, from: &str, now: i64) -> AppResult<SignIn> {
+    conn.execute_batch("SAVEPOINT sign_in")?;
+    let result = (|| {
+        let outcome = check_and_open(conn, user, password, now)?;
+        let (action, detail) = match &outcome {
+            SignIn::Session(_) => ("sign_in", None),
+            SignIn::WrongPassword => ("sign_in.failed", Some("wrong user name or password")),
+            SignIn::NotReviewer => ("sign_in.failed", Some("not a supervisor or admin")),
+        };
+        let role: Option<String> = match outcome {
+            SignIn::Session(_) => conn.query_row("SELECT role FROM users WHERE id = ?1", [user.trim()], |r| r.get(0)).optional()?,
+            _ => None,
+        };
+        let entry = crate::audit::Entry { actor: tried(user), actor_role: role.as_deref(), action, detail, source: Some(from), ..Default::default() };
+        crate::audit::append(conn, now, &entry)?;
+        Ok(outcome)
+    })();
+    conn.execute_batch(if result.is_ok() { "RELEASE sign_in" } else { "ROLLBACK TO sign_in; RELEASE sign_in" })?;
+    result
+}
+
+/// The user name as tried, for the audit log: trimmed and at most 100 characters.
+pub fn tried(user: &str) -> &str {
+    let t = user.trim();
+    t.char_indices().nth(100).map_or(t, |(i, _)| &t[..i])
+}
+
+fn check_and_open(conn: &Connection, user: &str, password: &str, now: i64) -> AppResult<SignIn> {
     let row: Option<(Option<String>, String, bool)> = conn
         .query_row("SELECT password_hash, role, active FROM users WHERE id = ?1", [user.trim()], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))

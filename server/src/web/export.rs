@@ -101,7 +101,7 @@ pub struct ExportQuery {
     version: Option<u32>,
 }
 
-fn csv_cell(s: &str) -> String {
+pub(crate) fn csv_cell(s: &str) -> String {
     // Cells that a spreadsheet would run as a formula are quoted with a leading apostrophe.
     let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_string() };
     if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }

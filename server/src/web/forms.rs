@@ -565,11 +565,25 @@ pub async fn publish(State(state): State<AppState>, user: WebUser, lang: Lang, F
         return Ok(refusal(lang, &user, &programme, &e));
     }
     let now = state.clock.now();
-    let (p, c, by, source) = (programme.clone(), checked.clone(), user.id.clone(), format!("file {file}"));
+    let (p, c, by, source, role) = (programme.clone(), checked.clone(), user.id.clone(), format!("file {file}"), user.role);
     let outcome = state
         .blocking_mut(move |conn| {
             let tx = conn.transaction()?;
             let new = forms::publish(&tx, &p, &c, &source, &by, now)?;
+            if new {
+                let target = format!("{}@{}", c.template.id(), c.template.version());
+                let after = serde_json::json!({ "hash": c.hash, "source": source });
+                let entry = crate::audit::Entry {
+                    actor: &by,
+                    actor_role: Some(role.as_str()),
+                    action: "form.publish",
+                    target: Some(&target),
+                    programme: Some(&p),
+                    after: Some(after),
+                    ..Default::default()
+                };
+                crate::audit::append(&tx, now, &entry)?;
+            }
             tx.commit()?;
             Ok(new)
         })
@@ -610,8 +624,13 @@ pub async fn retire(State(state): State<AppState>, user: WebUser, lang: Lang, Fo
         return Ok(refusal(lang, &user, &programme, &e));
     };
     let now = state.clock.now();
-    let (p, id) = (programme.clone(), form.form.clone());
-    match state.blocking(move |conn| forms::retire(conn, &p, &id, version, now)).await {
+    let (p, id, by, role) = (programme.clone(), form.form.clone(), user.id.clone(), user.role);
+    let retired = move |conn: &Connection| {
+        let target = format!("{id}@{version}");
+        let entry = crate::audit::Entry { actor: &by, actor_role: Some(role.as_str()), action: "form.retire", target: Some(&target), programme: Some(&p), ..Default::default() };
+        crate::audit::recorded(conn, now, entry, |c| Ok(Some(serde_json::json!({ "retired_at": forms::retired_at(c, &p, &id, version)? }))), |conn| forms::retire(conn, &p, &id, version, now))
+    };
+    match state.blocking(retired).await {
         Ok(()) => {
             tracing::info!(programme = %programme, form = %form.form, version, by = %user.id, "form version retired from the web");
             let done = format!("done=retired&form={}&version={version}", url(&form.form));
@@ -621,3 +640,4 @@ pub async fn retire(State(state): State<AppState>, user: WebUser, lang: Lang, Fo
         Err(e) => Ok(refusal(lang, &user, &programme, &e)),
     }
 }
+

@@ -2,6 +2,7 @@
 //! exports, and the forms admin page. Server-rendered HTML in Chinese (English on request), no
 //! script but a print button; they work on a laptop and on a tablet.
 
+mod audit;
 pub mod auth;
 pub mod dashboard;
 mod export;
@@ -23,6 +24,7 @@ use serde::Deserialize;
 
 use self::auth::{cookie_header, SignIn, WebUser, SESSION_COOKIE};
 pub use self::page::Lang;
+pub use records::when;
 use self::page::{render, Chrome};
 use askama::Template;
 use crate::error::{AppError, AppResult};
@@ -110,9 +112,17 @@ async fn login(
     let outcome = state
         .blocking(move |c| {
             if let Err(secs) = throttle.check(from, &name, now) {
+                let entry = crate::audit::Entry {
+                    actor: auth::tried(&name),
+                    action: "sign_in.failed",
+                    detail: Some("locked after wrong passwords; not checked"),
+                    source: Some(&from.to_string()),
+                    ..Default::default()
+                };
+                crate::audit::append(c, now, &entry)?;
                 return Ok(Err(secs));
             }
-            let outcome = auth::sign_in(c, &name, &password, now)?;
+            let outcome = auth::sign_in(c, &name, &password, &from.to_string(), now)?;
             match &outcome {
                 SignIn::WrongPassword => match throttle.failed(from, &name, now) {
                     0 => {}
@@ -208,6 +218,8 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/forms/preview", post(forms::preview).layer(DefaultBodyLimit::max(forms::UPLOAD_LIMIT)))
         .route("/admin/forms/publish", post(forms::publish).layer(DefaultBodyLimit::max(forms::PUBLISH_LIMIT)))
         .route("/admin/forms/retire", post(forms::retire))
+        .route("/admin/audit", get(audit::page))
+        .route("/admin/audit.csv", get(audit::csv))
         .route("/admin/programme", get(programme::page))
         .route("/admin/programme/rule", post(programme::set_rule))
         .route("/admin/programme/term", post(programme::add_term))

@@ -261,7 +261,8 @@ pub async fn set_rule(State(state): State<AppState>, user: WebUser, lang: Lang, 
         Err(e) => return Ok(refusal(lang, &user, &programme, &AppError::BadRequest(format!("rule {}: the value is not JSON: {e}", form.rule)))),
     };
     let (p, by, rule, now) = (programme.clone(), user.id.clone(), form.rule.clone(), state.clock.now());
-    match state.blocking(move |c| store::set_rule(c, &p, &rule, value, &by, now)).await {
+    let role = user.role;
+    match state.blocking(move |c| audited(c, &by, role, "programme.rule.set", &rule, &p, now, |c| store::set_rule(c, &p, &rule, value, &by, now))).await {
         Ok(n) => {
             tracing::info!(programme = %programme, rule = %form.rule, by = %user.id, changed = n, "programme rule saved from the web");
             Ok(Redirect::to(&back(&user, &programme, if n == 0 { "unchanged" } else { "rule" })).into_response())
@@ -269,6 +270,22 @@ pub async fn set_rule(State(state): State<AppState>, user: WebUser, lang: Lang, 
         Err(e @ AppError::Internal(_)) | Err(e @ AppError::StorageFull(_)) => Err(e),
         Err(e) => Ok(refusal(lang, &user, &programme, &e)),
     }
+}
+
+/// Runs a change of the rules recorded in the audit log, with pointers into the rules' own
+/// history before and after.
+#[allow(clippy::too_many_arguments)]
+fn audited<T>(c: &Connection, by: &str, role: Role, action: &str, target: &str, programme: &str, now: i64, f: impl FnOnce(&Connection) -> AppResult<T>) -> AppResult<T> {
+    let entry = crate::audit::Entry {
+        actor: by,
+        actor_role: Some(role.as_str()),
+        action,
+        target: Some(target),
+        programme: Some(programme),
+        before: crate::audit::rule_history_mark(c)?,
+        ..Default::default()
+    };
+    crate::audit::recorded(c, now, entry, crate::audit::rule_history_mark, f)
 }
 
 #[derive(Debug, Deserialize)]
@@ -297,7 +314,13 @@ pub async fn add_term(State(state): State<AppState>, user: WebUser, lang: Lang, 
     let id = if form.id.trim().is_empty() { format!("term-{}", form.start.trim()) } else { form.id.trim().to_string() };
     let term = Term { id, name: form.name.trim().into(), start: form.start.trim().into(), end: form.end.trim().into() };
     let (p, by, now) = (programme.clone(), user.id.clone(), state.clock.now());
-    match state.blocking(move |c| store::add_term(c, &p, term, &by, now)).await {
+    let role = user.role;
+    match state.blocking(move |c| {
+        let id = term.id.clone();
+        audited(c, &by, role, "programme.term", &id, &p, now, |c| store::add_term(c, &p, term, &by, now))
+    })
+    .await
+    {
         Ok(()) => Ok(Redirect::to(&back(&user, &programme, "term")).into_response()),
         Err(e @ AppError::Internal(_)) | Err(e @ AppError::StorageFull(_)) => Err(e),
         Err(e) => Ok(refusal(lang, &user, &programme, &e)),
@@ -328,6 +351,7 @@ pub async fn team(State(state): State<AppState>, user: WebUser, lang: Lang, Form
     let programme = state.blocking(move |c| programme_for(c, &u, asked.as_deref())).await?;
     let (p, by, now) = (programme.clone(), user.id.clone(), state.clock.now());
     let (school, expert, action) = (form.school.trim().to_string(), form.user.trim().to_string(), form.action.clone());
+    let role = user.role;
     let outcome = state
         .blocking(move |c| {
             let of: Option<String> = c.query_row("SELECT programme_id FROM schools WHERE id = ?1", [&school], |r| r.get(0)).optional()?;
@@ -335,8 +359,8 @@ pub async fn team(State(state): State<AppState>, user: WebUser, lang: Lang, Form
                 return Err(AppError::NotFound(format!("school {school} is not in programme {p}")));
             }
             match action.as_str() {
-                "assign" => store::assign_expert(c, &school, &expert, &by, now).map(|_| ()),
-                "unassign" => store::unassign_expert(c, &school, &expert, &by, now),
+                "assign" => audited(c, &by, role, "expert.assign", &school, &p, now, |c| store::assign_expert(c, &school, &expert, &by, now).map(|_| ())),
+                "unassign" => audited(c, &by, role, "expert.unassign", &school, &p, now, |c| store::unassign_expert(c, &school, &expert, &by, now)),
                 other => Err(AppError::BadRequest(format!("unknown action `{other}` (assign or unassign)"))),
             }
         })

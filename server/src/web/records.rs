@@ -198,7 +198,8 @@ fn web_device(conn: &Connection, user: &WebUser, now: i64) -> AppResult<Device> 
 }
 
 /// Applies an edit made in the browser through the same rules and log as a tablet's push.
-fn edit(conn: &mut Connection, user: &WebUser, id: &str, now: i64, f: impl FnOnce(&mut Record) -> AppResult<()>) -> AppResult<()> {
+/// The change is recorded in the audit log as `action` with `detail`.
+fn edit(conn: &mut Connection, user: &WebUser, id: &str, now: i64, action: &str, detail: &str, f: impl FnOnce(&mut Record) -> AppResult<()>) -> AppResult<()> {
     let (mut record, _, _) = load(conn, user, id, now)?;
     let before = record.heads();
     f(&mut record)?;
@@ -207,7 +208,7 @@ fn edit(conn: &mut Connection, user: &WebUser, id: &str, now: i64, f: impl FnOnc
     }
     let push = Push { record: id.to_string(), changes: record.save_after(&before), heads: record.heads().iter().map(|h| h.to_string()).collect() };
     let device = web_device(conn, user, now)?;
-    sync::apply_one(conn, &device, &push, now)
+    sync::apply_one(conn, &device, &push, now, Some((action, Some(detail).filter(|d| !d.is_empty()))))
 }
 
 fn author_name(conn: &Connection, user: &str) -> String {
@@ -451,7 +452,8 @@ pub async fn resolve(State(state): State<AppState>, user: WebUser, Path(id): Pat
     let back = format!("/records/{}", url(&id));
     state
         .blocking_mut(move |conn| {
-            edit(conn, &user, &id, now, |r| {
+            let detail = format!("field {}{} value #{}", form.field, if form.row.is_empty() { String::new() } else { format!(" row {}", form.row) }, form.pick);
+            edit(conn, &user, &id, now, "record.resolve", &detail, |r| {
                 let row = if form.row.is_empty() { None } else { Some(RowId::new(form.row.clone()).map_err(|e| AppError::BadRequest(e.to_string()))?) };
                 let at = FieldRef { field: form.field.clone(), row };
                 let view = r.answer(&at).map_err(|e| AppError::BadRequest(e.to_string()))?;
@@ -483,7 +485,13 @@ pub async fn review(State(state): State<AppState>, user: WebUser, Path(id): Path
     let back = format!("/records/{}", url(&id));
     state
         .blocking_mut(move |conn| {
-            edit(conn, &user, &id, now, |r| {
+            let action = match form.action.as_str() {
+                "approve" => "record.approve",
+                "return" => "record.return",
+                other => return Err(AppError::BadRequest(format!("unknown review action `{other}`"))),
+            };
+            let comment = form.comment.trim().to_string();
+            edit(conn, &user, &id, now, action, &comment, |r| {
                 let result = match form.action.as_str() {
                     "approve" => r.approve(None),
                     "return" => r.return_for_correction(form.comment.trim()),
