@@ -58,6 +58,25 @@ pub enum ShidaoError {
     /// keystore for the right key; never delete the file.
     #[error("wrong key: {reason}")]
     WrongKey { reason: String },
+    /// `enrolFromQr`: the scanned text is not an enrolment QR code this app reads (another QR
+    /// code, a payload of a later version, a field missing or malformed); `reason` names the
+    /// field. Nothing was sent; scan the code again or ask for a new one.
+    #[error("enrolment QR code: {reason}")]
+    BadEnrolPayload { reason: String },
+    /// `enrolFromQr`: the relay refused the code and it is past the expiry the QR code carries:
+    /// ask the admin for a new code.
+    #[error("enrolment code expired: {reason}")]
+    EnrolCodeExpired { reason: String },
+    /// `enrolFromQr`: the relay refused a code that has not expired: it was used already (each
+    /// code enrols one tablet once) or the relay does not know it. Ask for a new code.
+    #[error("enrolment code already used: {reason}")]
+    EnrolCodeUsed { reason: String },
+    /// `enrolFromQr`: the QR code is for another server than this store's: the store is
+    /// enrolled with another relay, or the relay's certificate authority is not the one the
+    /// code names (a code for another district, or a network pretending to be the relay).
+    /// Nothing was changed.
+    #[error("wrong server: {reason}")]
+    WrongServer { reason: String },
     /// Anything else, including an internal error (a bug), with a reason to log.
     #[error("{reason}")]
     Other { reason: String },

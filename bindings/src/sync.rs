@@ -42,6 +42,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use shidao_core::store::{Store, StoreError};
+use shidao_core::sync::enrol_payload::{pem_fingerprint, EnrolPayload};
 use shidao_core::sync::http::{Cancel, HttpSync, Progress, StoreAccess};
 use shidao_core::{DeviceId, UserId};
 
@@ -392,6 +393,53 @@ impl ShidaoStore {
             let enrolment = stored.public()?;
             stored.save(&self.shared.store())?;
             Ok(enrolment)
+        })
+        .await
+    }
+
+    /// Enrols this store from a scanned enrolment QR code (`shidao://enrol?v=1&…`, the format
+    /// of docs/protocol.md, "Enrolment by QR code"), under `device_name`. The code carries the
+    /// relay's address, the one-time code and, for a relay whose certificate is issued by the
+    /// district's own authority, that authority's SHA-256 fingerprint: the authority's
+    /// certificate is then fetched from the relay, trusted only when its fingerprint matches,
+    /// and kept with the enrolment like `enrol`'s `server_certificate`.
+    ///
+    /// Errors: `BadEnrolPayload` (not an enrolment code, another version, a field missing or
+    /// malformed), `EnrolCodeExpired`, `EnrolCodeUsed`, `WrongServer` (this store is enrolled
+    /// with another relay, or the relay's authority is not the one the code names), `Network`.
+    pub async fn enrol_from_qr(&self, payload: String, device_name: String) -> Result<Enrolment> {
+        guard_async(async {
+            let p = EnrolPayload::parse(&payload).map_err(|e| ShidaoError::BadEnrolPayload { reason: e.to_string() })?;
+            if let Some(stored) = Stored::load(&self.shared.store())? {
+                if stored.server_url != p.server {
+                    return Err(ShidaoError::WrongServer {
+                        reason: format!(
+                            "this tablet is enrolled with {}, the code is for {}; a tablet enrols with one server",
+                            stored.server_url, p.server
+                        ),
+                    });
+                }
+            }
+            let certificate = match &p.ca {
+                None => None,
+                Some(fingerprint) => {
+                    let pem = HttpSync::fetch_ca(&p.server).await?;
+                    if pem_fingerprint(&pem).as_deref() != Some(fingerprint.as_str()) {
+                        return Err(ShidaoError::WrongServer {
+                            reason: format!("{} hands out a certificate authority other than the one the code names (SHA-256 {fingerprint})", p.server),
+                        });
+                    }
+                    Some(pem)
+                }
+            };
+            let now = shidao_core::Clock::system().now();
+            match self.enrol(p.server.clone(), p.code.clone(), device_name, certificate).await {
+                Err(ShidaoError::Unauthorized { code, reason }) if code == "bad_code" => Err(match p.expires {
+                    Some(at) if now >= at => ShidaoError::EnrolCodeExpired { reason: format!("the code expired at {} (Unix time): {reason}", at) },
+                    _ => ShidaoError::EnrolCodeUsed { reason },
+                }),
+                other => other,
+            }
         })
         .await
     }

@@ -192,3 +192,64 @@ fn a_district_certificate_given_at_enrolment_is_trusted_for_every_sync() {
     drop(rec);
     assert_eq!(rt.block_on(again.sync(None, None)).expect("sync after reopening").pushed, 1);
 }
+
+#[test]
+fn enrol_from_qr_tells_a_bad_payload_a_used_code_an_expired_code_and_another_server_apart() {
+    use shidao_core::sync::enrol_payload::{pem_fingerprint, EnrolPayload};
+    let server = common::Loopback::start();
+    let rt = &server.rt;
+    let dir = tempfile::tempdir().expect("dir");
+    let open = |name: &str| ShidaoStore::open(dir.path().join(name).display().to_string()).expect("store");
+    let now = shidao_core::Clock::system().now();
+
+    // Not an enrolment code, a later version, a missing code: refused before anything is sent.
+    let store = open("wang.db");
+    for bad in [server.code_wang.clone(), server.qr_wang.replace("v=1", "v=2"), format!("shidao://enrol?v=1&server={}", server.url)] {
+        let err = rt.block_on(store.enrol_from_qr(bad.clone(), "平板".into())).expect_err("bad payload");
+        assert!(matches!(&err, ShidaoError::BadEnrolPayload { .. }), "{bad}: {err:?}");
+    }
+    assert_eq!(store.enrolment().expect("read"), None);
+
+    // The relay's payload enrols; the same payload again is a used code.
+    let wang = rt.block_on(store.enrol_from_qr(server.qr_wang.clone(), "王老师的平板".into())).expect("enrol from QR");
+    assert_eq!((wang.editor.user.as_str(), wang.server_url.as_str()), ("wang", server.url.as_str()));
+    let err = rt.block_on(open("x.db").enrol_from_qr(server.qr_wang.clone(), "x".into())).expect_err("used");
+    assert!(matches!(&err, ShidaoError::EnrolCodeUsed { .. }), "{err:?}");
+
+    // A code issued eight days ago has expired.
+    let old = server.qr("li", now - 8 * 24 * 3600);
+    let err = rt.block_on(open("li.db").enrol_from_qr(old, "x".into())).expect_err("expired");
+    assert!(matches!(&err, ShidaoError::EnrolCodeExpired { .. }), "{err:?}");
+
+    // A code for another server on a tablet enrolled with this one: refused, nothing changed.
+    let elsewhere = EnrolPayload::new(&server.unreachable_url, "ABCDE-FGHJK", None).expect("payload").to_string();
+    let err = rt.block_on(store.enrol_from_qr(elsewhere, "x".into())).expect_err("another server");
+    assert!(matches!(&err, ShidaoError::WrongServer { .. }), "{err:?}");
+    assert_eq!(store.enrolment().expect("read"), Some(wang));
+
+    // A district CA named by fingerprint: fetched from the relay, trusted when it matches.
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl must be installed (scripts/install-test-deps.sh installs it)");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let https = server.serve_https(&cert, &key);
+    let fp = pem_fingerprint(&std::fs::read_to_string(&cert).expect("cert")).expect("fingerprint");
+    let code = server.state.with_db(|c| shidao_server::accounts::new_enrol_code(c, "li", now)).expect("code");
+    let wrong = EnrolPayload::new(&https, &code, Some(&"ab".repeat(32))).expect("payload").to_string();
+    let li = open("li-https.db");
+    let err = rt.block_on(li.enrol_from_qr(wrong, "x".into())).expect_err("another CA");
+    assert!(matches!(&err, ShidaoError::WrongServer { .. }), "{err:?}");
+    assert_eq!(li.enrolment().expect("read"), None);
+    let right = EnrolPayload::new(&https, &code, Some(&fp)).expect("payload").to_string();
+    let me = rt.block_on(li.enrol_from_qr(right, "李老师的平板".into())).expect("enrol over https with the pinned CA").editor;
+    let rec = li.create_record("inspection-visit".into(), "ouhai-a".into(), me).expect("record");
+    rec.clone().field("visit_focus".into(), None).expect("field").set_text("课堂教学".into()).expect("focus");
+    assert_eq!(rt.block_on(li.sync(None, None)).expect("sync trusting the CA").pushed, 1);
+}

@@ -15,7 +15,7 @@ use shidao_core::{SchoolId, UserId};
 use crate::error::{AppError, AppResult};
 
 /// How long an enrolment code stays valid.
-const CODE_LIFETIME_SECS: i64 = 7 * 24 * 3600;
+pub const CODE_LIFETIME_SECS: i64 = 7 * 24 * 3600;
 
 pub fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))

@@ -168,6 +168,12 @@ pub enum AdminCommand {
         #[arg(long)]
         user: String,
     },
+    /// Make a one-time code as an enrolment QR payload (`shidao://enrol?…`, printed first) with
+    /// the relay's --public-url and --enrol-ca (docs/protocol.md, "Enrolment by QR code").
+    EnrolQr {
+        #[arg(long)]
+        user: String,
+    },
     /// Revoke a device: its token is refused from now on.
     RevokeDevice {
         #[arg(long)]
@@ -436,6 +442,9 @@ fn execute(conn: &Connection, cmd: AdminCommand, now: i64) -> AppResult<String> 
         AdminCommand::EnrolCode { user } => {
             let code = accounts::new_enrol_code(conn, &user, now)?;
             format!("enrolment code for {user}: {code} (valid 7 days, once)")
+        }
+        AdminCommand::EnrolQr { .. } => {
+            return Err(AppError::BadRequest("enrol-qr needs the relay's settings; run it from the command line".into()))
         }
         AdminCommand::RevokeDevice { device } => {
             accounts::revoke_device(conn, &device, now)?;

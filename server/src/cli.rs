@@ -14,6 +14,14 @@ struct Cli {
     /// The central store (SQLite), created on first start.
     #[arg(long, env = "SHIDAO_DB", default_value = "shidao.db", global = true)]
     db: PathBuf,
+    /// The address devices reach this relay at (`https://shidao.example.cn`), put in
+    /// enrolment QR codes (`admin enrol-qr`, `/admin/people/{user}/enrol`).
+    #[arg(long, env = "SHIDAO_PUBLIC_URL", global = true, value_name = "URL")]
+    public_url: Option<String>,
+    /// The district's own CA certificate (PEM) that signed the relay's HTTPS certificate: its
+    /// SHA-256 goes into enrolment QR codes and it is served at `/v1/ca.pem`.
+    #[arg(long, env = "SHIDAO_ENROL_CA", global = true, value_name = "PEM")]
+    enrol_ca: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -198,7 +206,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         None | Some(Command::Serve { .. }) => Some(crate::backup::lock_store(&cli.db, "serve")?),
         _ => None,
     };
-    let state = AppState::open(&cli.db)?;
+    let mut state = AppState::open(&cli.db)?;
+    state.enrolment = std::sync::Arc::new(crate::enrolment::EnrolSettings::load(cli.public_url.as_deref(), cli.enrol_ca.as_deref())?);
     let command = match cli.command {
         Some(c) => c,
         // No command: `serve` with its defaults.
@@ -206,6 +215,14 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     };
     match command {
         Command::Demo { .. } => unreachable!("handled above"),
+        Command::Admin { command: admin::AdminCommand::EnrolQr { user } } => {
+            let now = state.clock.now();
+            let issued = state.with_db(|conn| crate::enrolment::issue(conn, &state.enrolment, &user, now))?;
+            let payload = issued.payload.ok_or("the relay has no public address: give --public-url (SHIDAO_PUBLIC_URL)")?;
+            // The payload alone on the first line, for scripts; the code for reading out after.
+            println!("{payload}\nenrolment code for {user}: {} (valid 7 days, once)", issued.code);
+            Ok(())
+        }
         Command::Admin { command } => {
             let now = state.clock.now();
             // An administrator at the console may see the cause of an internal error.

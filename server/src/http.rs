@@ -206,11 +206,21 @@ async fn record_get(State(state): State<AppState>, Authed(device): Authed, PathP
     Ok(r)
 }
 
+/// `GET /v1/ca.pem`: the district CA certificate named by enrolment QR codes (`--enrol-ca`),
+/// for a device to check against the code's fingerprint before it trusts it; 404 without one.
+async fn enrol_ca(State(state): State<AppState>) -> AppResult<Response> {
+    let ca = state.enrolment.ca.as_ref().ok_or_else(|| AppError::NotFound("this relay names no enrolment CA".into()))?;
+    let mut r = ca.pem.clone().into_response();
+    r.headers_mut().insert("content-type", HeaderValue::from_static("application/x-pem-file"));
+    Ok(r)
+}
+
 /// Every route of the API.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/enrol", post(enrol).layer(DefaultBodyLimit::max(MAX_ENROL)))
+        .route("/v1/ca.pem", get(enrol_ca))
         .route("/v1/records/{id}", get(record_get))
         .route("/v1/sync", post(sync_handler).layer(DefaultBodyLimit::max(protocol::MAX_BODY_BYTES)))
         .route(

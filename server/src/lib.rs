@@ -12,6 +12,7 @@ pub mod audit;
 pub mod backup;
 pub mod cli;
 pub mod demo;
+pub mod enrolment;
 pub mod db;
 pub mod error;
 pub mod forms;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub sign_in_throttle: Arc<web::throttle::SignInThrottle>,
     /// Wrong enrolment codes per client address.
     pub enrol_throttle: Arc<web::throttle::EnrolThrottle>,
+    /// The public address and district CA that enrolment QR codes carry.
+    pub enrolment: Arc<enrolment::EnrolSettings>,
 }
 
 impl AppState {
@@ -73,6 +76,7 @@ impl AppState {
             clock: Clock::system(),
             sign_in_throttle: Arc::default(),
             enrol_throttle: Arc::default(),
+            enrolment: Arc::default(),
         }
     }
 

@@ -253,14 +253,16 @@ val wangStore = ShidaoStore.open(dir.resolve("wang.db").toString())
 expect(wangStore.enrolment() == null) { "a new store is not enrolled" }
 val notEnrolled = refused<ShidaoException.Unauthorized> { runBlocking { wangStore.sync() } }
 expect(notEnrolled.code == "not_enrolled") { "$notEnrolled" }
-val wang = runBlocking { wangStore.enrol(server, env("SHIDAO_TEST_CODE_WANG"), "王老师的平板") }
+// The admin's QR code (from the relay's person page or `admin enrol-qr`) carries the server's
+// address and the code; the bare code is not a QR payload.
+val notQr = refused<ShidaoException.BadEnrolPayload> { runBlocking { wangStore.enrolFromQr(env("SHIDAO_TEST_CODE_WANG"), "王老师的平板") } }
+expect(notQr.reason.contains("shidao://enrol")) { notQr.reason }
+val wang = runBlocking { wangStore.enrolFromQr(env("SHIDAO_TEST_QR_WANG"), "王老师的平板") }
 expect(wang.editor.user == "wang" && wang.editor.role == Role.INSPECTOR && wang.name == "王老师") { "$wang" }
 expect(wang.editor.device.isNotEmpty() && wang.serverUrl == server && wang.deviceName == "王老师的平板") { "$wang" }
 expect(wangStore.enrolment() == wang) { "the enrolment is kept: ${wangStore.enrolment()}" }
-val reused = refused<ShidaoException.Unauthorized> {
-    runBlocking { ShidaoStore.openInMemory().enrol(server, env("SHIDAO_TEST_CODE_WANG"), "第二台") }
-}
-expect(reused.code == "bad_code") { "a code works once: $reused" }
+// A code works once.
+refused<ShidaoException.EnrolCodeUsed> { runBlocking { ShidaoStore.openInMemory().enrolFromQr(env("SHIDAO_TEST_QR_WANG"), "第二台") } }
 
 // 13. Li's tablet keeps its store encrypted at rest, with a 32-byte key from the Android Keystore
 //     (here random). Bad server addresses give a clear Network error (and do not use up Li's code).
@@ -293,7 +295,7 @@ val liSeen = Seen()
 liStore.setChangeListener(liSeen)
 val liForms = FormsHeard()
 liStore.setFormsListener(liForms)
-val li = runBlocking { liStore.enrol(server, env("SHIDAO_TEST_CODE_LI"), "李老师的平板") }
+val li = runBlocking { liStore.enrolFromQr(env("SHIDAO_TEST_QR_LI"), "李老师的平板") }
 val got = runBlocking { liStore.sync() }
 val both = listOf(lesson.id(), walk.id()).sorted()
 expect(got.pulled == 2uL && got.changed == both) { "$got" }

@@ -157,11 +157,14 @@ wang_store = ShidaoStore.open(os.path.join(tmp, "wang.db"))
 assert wang_store.enrolment() is None
 e = refused(ShidaoError.Unauthorized, lambda: run(wang_store.sync()))
 assert e.code == "not_enrolled", e
-wang = run(wang_store.enrol(server, env("SHIDAO_TEST_CODE_WANG"), "王老师的平板"))
+# The admin's QR code (from the relay's person page or `admin enrol-qr`) carries the server's
+# address and the code; the bare code is not a QR payload.
+e = refused(ShidaoError.BadEnrolPayload, lambda: run(wang_store.enrol_from_qr(env("SHIDAO_TEST_CODE_WANG"), "王老师的平板")))
+assert "shidao://enrol" in e.reason, e.reason
+wang = run(wang_store.enrol_from_qr(env("SHIDAO_TEST_QR_WANG"), "王老师的平板"))
 assert (wang.editor.user, wang.editor.role, wang.name, wang.server_url) == ("wang", Role.INSPECTOR, "王老师", server), wang
 assert wang_store.enrolment() == wang
-e = refused(ShidaoError.Unauthorized, lambda: run(ShidaoStore.open_in_memory().enrol(server, env("SHIDAO_TEST_CODE_WANG"), "x")))
-assert e.code == "bad_code", e
+refused(ShidaoError.EnrolCodeUsed, lambda: run(ShidaoStore.open_in_memory().enrol_from_qr(env("SHIDAO_TEST_QR_WANG"), "x")))
 
 # 9. Li's store is encrypted at rest with a 32-byte key (from the platform's keystore; here
 #    random). Bad addresses: a clear Network error, and Li's code is not used up.
@@ -191,7 +194,7 @@ li_seen = Seen()
 li_store.set_change_listener(li_seen)
 li_forms = FormsHeard()
 li_store.set_forms_listener(li_forms)
-li = run(li_store.enrol(server, env("SHIDAO_TEST_CODE_LI"), "李老师的平板"))
+li = run(li_store.enrol_from_qr(env("SHIDAO_TEST_QR_LI"), "李老师的平板"))
 got = run(li_store.sync())
 both = sorted([lesson.id(), walk.id()])
 assert got.pulled == 2 and got.changed == both, got

@@ -20,6 +20,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 
 use shidao_core::{Clock, Role};
+use shidao_server::enrolment::{self, EnrolSettings};
 use shidao_server::{accounts, AppState};
 
 /// The form the programme published on the test relay (tests/forms/tingke-pingjia.xlsx).
@@ -33,6 +34,10 @@ pub struct Loopback {
     /// One-time enrolment codes of the two inspectors of school `ouhai-a`.
     pub code_wang: String,
     pub code_li: String,
+    /// Enrolment QR payloads (`shidao://enrol?…`) of the same two, as the relay makes them
+    /// (`admin enrol-qr`, the person page), with other codes.
+    pub qr_wang: String,
+    pub qr_li: String,
     pub state: AppState,
     pub rt: tokio::runtime::Runtime,
     _dir: tempfile::TempDir,
@@ -41,7 +46,7 @@ pub struct Loopback {
 impl Loopback {
     pub fn start() -> Loopback {
         let dir = tempfile::tempdir().expect("temp dir");
-        let state = AppState::open(&dir.path().join("central.db")).expect("central store");
+        let mut state = AppState::open(&dir.path().join("central.db")).expect("central store");
         let now = Clock::system().now();
         let (code_wang, code_li) = state.with_db(|conn| {
             accounts::add_programme(conn, "ouhai", "瓯海区初中全面提升行动", Some(("2026-09-01", "2027-01-31"))).expect("programme");
@@ -61,6 +66,9 @@ impl Loopback {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind relay");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
+        state.enrolment = std::sync::Arc::new(EnrolSettings::load(Some(&url), None).expect("enrolment settings"));
+        let qr = |user: &str| state.with_db(|c| enrolment::issue(c, &state.enrolment, user, now)).expect("code").payload.expect("payload").to_string();
+        let (qr_wang, qr_li) = (qr("wang"), qr("li"));
         rt.spawn(shidao_server::serve(listener, state.clone(), std::future::pending()));
 
         let control = TcpListener::bind("127.0.0.1:0").expect("bind control");
@@ -87,7 +95,7 @@ impl Loopback {
             format!("http://{}", l.local_addr().expect("addr"))
         };
 
-        Loopback { url, control_url, hang_url, unreachable_url, code_wang, code_li, state, rt, _dir: dir }
+        Loopback { url, control_url, hang_url, unreachable_url, code_wang, code_li, qr_wang, qr_li, state, rt, _dir: dir }
     }
 
     /// Serves the same relay over HTTPS too, with the certificate and key at these PEM files;
@@ -95,7 +103,10 @@ impl Loopback {
     pub fn serve_https(&self, cert: &std::path::Path, key: &std::path::Path) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind https");
         let url = format!("https://localhost:{}", listener.local_addr().expect("addr").port());
-        let (state, cert, key) = (self.state.clone(), cert.to_path_buf(), key.to_path_buf());
+        let (mut state, cert, key) = (self.state.clone(), cert.to_path_buf(), key.to_path_buf());
+        // The self-signed certificate stands for the district's own authority: the HTTPS
+        // relay names it in its QR codes and hands it out at /v1/ca.pem.
+        state.enrolment = std::sync::Arc::new(EnrolSettings::load(Some(&url), Some(&cert)).expect("enrolment settings"));
         self.rt.spawn(async move { shidao_server::serve_tls(listener, state, &cert, &key).await });
         url
     }
@@ -106,11 +117,19 @@ impl Loopback {
             ("SHIDAO_TEST_SERVER", self.url.clone()),
             ("SHIDAO_TEST_CODE_WANG", self.code_wang.clone()),
             ("SHIDAO_TEST_CODE_LI", self.code_li.clone()),
+            ("SHIDAO_TEST_QR_WANG", self.qr_wang.clone()),
+            ("SHIDAO_TEST_QR_LI", self.qr_li.clone()),
             ("SHIDAO_TEST_CONTROL", self.control_url.clone()),
             ("SHIDAO_TEST_HANG", self.hang_url.clone()),
             ("SHIDAO_TEST_UNREACHABLE", self.unreachable_url.clone()),
             ("SHIDAO_TEST_FORM", FORM.to_string()),
         ]
+    }
+
+    /// A new enrolment QR payload for `user`, its code issued at `at` (the relay's clock).
+    pub fn qr(&self, user: &str, at: i64) -> String {
+        let issued = self.state.with_db(|c| enrolment::issue(c, &self.state.enrolment, user, at)).expect("code");
+        issued.payload.expect("payload").to_string()
     }
 
     pub fn revoke(&self, device: &str) {

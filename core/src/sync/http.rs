@@ -181,6 +181,32 @@ impl HttpSync {
         Ok(HttpSync { client, base, policy, sync: SyncClient::default() })
     }
 
+    /// The district CA certificate (PEM) the relay at `base` hands out (`GET /v1/ca.pem`), for
+    /// enrolment by QR code. The relay's certificate is not checked on this one request (the
+    /// device does not trust the CA yet): the caller trusts what comes back only when its
+    /// fingerprint is the one the QR code carries ([`super::enrol_payload::pem_fingerprint`]).
+    pub async fn fetch_ca(base: &str) -> Result<String, DriverError> {
+        install_crypto();
+        let base = base.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) || reqwest::Url::parse(&base).is_err() {
+            return Err(DriverError::Address(base));
+        }
+        let client = reqwest::Client::builder()
+            .tls_backend_rustls()
+            .danger_accept_invalid_certs(true)
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| DriverError::Network(chain(&e)))?;
+        let resp = client.get(format!("{base}/v1/ca.pem")).send().await.map_err(|e| DriverError::Network(chain(&e)))?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| DriverError::Network(chain(&e)))?;
+        if status != 200 {
+            return Err(error_from(status, &bytes));
+        }
+        String::from_utf8(bytes.to_vec()).map_err(|_| DriverError::Server { status, reason: "the CA certificate is not PEM text".into() })
+    }
+
     /// Enrols this device with a one-time code; returns the device id and token to keep.
     pub async fn enrol(&self, code: &str, device_name: &str) -> Result<EnrolResponse, DriverError> {
         let body = serde_json::to_vec(&EnrolRequest { code: code.to_string(), device_name: device_name.to_string() })

@@ -14,6 +14,7 @@
 //! connection at any byte leaves the store as if the round never happened, so the next sync
 //! repeats it (pushes are idempotent on the server, pulls restart from the saved cursor).
 
+pub mod enrol_payload;
 pub mod protocol;
 
 #[cfg(feature = "http")]

@@ -8,6 +8,7 @@ pub mod dashboard;
 mod export;
 mod forms;
 pub mod page;
+mod people;
 mod programme;
 mod records;
 pub mod report;
@@ -224,4 +225,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/programme/rule", post(programme::set_rule))
         .route("/admin/programme/term", post(programme::add_term))
         .route("/admin/programme/team", post(programme::team))
+        .route("/admin/people/{user}/enrol", get(people::page).post(people::issue_code))
+        .route("/admin/devices/{id}/revoke", post(people::revoke))
+        .route("/admin/enrol-sheet", get(people::sheet_form).post(people::sheet))
 }
