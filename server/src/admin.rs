@@ -260,6 +260,8 @@ fn audited(cmd: &AdminCommand) -> Option<(&'static str, Option<String>, Option<S
         C::ImportUsers { programme, .. } => ("user.import", s(programme), s(programme)),
         C::AddTask { programme, id, .. } => ("task.add", s(id), s(programme)),
         C::EnrolCode { user } => ("enrol.code", s(user), None),
+        // Issued (and logged) by `crate::enrolment::issue` from the command line.
+        C::EnrolQr { .. } => return None,
         C::RevokeDevice { device } => ("device.revoke", s(device), None),
         C::PublishForm { programme, file, .. } => (if file.is_some() { "form.publish" } else { "form.retire" }, None, s(programme)),
         C::Backup { .. } | C::VerifyBackup { .. } | C::Restore { .. } => return None,

@@ -217,7 +217,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Demo { .. } => unreachable!("handled above"),
         Command::Admin { command: admin::AdminCommand::EnrolQr { user } } => {
             let now = state.clock.now();
-            let issued = state.with_db(|conn| crate::enrolment::issue(conn, &state.enrolment, &user, now))?;
+            let issued = state.with_db(|conn| crate::enrolment::issue(conn, &state.enrolment, &user, now, (crate::audit::CONSOLE, None)))?;
             let payload = issued.payload.ok_or("the relay has no public address: give --public-url (SHIDAO_PUBLIC_URL)")?;
             // The payload alone on the first line, for scripts; the code for reading out after.
             println!("{payload}\nenrolment code for {user}: {} (valid 7 days, once)", issued.code);

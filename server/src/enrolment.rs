@@ -74,8 +74,17 @@ pub struct Issued {
 }
 
 /// Issues a one-time code for `user` with its payload.
-pub fn issue(conn: &Connection, settings: &EnrolSettings, user: &str, now: i64) -> AppResult<Issued> {
-    let code = accounts::new_enrol_code(conn, user, now)?;
+pub fn issue(conn: &Connection, settings: &EnrolSettings, user: &str, now: i64, by: (&str, Option<&str>)) -> AppResult<Issued> {
+    let entry = crate::audit::Entry {
+        actor: by.0,
+        actor_role: by.1,
+        action: "enrol.code",
+        target: Some(user),
+        detail: Some(if settings.public_url.is_some() { "QR" } else { "code" }),
+        ..Default::default()
+    };
+    // The code and its audit row are kept together, or neither; the log never holds the code.
+    let code = crate::audit::recorded(conn, now, entry, |_| Ok(None), |c| accounts::new_enrol_code(c, user, now))?;
     let expires_at = now + accounts::CODE_LIFETIME_SECS;
     let payload = settings.public_url.as_ref().map(|_| settings.payload(&code).map(|p| p.expiring(expires_at))).transpose()?;
     Ok(Issued { code, payload, expires_at })

@@ -71,7 +71,7 @@ impl World {
     fn session(&self, user: &str) -> (String, String) {
         let now = shidao_core::Clock::system().now();
         self.state.with_db(|c| {
-            let SignIn::Session(id) = sign_in(c, user, "correct-horse", now).expect("sign in") else { panic!("no session for {user}") };
+            let SignIn::Session(id) = sign_in(c, user, "correct-horse", "127.0.0.1", now).expect("sign in") else { panic!("no session for {user}") };
             let csrf: String =
                 c.query_row("SELECT csrf FROM sessions WHERE user_id = ?1 ORDER BY created_at DESC LIMIT 1", [user], |r| r.get(0)).expect("csrf");
             (format!("shidao_session={id}"), csrf)
@@ -178,6 +178,16 @@ async fn the_person_page_issues_a_code_drawn_as_the_qr_of_exactly_its_payload() 
     assert!(w.state.with_db(|c| accounts::authenticate(c, &token, now)).is_err(), "the revoked token is refused");
     let page = w.get(&admin, "/admin/people/li/enrol?done=revoked").await;
     assert!(page.body.contains("已停用") && !page.body.contains(&format!("/admin/devices/{device}/revoke")), "revoked, no button");
+    // Both acts are in the audit log, by the admin, the code itself never.
+    let log: Vec<(String, String, String, Option<String>)> = w.state.with_db(|c| {
+        let mut stmt = c.prepare("SELECT actor, action, target, detail FROM audit_log WHERE action IN ('enrol.code', 'device.revoke') ORDER BY seq")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok::<_, rusqlite::Error>(rows)
+    }).expect("audit");
+    let actions: Vec<&str> = log.iter().map(|(_, a, _, _)| a.as_str()).collect();
+    assert_eq!(actions.last(), Some(&"device.revoke"), "{log:?}");
+    assert!(log.iter().any(|(by, a, t, d)| by == "adm" && a == "enrol.code" && t == "li" && d.as_deref() == Some("QR")), "{log:?}");
+    assert!(log.iter().any(|(by, a, t, d)| by == "adm" && a == "device.revoke" && *t == device && d.as_deref() == Some("li")), "{log:?}");
 
     // Another programme's person is out of reach.
     let r = w.post(&admin, "/admin/people/other/enrol", &[("csrf", &csrf)]).await;

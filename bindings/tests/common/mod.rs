@@ -67,7 +67,7 @@ impl Loopback {
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind relay");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         state.enrolment = std::sync::Arc::new(EnrolSettings::load(Some(&url), None).expect("enrolment settings"));
-        let qr = |user: &str| state.with_db(|c| enrolment::issue(c, &state.enrolment, user, now)).expect("code").payload.expect("payload").to_string();
+        let qr = |user: &str| state.with_db(|c| enrolment::issue(c, &state.enrolment, user, now, (shidao_server::audit::CONSOLE, None))).expect("code").payload.expect("payload").to_string();
         let (qr_wang, qr_li) = (qr("wang"), qr("li"));
         rt.spawn(shidao_server::serve(listener, state.clone(), std::future::pending()));
 
@@ -128,7 +128,7 @@ impl Loopback {
 
     /// A new enrolment QR payload for `user`, its code issued at `at` (the relay's clock).
     pub fn qr(&self, user: &str, at: i64) -> String {
-        let issued = self.state.with_db(|c| enrolment::issue(c, &self.state.enrolment, user, at)).expect("code");
+        let issued = self.state.with_db(|c| enrolment::issue(c, &self.state.enrolment, user, at, (shidao_server::audit::CONSOLE, None))).expect("code");
         issued.payload.expect("payload").to_string()
     }
 
@@ -164,7 +164,7 @@ fn approve(state: &AppState, handle: &tokio::runtime::Handle, record: &str) -> R
             let before = r.heads();
             r.approve(None).map_err(|e| shidao_server::error::AppError::Forbidden(e.to_string()))?;
             let push = Push { record: record.clone(), changes: r.save_after(&before), heads: r.heads().iter().map(|h| h.to_string()).collect() };
-            shidao_server::sync::apply_one(conn, &device, &push, now)
+            shidao_server::sync::apply_one(conn, &device, &push, now, None)
         }))
         .map_err(|e| e.to_string())
 }

@@ -94,8 +94,8 @@ pub struct CodeView {
     pub payload: Option<(String, String)>,
 }
 
-fn issue(conn: &Connection, settings: &EnrolSettings, user: &str, name: &str, now: i64) -> AppResult<CodeView> {
-    let issued = enrolment::issue(conn, settings, user, now)?;
+fn issue(conn: &Connection, settings: &EnrolSettings, by: &WebUser, user: &str, name: &str, now: i64) -> AppResult<CodeView> {
+    let issued = enrolment::issue(conn, settings, user, now, (&by.id, Some(by.role.as_str())))?;
     let payload = match issued.payload {
         Some(p) => {
             let text = p.to_string();
@@ -132,7 +132,7 @@ async fn enrol_page(state: AppState, user: WebUser, lang: Lang, person: String, 
     let (name, role, issued, devices) = state
         .blocking(move |c| {
             let (name, role) = person_in_scope(c, &u, &p)?;
-            let issued = if issue_code { Some(issue(c, &settings, &p, &name, now)?) } else { None };
+            let issued = if issue_code { Some(issue(c, &settings, &u, &p, &name, now)?) } else { None };
             Ok((name, role, issued, devices_of(c, &p)?))
         })
         .await?;
@@ -186,7 +186,16 @@ pub async fn revoke(State(state): State<AppState>, user: WebUser, Path(device): 
             let owner: Option<String> = c.query_row("SELECT user_id FROM devices WHERE id = ?1", [&d], |r| r.get(0)).optional()?;
             let owner = owner.ok_or_else(|| AppError::NotFound(format!("device {d} does not exist")))?;
             person_in_scope(c, &u, &owner)?;
-            crate::accounts::revoke_device(c, &d, now)?;
+            let entry = crate::audit::Entry {
+                actor: &u.id,
+                actor_role: Some(u.role.as_str()),
+                action: "device.revoke",
+                target: Some(&d),
+                programme: u.programme.as_deref(),
+                detail: Some(&owner),
+                ..Default::default()
+            };
+            crate::audit::recorded(c, now, entry, |_| Ok(None), |c| crate::accounts::revoke_device(c, &d, now))?;
             Ok(owner)
         })
         .await?;
@@ -292,7 +301,7 @@ pub async fn sheet(State(state): State<AppState>, user: WebUser, lang: Lang, For
                 drop(stmt);
                 let mut codes = Vec::new();
                 for (person, person_name) in people {
-                    codes.push(issue(&tx, &settings, &person, &person_name, now)?);
+                    codes.push(issue(&tx, &settings, &u, &person, &person_name, now)?);
                 }
                 sheets.push(SchoolSheet { id: id.clone(), name: name.clone(), codes });
             }
