@@ -150,7 +150,7 @@ impl From<SyncError> for ShidaoError {
     fn from(e: SyncError) -> Self {
         match e {
             SyncError::Store(s) => s.into(),
-            SyncError::Protocol(_) | SyncError::Form { .. } => ShidaoError::Other { reason: e.to_string() },
+            SyncError::Protocol(_) | SyncError::Form { .. } | SyncError::Encode(_) => ShidaoError::Other { reason: e.to_string() },
         }
     }
 }

@@ -8,6 +8,7 @@
 //!
 //! The template, expression and record layers do no I/O; only [`store`] touches the disk.
 
+pub mod date;
 pub mod expr;
 pub mod ids;
 pub mod migrate;

@@ -118,8 +118,8 @@ pub fn candidates(f: &CompiledField, today: &str, rng: &mut Rng) -> Vec<Answer> 
         }
         FieldKind::Date => {
             // Recent days first, then the term's start, then a deadline ahead.
-            let t = crate::expr::parse_date(today).unwrap_or(20_000);
-            [-2, 0, -75, 180, -400].iter().map(|d| Answer::Date(crate::expr::format_date(t + d))).collect()
+            let t = crate::date::parse_date(today).unwrap_or(20_000);
+            [-2, 0, -75, 180, -400].iter().map(|d| Answer::Date(crate::date::format_date(t + d))).collect()
         }
         FieldKind::Time => ["08:00", "08:45", "09:30", "14:10"].iter().map(|t| Answer::Time(t.to_string())).collect(),
         FieldKind::Attachment => {

@@ -57,11 +57,11 @@ impl<'a> Input<'a> {
 pub fn protocol(data: &[u8]) {
     for gzip in [false, true] {
         if let Ok(req) = protocol::decode::<SyncRequest>(data, gzip) {
-            let again: SyncRequest = protocol::decode(&protocol::encode(&req), true).expect("re-decode request");
+            let again: SyncRequest = protocol::decode(&protocol::encode(&req).expect("encode"), true).expect("re-decode request");
             assert_eq!(again, req, "a request changes through encode/decode");
         }
         if let Ok(resp) = protocol::decode::<SyncResponse>(data, gzip) {
-            let again: SyncResponse = protocol::decode(&protocol::encode(&resp), true).expect("re-decode response");
+            let again: SyncResponse = protocol::decode(&protocol::encode(&resp).expect("encode"), true).expect("re-decode response");
             assert_eq!(again, resp, "a response changes through encode/decode");
         }
     }

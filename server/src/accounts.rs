@@ -7,7 +7,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use shidao_core::expr::parse_date;
+use shidao_core::date::parse_date;
 use shidao_core::sync::protocol::{Reference, SchoolInfo, TaskInfo, TemplateRef, UserInfo};
 use shidao_core::template::Role;
 use shidao_core::{SchoolId, UserId};

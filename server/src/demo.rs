@@ -186,7 +186,7 @@ impl Tablet {
 }
 
 fn day(term_start: &str, offset: i64) -> String {
-    shidao_core::expr::format_date(shidao_core::expr::parse_date(term_start).unwrap_or(0) + offset)
+    shidao_core::date::format_date(shidao_core::date::parse_date(term_start).unwrap_or(0) + offset)
 }
 
 /// Seeds the demo through a relay listening at `url` on the store `conn` points to.
@@ -201,9 +201,9 @@ pub async fn seed_scaled(state: &crate::AppState, url: &str, scale: f64) -> AppR
     let today = state.clock.today();
     let (terms, at) = school_year(&today);
     let start = terms[at].start.clone();
-    let today_n = shidao_core::expr::parse_date(&today).unwrap_or(0);
+    let today_n = shidao_core::date::parse_date(&today).unwrap_or(0);
     // Days of the term so far: every record is dated inside the term and not after today.
-    let days_in = (today_n - shidao_core::expr::parse_date(&start).unwrap_or(0)).max(0);
+    let days_in = (today_n - shidao_core::date::parse_date(&start).unwrap_or(0)).max(0);
     let within = |offset: i64| day(&start, offset.clamp(0, days_in));
     let (schools, codes) = state.with_db(|conn| seed_accounts(conn, now, &today))?;
     let http = HttpSync::new(url, None).map_err(|e| AppError::Internal(e.to_string()))?;

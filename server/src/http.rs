@@ -123,11 +123,11 @@ async fn sync_handler(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("gzip"));
     let mut response = if accepts_gzip {
-        let mut r = protocol::encode(&resp).into_response();
+        let mut r = protocol::encode(&resp).map_err(|e| AppError::Internal(format!("sync answer: {e}")))?.into_response();
         r.headers_mut().insert("content-encoding", HeaderValue::from_static("gzip"));
         r
     } else {
-        serde_json::to_vec(&resp).unwrap_or_default().into_response()
+        serde_json::to_vec(&resp).map_err(|e| AppError::Internal(format!("sync answer: {e}")))?.into_response()
     };
     response.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
     Ok(response)

@@ -33,7 +33,7 @@ struct Tablet {
 }
 
 fn day(today: &str, offset: i64) -> String {
-    shidao_core::expr::format_date(shidao_core::expr::parse_date(today).expect("date") + offset)
+    shidao_core::date::format_date(shidao_core::date::parse_date(today).expect("date") + offset)
 }
 
 impl World {

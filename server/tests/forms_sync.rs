@@ -60,7 +60,7 @@ impl World {
         let http = Request::post("/v1/sync")
             .header("authorization", format!("Bearer {}", self.devices[i].2))
             .header("content-encoding", "gzip")
-            .body(Body::from(protocol::encode(req)))
+            .body(Body::from(protocol::encode(req).expect("encode")))
             .expect("request");
         let resp = app(self.state.clone()).oneshot(http).await.expect("response");
         let status = resp.status();
@@ -150,7 +150,7 @@ async fn definitions_travel_by_hash_within_their_programme() {
     let http = Request::post("/v1/sync")
         .header("authorization", format!("Bearer {token}"))
         .header("content-encoding", "gzip")
-        .body(Body::from(protocol::encode(&request(None, vec![], vec![]))))
+        .body(Body::from(protocol::encode(&request(None, vec![], vec![])).expect("encode")))
         .expect("request");
     let resp = app(w.state.clone()).oneshot(http).await.expect("response");
     let resp: SyncResponse = serde_json::from_slice(&axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body")).expect("json");

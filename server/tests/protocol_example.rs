@@ -41,7 +41,7 @@ async fn one_round_trip() {
         .header("authorization", format!("Bearer {token}"))
         .header("content-encoding", "gzip")
         .header("accept-encoding", "gzip")
-        .body(Body::from(protocol::encode(&prepared.request)))
+        .body(Body::from(protocol::encode(&prepared.request).expect("encode")))
         .unwrap();
     let resp = app(state).oneshot(req).await.unwrap();
     assert_eq!(resp.status(), 200);

@@ -63,7 +63,7 @@ impl World {
             want_forms: vec![],
             set_aside: vec![],
         };
-        let (status, body) = self.call(sync_request(token, protocol::encode(&req), true)).await;
+        let (status, body) = self.call(sync_request(token, protocol::encode(&req).expect("encode"), true)).await;
         assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
         serde_json::from_slice(&body).expect("json response")
     }
@@ -107,7 +107,7 @@ async fn tokens_missing_wrong_or_revoked_get_401() {
     let (s, b) = w.call(sync_request(&"ab".repeat(32), vec![], true)).await;
     assert_eq!((s, error_of(&b).code.as_str()), (StatusCode::UNAUTHORIZED, "unauthorized"));
     w.state.with_db(|c| accounts::revoke_device(c, &w.devices[0].1, 0)).unwrap();
-    let (s, b) = w.call(sync_request(&w.devices[0].2, protocol::encode(&serde_json::json!({})), true)).await;
+    let (s, b) = w.call(sync_request(&w.devices[0].2, protocol::encode(&serde_json::json!({})).expect("encode"), true)).await;
     assert_eq!((s, error_of(&b).code.as_str()), (StatusCode::UNAUTHORIZED, "revoked"));
 }
 
@@ -121,7 +121,7 @@ async fn malformed_and_oversized_bodies_are_refused_clearly() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(error_of(&b).reason.contains("not a valid message"), "{:?}", error_of(&b));
     let wrong = SyncRequest { protocol: 99, request_id: "r".into(), cursor: 0, scope: None, reference: None, push: vec![], max_pull_bytes: None, want_forms: vec![], set_aside: vec![] };
-    let (s, b) = w.call(sync_request(token, protocol::encode(&wrong), true)).await;
+    let (s, b) = w.call(sync_request(token, protocol::encode(&wrong).expect("encode"), true)).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(error_of(&b).reason.contains("protocol 99"));
     let huge = vec![7u8; protocol::MAX_BODY_BYTES + 1];
@@ -384,7 +384,7 @@ async fn set_aside_reports_are_kept_once_and_only_within_scope() {
             want_forms: vec![],
             set_aside: reports,
         };
-        sync_request(&w.devices[0].2, protocol::encode(&req), true)
+        sync_request(&w.devices[0].2, protocol::encode(&req).expect("encode"), true)
     };
     // Twice the same report, and one about a school the inspector does not work in.
     for _ in 0..2 {

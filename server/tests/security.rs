@@ -181,7 +181,7 @@ impl World {
     }
 
     async fn sync_raw(&self, token: &str, req: &SyncRequest) -> Resp {
-        self.call(sync_post(token, protocol::encode(req), true)).await
+        self.call(sync_post(token, protocol::encode(req).expect("encode"), true)).await
     }
 
     /// A new record of `template` by `user`, with `text` in its `visit_focus`, pushed and accepted.
@@ -676,7 +676,7 @@ async fn family_2_revoked_tokens_and_disabled_users_are_refused() {
 
     // 3. Every endpoint refuses the token with `revoked`.
     r.set_answer(&FieldRef::top("visit_focus"), Answer::Text("撤销后的编辑".into())).expect("edit");
-    let body = protocol::encode(&request(vec![push_of(&r)]));
+    let body = protocol::encode(&request(vec![push_of(&r)])).expect("encode");
     let revoked: Vec<(&str, Request<Body>)> = vec![
         ("sync with a push", sync_post(&a2.token, body.clone(), true)),
         ("sync, uncompressed", sync_post(&a2.token, serde_json::to_vec(&request(vec![])).expect("json"), false)),
@@ -740,7 +740,7 @@ async fn family_2_revoked_tokens_and_disabled_users_are_refused() {
     w.state.with_db(|c| c.execute("UPDATE users SET active = 0 WHERE id = 'sup1'", [])).expect("disable");
     let before = w.fingerprint();
     t.attack("disabled user's device syncs");
-    w.call(sync_post(&sup.token, protocol::encode(&request(vec![])), true)).await.refused(401, "revoked");
+    w.call(sync_post(&sup.token, protocol::encode(&request(vec![])).expect("encode"), true)).await.refused(401, "revoked");
     t.refused();
     t.attack("disabled user's device reads a record");
     w.call(authed("GET", &format!("/v1/records/{}", submitted.id()), &sup.token)).await.refused(401, "revoked");
@@ -1195,7 +1195,7 @@ async fn family_4_oversized_and_nested_bodies_are_refused_and_the_server_stays_u
         let start = std::time::Instant::now();
         let h = w.call(Request::get("/healthz").body(Body::empty()).expect("req")).await;
         assert_eq!(h.status, StatusCode::OK);
-        let s = w.call(sync_post(token, protocol::encode(&request(vec![])), true)).await;
+        let s = w.call(sync_post(token, protocol::encode(&request(vec![])).expect("encode"), true)).await;
         assert_eq!(s.status, StatusCode::OK, "{}", s.text());
         assert!(start.elapsed() < std::time::Duration::from_secs(5), "slow after an attack: {:?}", start.elapsed());
     }
@@ -1232,7 +1232,7 @@ async fn family_4_oversized_and_nested_bodies_are_refused_and_the_server_stays_u
     w.call(sync_post(&a.token, b"\x1f\x8b\x08\x00 not really".to_vec(), true)).await.refused(400, "bad_request");
     t.refused();
     t.attack("a gzip body cut in the middle");
-    let cut = protocol::encode(&request(vec![push_of(&r)]));
+    let cut = protocol::encode(&request(vec![push_of(&r)])).expect("encode");
     w.call(sync_post(&a.token, cut[..cut.len() / 2].to_vec(), true)).await.refused(400, "bad_request");
     t.refused();
 

@@ -146,7 +146,7 @@ async fn a_stopping_relay_finishes_the_sync_in_flight() {
         .bearer_auth(&wang.token)
         .header("content-encoding", "gzip")
         .header("accept-encoding", "gzip")
-        .body(shidao_core::sync::protocol::encode(&prepared.request))
+        .body(shidao_core::sync::protocol::encode(&prepared.request).expect("encode"))
         .send();
     let pid = relay.pid().to_string();
     std::thread::spawn(move || {

@@ -162,7 +162,7 @@ async fn post(url: &str, token: &str, req: &protocol::SyncRequest) -> SyncRespon
         .bearer_auth(token)
         .header("content-encoding", "gzip")
         .header("accept-encoding", "gzip")
-        .body(protocol::encode(req))
+        .body(protocol::encode(req).expect("encode"))
         .send()
         .await
         .expect("send");

@@ -6,7 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::expr::{parse_date, EValue};
+use crate::date::parse_date;
+use crate::expr::EValue;
 use crate::template::{CompiledField, FieldKind, Label};
 
 /// Longest one-line text, in characters.

@@ -34,7 +34,7 @@ impl Clock {
     }
     /// Today's date in China (UTC+8), `YYYY-MM-DD`.
     pub fn today(&self) -> String {
-        crate::expr::format_date((self.now() + 8 * 3600).div_euclid(86_400))
+        crate::date::china_day(self.now())
     }
 }
 

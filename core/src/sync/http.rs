@@ -229,7 +229,7 @@ impl HttpSync {
 
     /// One request and its response, retried with backoff on network errors and 5xx.
     pub async fn round_trip(&self, token: &str, req: &SyncRequest, cancel: &Cancel, progress: &mut Progress) -> Result<SyncResponse, DriverError> {
-        let body = protocol::encode(req);
+        let body = protocol::encode(req).map_err(|e| DriverError::Sync(SyncError::Encode(e.to_string())))?;
         let mut delay = self.policy.first_delay;
         let mut attempt = 0;
         loop {

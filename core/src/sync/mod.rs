@@ -45,6 +45,9 @@ pub enum SyncError {
     /// was stored.
     #[error("form definition {hash} from the server was refused: {reason}")]
     Form { hash: String, reason: String },
+    /// The request could not be encoded for the wire; nothing was sent.
+    #[error("the sync request could not be encoded: {0}")]
+    Encode(String),
 }
 
 /// A refusal the server gave for a record, kept until the record changes again.

@@ -250,12 +250,11 @@ pub enum WireError {
 }
 
 /// Encodes a message as gzip-compressed JSON.
-pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
-    let json = serde_json::to_vec(msg).unwrap_or_default();
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, WireError> {
+    let json = serde_json::to_vec(msg)?;
     let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(json.len() / 3), flate2::Compression::fast());
-    // Writing to a Vec cannot fail.
-    let _ = gz.write_all(&json);
-    gz.finish().unwrap_or_default()
+    gz.write_all(&json).map_err(WireError::Gzip)?;
+    gz.finish().map_err(WireError::Gzip)
 }
 
 /// Decodes gzip-compressed (or, when `gzip` is false, plain) JSON, refusing bodies that
@@ -293,7 +292,7 @@ mod tests {
             want_forms: Vec::new(),
             set_aside: Vec::new(),
         };
-        let bytes = encode(&req);
+        let bytes = encode(&req).expect("encode");
         assert_eq!(decode::<SyncRequest>(&bytes, true).expect("decodes"), req);
         assert!(decode::<SyncRequest>(b"not gzip", true).is_err());
         assert!(decode::<SyncRequest>(br#"{"protocol": 1}"#, false).is_err());

@@ -490,7 +490,7 @@ pub fn tasks(conn: &Connection, programme: &str, rules: &Rules, school: Option<&
         "SELECT id, title, target, unit, start_date, due_date, source, school_id FROM tasks
          WHERE programme_id = ?1 AND ((?2 IS NULL AND school_id IS NULL) OR school_id = ?2) ORDER BY id",
     )?;
-    let today_n = shidao_core::expr::parse_date(today).unwrap_or(0);
+    let today_n = shidao_core::date::parse_date(today).unwrap_or(0);
     type Row = (String, String, f64, String, String, String, String, Option<String>);
     let rows: Vec<Row> = stmt
         .query_map(rusqlite::params![programme, school], |r| {
@@ -499,7 +499,7 @@ pub fn tasks(conn: &Connection, programme: &str, rules: &Rules, school: Option<&
         .collect::<rusqlite::Result<_>>()?;
     let mut out = Vec::new();
     for (id, title, target, unit, start, due, source, school) in rows {
-        let (s, d) = (shidao_core::expr::parse_date(&start).unwrap_or(0), shidao_core::expr::parse_date(&due).unwrap_or(1));
+        let (s, d) = (shidao_core::date::parse_date(&start).unwrap_or(0), shidao_core::date::parse_date(&due).unwrap_or(1));
         let elapsed = (((today_n - s) as f64) / ((d - s).max(1) as f64)).clamp(0.0, 1.0) * 100.0;
         let got = achieved.get(&id).copied().unwrap_or(0.0);
         let completion = (got / target * 100.0).min(999.0);

@@ -7,7 +7,7 @@
 //! state is absent (an empty list or `null`), never filled with another district's number.
 
 use serde::{Deserialize, Serialize};
-use shidao_core::expr::parse_date;
+use shidao_core::date::parse_date;
 use shidao_core::template::Role;
 
 use crate::error::AppError;

@@ -181,7 +181,7 @@ fn for_each_row(
             cells.push(joined(&|v| v.0.clone()));
             if authors {
                 cells.push(joined(&|v| v.1.clone()));
-                cells.push(joined(&|v| if v.2 > 0 { super::records::when(v.2) } else { String::new() }));
+                cells.push(joined(&|v| if v.2 > 0 { shidao_core::date::china_minute(v.2) } else { String::new() }));
             }
         }
         // Computed values as the form labels them (达标, 滞后), or as computed with `codes`;

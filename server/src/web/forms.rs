@@ -23,7 +23,7 @@ use shidao_core::template::{Field, FieldKind, Label, Required, Role};
 
 use super::auth::WebUser;
 use super::page::{esc, layout, url, Lang};
-use super::records::when;
+use shidao_core::date::china_minute;
 use crate::error::{AppError, AppResult};
 use crate::forms::{self, Checked, Source, MAX_FORM_BYTES};
 use crate::AppState;
@@ -200,7 +200,7 @@ pub async fn list(State(state): State<AppState>, user: WebUser, lang: Lang, Quer
                     title = both(&Label { zh: f.title_zh.clone(), en: f.title_en.clone() }),
                     records = f.records,
                     source = esc(&f.source),
-                    at = when(f.published_at),
+                    at = china_minute(f.published_at),
                     by = esc(&by),
                     hash = esc(&f.hash[..16.min(f.hash.len())]),
                 ));

@@ -20,7 +20,7 @@ use shidao_core::template::Role;
 
 use super::auth::WebUser;
 use super::page::{render, url, Chrome, Lang};
-use super::records::when;
+use shidao_core::date::china_minute;
 use crate::error::{AppError, AppResult};
 use crate::programme::rules::{figures, Term, RULE_NAMES};
 use crate::programme::store;
@@ -196,7 +196,7 @@ pub async fn page(State(state): State<AppState>, user: WebUser, lang: Lang, Quer
                 .into_iter()
                 .take(200)
                 .map(|h| ChangeRow {
-                    at: when(h.at),
+                    at: china_minute(h.at),
                     by: h.by,
                     rule: h.rule,
                     before: h.before.unwrap_or_else(|| "—".into()),

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use shidao_core::record::{Answer, Record};
 use shidao_core::sync::protocol::Push;
 use shidao_core::template::{FieldKind, Parent};
+use shidao_core::date::china_minute;
 use shidao_core::{Clock, DeviceId, Editor, FieldRef, RowId, UserId};
 
 use super::auth::WebUser;
@@ -19,14 +20,6 @@ use super::page::{render, url, Chrome, Lang};
 use crate::accounts::Device;
 use crate::error::{AppError, AppResult};
 use crate::{sync, AppState};
-
-/// `YYYY-MM-DD HH:MM` in China time.
-pub fn when(secs: i64) -> String {
-    let local = secs + 8 * 3600;
-    let day = shidao_core::expr::format_date(local.div_euclid(86_400));
-    let rem = local.rem_euclid(86_400);
-    format!("{day} {:02}:{:02}", rem / 3600, rem % 3600 / 60)
-}
 
 /// A form's title as its programme published the version (the id when it cannot be read).
 fn template_title(conn: &Connection, lang: Lang, programme: &str, id: &str, version: u32) -> String {
@@ -105,7 +98,7 @@ pub async fn list(State(state): State<AppState>, user: WebUser, lang: Lang, Quer
                     date: date.unwrap_or_default(),
                     status: status_label(lang, &status),
                     author,
-                    synced: when(updated),
+                    synced: china_minute(updated),
                 })
                 .collect::<Vec<_>>())
         })
@@ -170,7 +163,7 @@ fn set_asides(conn: &Connection, lang: Lang, record: &Record, programme: &str, n
                 .and_then(|a| a.answer)
                 .and_then(|a| t.field(field).map(|cf| a.display(cf, lang.code())))
                 .unwrap_or_default();
-            let who = if i == 0 { format!("{} · {}", author_name(conn, &user), when(at)) } else { String::new() };
+            let who = if i == 0 { format!("{} · {}", author_name(conn, &user), china_minute(at)) } else { String::new() };
             let why = if i == 0 { format!("{code}: {reason}") } else { String::new() };
             out.push((who, why, label, value));
         }
@@ -336,7 +329,7 @@ pub async fn view(State(state): State<AppState>, user: WebUser, lang: Lang, Path
                     .enumerate()
                     .map(|(k, c)| {
                         let value = c.answer.as_ref().map(|x| x.display(f, lang.code())).unwrap_or_else(|| lang.t("（清空）", "(cleared)").into());
-                        let who = c.by.as_ref().map(|b| format!("{} · {}", author_name(conn, &b.user), when(b.at))).unwrap_or_default();
+                        let who = c.by.as_ref().map(|b| format!("{} · {}", author_name(conn, &b.user), china_minute(b.at))).unwrap_or_default();
                         (k, value, who)
                     })
                     .collect();
@@ -345,7 +338,7 @@ pub async fn view(State(state): State<AppState>, user: WebUser, lang: Lang, Path
                     label: label_of(f, a.field.row.as_ref()),
                     shown: a.answer.as_ref().map(|x| x.display(f, lang.code())).unwrap_or_default(),
                     by: a.by.as_ref().map(|b| author_name(conn, &b.user)).unwrap_or_default(),
-                    at: a.by.as_ref().map(|b| when(b.at)).unwrap_or_default(),
+                    at: a.by.as_ref().map(|b| china_minute(b.at)).unwrap_or_default(),
                     history: format!(
                         "/records/{}/history?field={}{}",
                         url(&id),
@@ -427,7 +420,7 @@ pub async fn history(State(state): State<AppState>, user: WebUser, lang: Lang, P
                 .into_iter()
                 .map(|e| {
                     let value = e.answer.map(|a| a.display(&f, lang.code())).unwrap_or_else(|| lang.t("（清空）", "(cleared)").into());
-                    (when(e.by.at), author_name(conn, &e.by.user), value)
+                    (china_minute(e.by.at), author_name(conn, &e.by.user), value)
                 })
                 .collect();
             Ok((f.def.label.get(lang.code()).to_string(), rows))

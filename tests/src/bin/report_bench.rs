@@ -167,7 +167,7 @@ fn fill(conn: &mut Connection, n: usize, samples: &[Sample], now: i64) {
                     "task-progress" => format!("head-{school:02}"),
                     _ => "insp".to_string(),
                 };
-                let date = shidao_core::expr::format_date(shidao_core::expr::parse_date("2026-09-01").unwrap_or(0) + rng.below(83) as i64);
+                let date = shidao_core::date::format_date(shidao_core::date::parse_date("2026-09-01").unwrap_or(0) + rng.below(83) as i64);
                 let status = ["draft", "submitted", "submitted", "approved", "returned"][rng.below(5)];
                 let role = if author.starts_with("head") { "principal" } else if author.starts_with("exp") { "expert" } else { "inspector" };
                 let score = s.computed.iter().find(|c| c.1.is_empty() && builtin(template).is_some_and(|t| t.scores.first().is_some_and(|f| f.def.id == c.0))).and_then(|c| c.2);

@@ -12,7 +12,7 @@ use crate::error::{AppError, AppResult};
 use crate::forms::{self, Carriers};
 use crate::web::auth::WebUser;
 use crate::web::page::{url, Lang};
-use crate::web::records::when;
+use shidao_core::date::china_minute;
 use crate::web::reports;
 
 /// The statuses a report counts.
@@ -594,7 +594,7 @@ fn school_tasks(conn: &Connection, programme: &str, school: &str, today: &str) -
 #[allow(clippy::too_many_arguments)]
 pub fn report(conn: &Connection, user: &WebUser, lang: Lang, school: &str, from: Option<&str>, to: Option<&str>, today: &str, now: i64) -> AppResult<Report> {
     let term = reports::term(conn, user, today, None)?;
-    let valid = |d: Option<&str>| d.filter(|d| shidao_core::expr::parse_date(d).is_some()).map(str::to_string);
+    let valid = |d: Option<&str>| d.filter(|d| shidao_core::date::parse_date(d).is_some()).map(str::to_string);
     let from = valid(from).unwrap_or(term.start.clone());
     let to = valid(to).unwrap_or(term.end.clone());
     let (school_name, category, key_project): (String, String, String) = conn
@@ -631,7 +631,7 @@ pub fn report(conn: &Connection, user: &WebUser, lang: Lang, school: &str, from:
         number: format!("{}-{}-{}-{}", term.programme, school, from.replace('-', ""), to.replace('-', "")),
         programme_name: term.name.clone(),
         today: today.to_string(),
-        cut_off: when(now),
+        cut_off: china_minute(now),
         team,
         support_school,
         experts: expert_names(conn, school)?,
