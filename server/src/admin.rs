@@ -507,7 +507,7 @@ fn execute(conn: &Connection, cmd: AdminCommand, now: i64) -> AppResult<String> 
                 let o = |v: &Option<String>| v.as_deref().unwrap_or("").replace(['\t', '\n'], " ");
                 out.push(format!(
                     "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                    r.seq, crate::web::when(r.at), r.actor, o(&r.actor_role), r.action, o(&r.target), o(&r.programme), o(&r.before), o(&r.after), o(&r.detail), o(&r.source)
+                    r.seq, shidao_core::date::china_minute(r.at), r.actor, o(&r.actor_role), r.action, o(&r.target), o(&r.programme), o(&r.before), o(&r.after), o(&r.detail), o(&r.source)
                 ));
             }
             out.join("\n")

@@ -134,7 +134,7 @@ pub fn query(conn: &Connection, f: &Filter, limit: i64, offset: i64) -> AppResul
 /// `YYYY-MM-DD` as the Unix second of its start in China time (UTC+8, as the pages show
 /// times), or a clear error naming the value.
 pub fn day_start(what: &str, day: &str) -> AppResult<i64> {
-    let days = shidao_core::expr::parse_date(day.trim())
+    let days = shidao_core::date::parse_date(day.trim())
         .ok_or_else(|| crate::error::AppError::BadRequest(format!("{what}: `{day}` is not a date YYYY-MM-DD")))?;
     Ok(days * 86_400 - 8 * 3600)
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::auth::WebUser;
 use super::export::csv_cell;
 use super::page::{render, url, Chrome, Lang};
-use super::records::when;
+use shidao_core::date::china_minute;
 use crate::audit::{self, Filter, Row};
 use crate::error::{AppError, AppResult};
 use crate::AppState;
@@ -92,7 +92,7 @@ pub async fn page(State(state): State<AppState>, user: WebUser, lang: Lang, Quer
     let o = |v: &Option<String>| v.clone().unwrap_or_default();
     let rows = rows
         .iter()
-        .map(|r| (r.seq, when(r.at), actor_of(r), r.action.clone(), o(&r.target), o(&r.before), o(&r.after), o(&r.detail), o(&r.source)))
+        .map(|r| (r.seq, china_minute(r.at), actor_of(r), r.action.clone(), o(&r.target), o(&r.before), o(&r.after), o(&r.detail), o(&r.source)))
         .collect();
     render(&AuditPage { chrome: Chrome::new(lang, lang.t("审计日志", "Audit log"), Some(&user)), q: &q, query: q.query_string(), rows, page, more })
 }
@@ -106,7 +106,7 @@ pub async fn csv(State(state): State<AppState>, user: WebUser, Query(q): Query<A
     let mut out = String::from("\u{feff}seq,at,actor,actor_role,action,target,programme,before,after,detail,source\r\n");
     for r in &rows {
         let o = |v: &Option<String>| v.clone().unwrap_or_default();
-        let cells = [r.seq.to_string(), when(r.at), r.actor.clone(), o(&r.actor_role), r.action.clone(), o(&r.target), o(&r.programme), o(&r.before), o(&r.after), o(&r.detail), o(&r.source)];
+        let cells = [r.seq.to_string(), china_minute(r.at), r.actor.clone(), o(&r.actor_role), r.action.clone(), o(&r.target), o(&r.programme), o(&r.before), o(&r.after), o(&r.detail), o(&r.source)];
         out.push_str(&cells.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(","));
         out.push_str("\r\n");
     }

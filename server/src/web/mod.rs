@@ -25,7 +25,6 @@ use serde::Deserialize;
 
 use self::auth::{cookie_header, SignIn, WebUser, SESSION_COOKIE};
 pub use self::page::Lang;
-pub use records::when;
 use self::page::{render, Chrome};
 use askama::Template;
 use crate::error::{AppError, AppResult};

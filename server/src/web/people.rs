@@ -21,7 +21,7 @@ use shidao_core::template::Role;
 
 use super::auth::WebUser;
 use super::page::{render, url, Chrome, Lang};
-use super::records::when;
+use shidao_core::date::china_minute;
 use crate::enrolment::{self, EnrolSettings};
 use crate::error::{AppError, AppResult};
 use crate::AppState;
@@ -75,9 +75,9 @@ fn devices_of(conn: &Connection, user: &str) -> AppResult<Vec<DeviceRow>> {
         Ok(DeviceRow {
             id: r.get(0)?,
             name: r.get(1)?,
-            enrolled: when(r.get(2)?),
-            last_sync: r.get::<_, Option<i64>>(3)?.map(when).unwrap_or_else(|| "—".into()),
-            revoked: r.get::<_, Option<i64>>(4)?.map(when),
+            enrolled: china_minute(r.get(2)?),
+            last_sync: r.get::<_, Option<i64>>(3)?.map(china_minute).unwrap_or_else(|| "—".into()),
+            revoked: r.get::<_, Option<i64>>(4)?.map(china_minute),
             refusals: r.get(5)?,
         })
     })?;
@@ -104,7 +104,7 @@ fn issue(conn: &Connection, settings: &EnrolSettings, by: &WebUser, user: &str, 
         }
         None => None,
     };
-    Ok(CodeView { user: user.to_string(), name: name.to_string(), code: issued.code, expires: when(issued.expires_at), payload })
+    Ok(CodeView { user: user.to_string(), name: name.to_string(), code: issued.code, expires: china_minute(issued.expires_at), payload })
 }
 
 #[derive(Template)]

@@ -282,7 +282,7 @@ pub async fn view(State(state): State<AppState>, user: WebUser, lang: Lang, Path
                         "approve" => lang.t("审核通过", "approved").to_string(),
                         other => other.to_string(),
                     };
-                    (e.at.map(when).unwrap_or_default(), author_name(conn, &e.user), action, e.comment.clone())
+                    (e.at.map(china_minute).unwrap_or_default(), author_name(conn, &e.user), action, e.comment.clone())
                 })
                 .collect();
             let validation = v.validation.blocking().map(|i| if lang.en { i.message.en.clone() } else { i.message.zh.clone() }).collect();
