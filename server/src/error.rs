@@ -23,6 +23,10 @@ pub enum AppError {
     Conflict(String),
     #[error("body larger than {limit} bytes")]
     TooLarge { limit: usize },
+    /// The body broke off before its end (the connection failed while it was being sent):
+    /// nothing of it was read, and the same request sent again is answered normally.
+    #[error("the body broke off before its end; nothing of it was stored; send it again")]
+    IncompleteBody(String),
     /// The disk under the central store or the attachments is full: nothing of the request was
     /// kept, and the same request succeeds once there is room again.
     #[error("the server's disk is full; nothing of this request was stored; try again later")]
@@ -48,6 +52,7 @@ impl AppError {
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             AppError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            AppError::IncompleteBody(_) => (StatusCode::REQUEST_TIMEOUT, "incomplete_body"),
             AppError::StorageFull(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_full"),
             AppError::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),

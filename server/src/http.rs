@@ -51,13 +51,14 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParam {
     }
 }
 
+/// The request's body, read whole. Over `limit` is a 413; a body that breaks off (the client's
+/// connection failed half-way) is [`AppError::IncompleteBody`], which the tablet retries, not
+/// a 400 it would take for a request it must never send again.
 fn body(bytes: Result<Bytes, BytesRejection>, limit: usize) -> AppResult<Bytes> {
-    bytes.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            AppError::TooLarge { limit }
-        } else {
-            AppError::BadRequest(format!("could not read the body: {rejection}"))
-        }
+    bytes.map_err(|rejection| match rejection {
+        r if r.status() == StatusCode::PAYLOAD_TOO_LARGE => AppError::TooLarge { limit },
+        BytesRejection::FailedToBufferBody(e) => AppError::IncompleteBody(e.to_string()),
+        other => AppError::BadRequest(format!("could not read the body: {other}")),
     })
 }
 

@@ -1235,6 +1235,20 @@ async fn family_4_oversized_and_nested_bodies_are_refused_and_the_server_stays_u
     let cut = protocol::encode(&request(vec![push_of(&r)])).expect("encode");
     w.call(sync_post(&a.token, cut[..cut.len() / 2].to_vec(), true)).await.refused(400, "bad_request");
     t.refused();
+    t.attack("a sync body whose connection breaks off half-way");
+    let half = cut[..cut.len() / 2].to_vec();
+    let broken = futures_util::stream::iter(vec![
+        Ok::<_, std::io::Error>(axum::body::Bytes::from(half)),
+        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset")),
+    ]);
+    let req = Request::post("/v1/sync")
+        .header("authorization", format!("Bearer {}", a.token))
+        .header("content-encoding", "gzip")
+        .body(Body::from_stream(broken))
+        .expect("request");
+    // A 408 the tablet retries, not a 400 it would take for a request it must not send again.
+    w.call(req).await.refused(408, "incomplete_body");
+    t.refused();
 
     // 3. JSON nested 100,000 levels deep, every way in: a clear 400, no stack overflow. (The
     //    enrolment endpoint takes 64 KiB at most, so it gets 10,000 levels: still far past

@@ -408,7 +408,29 @@ fn error_from(status: u16, bytes: &[u8]) -> DriverError {
     };
     match status {
         401 => DriverError::Unauthorized { code, reason },
+        // The body broke off on the way (the connection failed while it was sent): a network
+        // failure the next attempt mends, not a refusal of what was sent.
+        408 => DriverError::Network(format!("the request broke off on the way: {reason}")),
         429 | 500..=599 => DriverError::Server { status, reason },
         _ => DriverError::Refused { status, code, reason },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, code: &str) -> DriverError {
+        error_from(status, format!(r#"{{"code":"{code}","reason":"why"}}"#).as_bytes())
+    }
+
+    #[test]
+    fn a_body_that_broke_off_is_retried_and_a_refusal_is_not() {
+        assert!(answer(408, "incomplete_body").retryable(), "{:?}", answer(408, "incomplete_body"));
+        assert!(answer(503, "storage_full").retryable());
+        assert!(answer(429, "too_many_attempts").retryable());
+        assert!(!answer(400, "bad_request").retryable());
+        assert!(!answer(413, "too_large").retryable());
+        assert!(!answer(401, "revoked").retryable());
     }
 }
