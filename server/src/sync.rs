@@ -17,7 +17,7 @@ use shidao_core::record::{peek_school, rules, Answer, Record, RecordError, Recor
 use shidao_core::sync::protocol::{
     Outcome, Pull, Push, PushResult, SetAsideReport, SyncRequest, SyncResponse, DEFAULT_PULL_BYTES, PROTOCOL,
 };
-use shidao_core::template::{builtin_templates, Parent, Role, Template};
+use shidao_core::template::{builtin_templates, CompiledField, Parent, Role, Template};
 use shidao_core::{Clock, DeviceId, Editor, RecordId, UserId};
 
 use crate::accounts::{self, Device, Scope};
@@ -378,6 +378,7 @@ pub fn project(conn: &Connection, record: &Record, view: &RecordView) -> rusqlit
     conn.prepare_cached("DELETE FROM record_files WHERE record_id = ?1")?.execute([id])?;
     conn.prepare_cached("DELETE FROM rectifications WHERE record_id = ?1")?.execute([id])?;
     conn.prepare_cached("DELETE FROM task_progress WHERE record_id = ?1")?.execute([id])?;
+    conn.prepare_cached("DELETE FROM ratings WHERE record_id = ?1")?.execute([id])?;
     let template = record.template();
     let mut insert = conn.prepare_cached(
         "INSERT INTO answers (record_id, field, row_id, value, display, number, author, device, at, conflicts)
@@ -444,7 +445,73 @@ pub fn project(conn: &Connection, record: &Record, view: &RecordView) -> rusqlit
     let school = record.school().map(|s| s.to_string()).unwrap_or_default();
     project_rectifications(conn, id, &school, template, view)?;
     project_task_progress(conn, id, &school, template, view)?;
+    project_ratings(conn, id, template, view)?;
     Ok(())
+}
+
+/// The fields of a form that give a rating row: each field a meaning names that has a scale,
+/// with its meaning.
+fn rated_fields(template: &Template) -> impl Iterator<Item = (&str, &CompiledField)> {
+    template.def.meanings.iter().filter_map(|(meaning, field)| {
+        let f = template.field(field)?;
+        f.scale_range().is_some().then_some((meaning.as_str(), f))
+    })
+}
+
+/// A record's ratings (see `ratings` in the schema): each answered top-level rating a meaning
+/// names, as points through the form version's scale, with the record's status and date as the
+/// records row holds them now (written just before).
+fn project_ratings(conn: &Connection, id: &str, template: &Template, view: &RecordView) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO ratings (record_id, meaning, school_id, status, record_date, points)
+         SELECT id, ?2, school_id, status, record_date, ?3 FROM records WHERE id = ?1",
+    )?;
+    for (meaning, f) in rated_fields(template) {
+        let level = view.answers.iter().find(|a| a.field.row.is_none() && a.field.field == f.id()).and_then(|a| match &a.answer {
+            Some(Answer::Rating(n)) | Some(Answer::Integer(n)) => Some(*n as f64),
+            _ => None,
+        });
+        if let Some(share) = level.and_then(|l| f.level_share(l)) {
+            insert.execute(params![id, meaning, share * 100.0])?;
+        }
+    }
+    Ok(())
+}
+
+/// Fills the ratings of every stored record from its answers through each form version's scale
+/// (after the upgrade that adds the table): the same rows [`project`] writes. Returns how many.
+pub fn reproject_ratings(conn: &Connection) -> AppResult<usize> {
+    conn.execute("DELETE FROM ratings", [])?;
+    let mut stmt = conn.prepare(
+        "SELECT DISTINCT s.programme_id, r.template_id, r.template_version FROM records r JOIN schools s ON s.id = r.school_id",
+    )?;
+    let forms: Vec<(Option<String>, String, u32)> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+    let mut n = 0;
+    for (programme, form, version) in forms {
+        let Some(t) = forms::template(conn, programme.as_deref().unwrap_or_default(), &form, version)? else { continue };
+        for (meaning, f) in rated_fields(&t) {
+            let Some((lo, hi)) = f.scale_range() else { continue };
+            let points: Vec<String> =
+                (lo..=hi).filter_map(|l| f.level_share(l as f64).map(|s| format!("WHEN {l} THEN {}", s * 100.0))).collect();
+            if points.is_empty() {
+                continue;
+            }
+            n += conn.execute(
+                &format!(
+                    "INSERT INTO ratings (record_id, meaning, school_id, status, record_date, points)
+                     SELECT record_id, ?1, school_id, status, record_date, points FROM (
+                       SELECT a.record_id, r.school_id, r.status, r.record_date, CASE CAST(a.number AS INTEGER) {} END AS points
+                       FROM answers a JOIN records r ON r.id = a.record_id
+                       WHERE r.template_id = ?2 AND r.template_version = ?3 AND a.field = ?4 AND a.row_id = '' AND a.number IS NOT NULL
+                     ) WHERE points IS NOT NULL",
+                    points.join(" ")
+                ),
+                params![meaning, form, version, f.id()],
+            )?;
+        }
+    }
+    Ok(n)
 }
 
 /// The value of a text-like answer as `json_extract(value, '$.value')` reads it from `answers`.

@@ -9,7 +9,7 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags};
 use shidao_core::migrate::{MigrateError, Schema};
 
-pub const VERSION: i64 = 7;
+pub const VERSION: i64 = 8;
 
 /// The central store's schema: the current one, and the steps up from every older version.
 pub const SCHEMA: Schema = Schema {
@@ -23,6 +23,7 @@ pub const SCHEMA: Schema = Schema {
         (4, include_str!("upgrade_4_to_5.sql")),
         (5, include_str!("upgrade_5_to_6.sql")),
         (6, include_str!("upgrade_6_to_7.sql")),
+        (7, include_str!("upgrade_7_to_8.sql")),
     ],
 };
 
@@ -71,8 +72,23 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
     )
     .map_err(sql)?;
     configure(&conn).map_err(sql)?;
+    let before = shidao_core::migrate::version(&conn).map_err(sql)?;
     SCHEMA.init(&mut conn).map_err(|e| DbError::of_schema(&p, e))?;
+    after_upgrade(&mut conn, before).map_err(|e| DbError::Setup { path: p.clone(), reason: e.to_string() })?;
     Ok(conn)
+}
+
+/// What an upgrade cannot do in SQL: from before version 8, the ratings of the records already
+/// stored are projected through their forms' scales, in one transaction.
+fn after_upgrade(conn: &mut Connection, before: i64) -> crate::error::AppResult<()> {
+    if (1..8).contains(&before) {
+        let started = std::time::Instant::now();
+        let tx = conn.transaction()?;
+        let n = crate::sync::reproject_ratings(&tx)?;
+        tx.commit()?;
+        tracing::info!(ratings = n, ms = started.elapsed().as_millis() as u64, "ratings projected after the upgrade to version 8");
+    }
+    Ok(())
 }
 
 /// An in-memory central store, for tests.
@@ -257,6 +273,33 @@ mod tests {
         assert!(count("SELECT COUNT(*) FROM rectifications WHERE deadline IS NULL") >= 1);
         assert!(count("SELECT COUNT(*) FROM task_progress WHERE task_ref = 'yufeng-03' AND achieved > 0") == 1);
         assert!(count("SELECT COUNT(*) FROM records WHERE score IS NOT NULL") >= 6);
+    }
+
+    /// The ratings filled after the upgrade to version 8 are the rows a push projects: the same
+    /// meanings, points, schools, statuses and dates, none missing.
+    #[test]
+    fn ratings_filled_after_the_upgrade_equal_the_projected_ones() {
+        let mut conn = open_in_memory().expect("store");
+        conn.execute_batch(
+            "INSERT INTO programmes (id, name) VALUES ('p', 'P');
+             INSERT INTO schools (id, programme_id, name) VALUES ('s1', 'p', 'S1'), ('s2', 'p', 'S2');",
+        )
+        .expect("programme");
+        crate::forms::install_library(&conn, "p", 0).expect("forms");
+        conn.pragma_update(None, "foreign_keys", "OFF").expect("pragma");
+        let records = sample_records();
+        project_all(&conn, &records);
+        // Some records handed in: a push projects them again with their new status.
+        conn.execute("UPDATE records SET status = 'submitted' WHERE rowid % 2 = 0", []).expect("status");
+        for r in &records {
+            crate::sync::project(&conn, r, &r.read()).expect("project");
+        }
+        let projected = rows(&conn, "SELECT * FROM ratings ORDER BY record_id, meaning");
+        let meanings = rows(&conn, "SELECT DISTINCT meaning FROM ratings ORDER BY 1");
+        assert!(meanings.len() >= 2, "{meanings:?}");
+        assert!(rows(&conn, "SELECT 1 FROM ratings WHERE status = 'submitted'").len() >= 1);
+        after_upgrade(&mut conn, 7).expect("after the upgrade");
+        assert_eq!(rows(&conn, "SELECT * FROM ratings ORDER BY record_id, meaning"), projected);
     }
 
     /// A version 3 store with a file stored by `u1` (which `u2`'s record merely names) and

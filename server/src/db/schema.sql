@@ -1,4 +1,4 @@
--- The central store (user_version 7). One SQLite file in WAL mode; one writer.
+-- The central store (user_version 8). One SQLite file in WAL mode; one writer.
 
 -- programmes: a district's improvement programme (e.g. 瓯海区初中全面提升行动计划).
 CREATE TABLE programmes (
@@ -106,8 +106,12 @@ CREATE INDEX records_template ON records (template_id, status);
 CREATE INDEX records_status ON records (status);
 CREATE INDEX records_date ON records (record_date);
 CREATE INDEX records_school_date ON records (school_id, template_id, record_date, author_role, created_by, score);
-CREATE INDEX records_status_school ON records (status, school_id);
+CREATE INDEX records_status_school ON records (status, school_id, record_date);
 CREATE INDEX records_template_date ON records (template_id, record_date, school_id, created_by, score);
+-- Counted records (submitted, approved) of a form over a period, and one person's records of a
+-- form over a period (a lesson quota, an expert's visits), each read from one index.
+CREATE INDEX records_counted ON records (template_id, status, record_date, school_id, created_by, score);
+CREATE INDEX records_author ON records (created_by, template_id, status, record_date, school_id);
 
 -- documents: every record's compacted Automerge document, rewritten on each accepted push.
 CREATE TABLE documents (
@@ -191,6 +195,20 @@ CREATE TABLE task_progress (
 );
 CREATE INDEX task_progress_task ON task_progress (task_ref, achieved);
 CREATE INDEX task_progress_school ON task_progress (school_id, task_ref, achieved);
+
+-- ratings: every rating that carries a meaning on its form (a lesson's 学习兴趣度 / 学生参与度),
+-- as points 0–100 through the form version's scale, projected with the record's school, status
+-- and date so the dashboard's per-school means read one index and never walk answers.
+CREATE TABLE ratings (
+    record_id TEXT NOT NULL REFERENCES records (id),
+    meaning TEXT NOT NULL,
+    school_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    record_date TEXT,
+    points REAL NOT NULL,
+    PRIMARY KEY (record_id, meaning)
+);
+CREATE INDEX ratings_mean ON ratings (meaning, status, record_date, school_id, points);
 
 -- record_files: attachments records refer to (who may download what).
 CREATE TABLE record_files (

@@ -20,7 +20,7 @@ use rusqlite::{params_from_iter, Connection, OptionalExtension};
 
 use super::rules::{Per, Rules, Source, Term};
 use crate::error::AppResult;
-use crate::forms::{self, Carriers};
+use crate::forms;
 
 /// The statuses that count: a record a person has handed in (submitted) or a supervisor has
 /// approved.
@@ -474,9 +474,15 @@ pub struct TaskRow {
 pub fn tasks(conn: &Connection, programme: &str, rules: &Rules, school: Option<&str>, today: &str) -> AppResult<Vec<TaskRow>> {
     let mut achieved: HashMap<String, f64> = HashMap::new();
     {
+        // One school's progress reads its own rows (`task_progress_school`); the district's, every
+        // school of the programme.
+        let scope = match school {
+            Some(_) => "p.school_id = ?2 AND ?1 = ?1",
+            None => "p.school_id IN (SELECT id FROM schools WHERE programme_id = ?1) AND ?2 IS NULL",
+        };
         let sql = format!(
-            "SELECT p.task_ref, SUM(p.achieved) FROM task_progress p JOIN records r ON r.id = p.record_id JOIN schools s ON s.id = p.school_id
-             WHERE s.programme_id = ?1 AND (?2 IS NULL OR p.school_id = ?2) AND r.status IN {COUNTED} GROUP BY p.task_ref"
+            "SELECT p.task_ref, SUM(p.achieved) FROM task_progress p JOIN records r ON r.id = p.record_id
+             WHERE {scope} AND r.status IN {COUNTED} GROUP BY p.task_ref"
         );
         let mut stmt = conn.prepare_cached(&sql)?;
         let mut rows = stmt.query(rusqlite::params![programme, school])?;
@@ -517,49 +523,20 @@ pub fn tasks(conn: &Connection, programme: &str, rules: &Rules, school: Option<&
     Ok(out)
 }
 
-/// Per meaning and school, the mean points (0–100) of the ratings carrying each of `meanings`
-/// (`lesson.interest`, `lesson.participation`) over the counted lessons of a period: each rating
-/// read through its form version's scale (its points where it has them). One pass over the
-/// answers for all the meanings.
+/// Per meaning and school, the mean points (0–100) and the number of the counted ratings carrying
+/// each of `meanings` (`lesson.interest`, `lesson.participation`) over a period, from the ratings
+/// projection (each rating through its own form version's scale, points where it has them).
 pub fn rating_points(conn: &Connection, programme: &str, meanings: &[&str], start: &str, end: &str) -> AppResult<Vec<HashMap<String, (f64, i64)>>> {
-    let mut args = vec![programme.to_string(), start.to_string(), end.to_string()];
-    let mut conds = Vec::new();
-    let mut carriers: Vec<Carriers> = Vec::new();
-    for m in meanings {
-        let c = forms::carriers(conn, programme, m)?;
-        conds.push(c.condition("r.template_id", "a.field", &mut args));
-        carriers.push(c);
-    }
     let mut out: Vec<HashMap<String, (f64, i64)>> = vec![HashMap::new(); meanings.len()];
-    if carriers.iter().all(|c| c.0.is_empty()) {
-        return Ok(out);
-    }
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT r.school_id, r.template_id, r.template_version, a.field, a.number, COUNT(*) FROM answers a JOIN records r ON r.id = a.record_id
-         WHERE ({}) AND a.row_id = '' AND a.number IS NOT NULL AND r.status IN {COUNTED} AND r.record_date BETWEEN ?2 AND ?3
-           AND r.school_id IN (SELECT id FROM schools WHERE programme_id = ?1)
-         GROUP BY 1, 2, 3, 4, 5",
-        conds.join(" OR ")
+        "SELECT school_id, AVG(points), COUNT(*) FROM ratings
+         WHERE meaning = ?1 AND status IN {COUNTED} AND record_date BETWEEN ?2 AND ?3
+           AND school_id IN (SELECT id FROM schools WHERE programme_id = ?4)
+         GROUP BY school_id"
     ))?;
-    type Row = (String, String, u32, String, f64, i64);
-    let rows: Vec<Row> = stmt
-        .query_map(params_from_iter(&args), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    for (school, form, version, field, level, n) in rows {
-        let Some(t) = forms::template(conn, programme, &form, version)? else { continue };
-        let Some(share) = t.field(&field).and_then(|f| f.level_share(level)) else { continue };
-        for (i, c) in carriers.iter().enumerate() {
-            if c.name_in(&form) == Some(field.as_str()) {
-                let e = out[i].entry(school.clone()).or_insert((0.0, 0));
-                e.0 += share * 100.0 * n as f64;
-                e.1 += n;
-            }
-        }
-    }
-    for m in &mut out {
-        for v in m.values_mut() {
-            v.0 /= v.1 as f64;
-        }
+    for (i, m) in meanings.iter().enumerate() {
+        let rows = stmt.query_map(rusqlite::params![m, start, end, programme], |r| Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?))))?;
+        out[i] = rows.collect::<rusqlite::Result<_>>()?;
     }
     Ok(out)
 }
