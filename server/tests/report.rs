@@ -185,3 +185,80 @@ fn open_actions_are_listed_and_overdue_ones_flagged() {
         assert_eq!(a.overdue, !a.due.is_empty() && a.due.as_str() < TODAY, "{a:?}");
     }
 }
+
+/// The programme's indicator bank: an indicator a record reports takes the bank's unit and
+/// target where the record gives none; one no record reported is still listed; a row the bank
+/// does not list is marked; and an indicator records report cannot leave the bank.
+#[test]
+fn the_indicator_bank_completes_the_report_and_keeps_what_records_use() {
+    use shidao_server::programme::rules::{Chapter, IndicatorDef, ReportStructure, Source};
+    use shidao_server::programme::store;
+    let mut w = World::new();
+    let src = |s: &str| Source { document: "《测试区强校工程实施方案》".into(), sentence: s.into() };
+    let def = |id: &str, name: &str, unit: &str, target: Option<f64>| IndicatorDef {
+        id: id.into(),
+        name: name.into(),
+        name_en: String::new(),
+        chapter: "teacher".into(),
+        unit: unit.into(),
+        target,
+        source: src("力求每一所初中都有25%以上的骨干教师"),
+    };
+    let mut rules = shidao_server::programme::load(&w.conn, "p").expect("rules");
+    rules.report = Some(ReportStructure {
+        source: src("从教师发展维度衡量学校发展"),
+        chapters: vec![Chapter {
+            id: "teacher".into(),
+            title: "教师发展".into(),
+            title_en: "Teacher development".into(),
+            meanings: vec!["evaluation.area.teacher".into()],
+            indicators: vec![],
+        }],
+    });
+    rules.indicators = vec![def("backbone", "骨干教师占比", "%", Some(25.0)), def("mean", "中考总分平均分", "分", None)];
+    store::save(&w.conn, "p", &rules, "admin", NOW).expect("bank");
+
+    // Bad banks: an unknown chapter, a name twice; nothing changes.
+    for (bad, problem) in [
+        (vec![IndicatorDef { chapter: "nowhere".into(), ..def("x", "某指标", "", None) }], "not a chapter of the report"),
+        (vec![def("a", "同名", "", None), def("b", "同名", "", None)], "in the bank twice"),
+    ] {
+        let e = store::save(&w.conn, "p", &shidao_server::programme::rules::Rules { indicators: bad, ..rules.clone() }, "admin", NOW).expect_err("refused");
+        assert!(e.to_string().contains(problem), "{e}");
+        assert_eq!(shidao_server::programme::load(&w.conn, "p").expect("rules"), rules);
+    }
+
+    // An evaluation reporting the bank's 骨干教师占比 (no unit, no target) among other rows.
+    let ins = w.inspector.clone();
+    let t = builtin("supervision-evaluation").expect("template");
+    let mut r = Record::create(t, NewRecord { id: RecordId::random(), school: SchoolId::new("s-a").expect("id") }, editor(&ins), Clock::fixed(NOW)).expect("create");
+    fill_completely(&mut r, 1, &mut w.rng).expect("fill");
+    r.set_answer(&FieldRef::top("eval_date"), Answer::Date("2026-10-10".into())).expect("date");
+    let row = r.add_row("teacher_indicators", None).expect("row");
+    r.set_answer(&FieldRef::in_row("teacher_indicator", &row), Answer::Text("骨干教师占比".into())).expect("name");
+    r.set_answer(&FieldRef::in_row("teacher_baseline", &row), Answer::Decimal(10.0)).expect("baseline");
+    r.set_answer(&FieldRef::in_row("teacher_current", &row), Answer::Decimal(18.0)).expect("current");
+    r.set_answer(&FieldRef::in_row("teacher_rating", &row), Answer::Rating(3)).expect("rating");
+    r.submit().expect("submit");
+    w.push(&ins, &r, &[]);
+
+    let user = w.user();
+    let report = queries::report(&w.conn, &user, Lang { en: false }, "s-a", None, None, TODAY, NOW).expect("report");
+    let chapter = report.chapters.iter().find(|c| c.title == "教师发展").expect("the chapter");
+    let banked = chapter.indicators.iter().find(|i| i.name == "骨干教师占比").expect("the reported bank indicator");
+    assert_eq!((banked.unit.as_str(), banked.target, banked.baseline, banked.current, banked.bank), ("%", Some(25.0), Some(10.0), Some(18.0), Some(true)));
+    let missing = chapter.indicators.iter().find(|i| i.name == "中考总分平均分").expect("the bank indicator no record reported");
+    assert!(missing.unreported() && missing.bank == Some(true));
+    assert!(chapter.indicators.iter().any(|i| i.bank == Some(false)), "the sample's own rows are not in the bank: {:?}", chapter.indicators);
+    let (_, html) = report_html(&w.conn, &user, Lang { en: false }, "s-a", &ReportQuery::default(), TODAY).expect("page");
+    assert!(html.contains("（不在本项目指标库）") && html.contains("（未报告）"));
+    let (_, en) = report_html(&w.conn, &user, Lang { en: true }, "s-a", &ReportQuery::default(), TODAY).expect("page");
+    assert!(en.contains("Teacher development"), "the chapter's English title");
+
+    // 骨干教师占比 is reported: it cannot leave the bank; 中考总分平均分 is not: it can.
+    let without = |name: &str| shidao_server::programme::rules::Rules { indicators: rules.indicators.iter().filter(|i| i.name != name).cloned().collect(), ..rules.clone() };
+    let e = store::save(&w.conn, "p", &without("骨干教师占比"), "admin", NOW).expect_err("refused");
+    assert!(e.to_string().contains("骨干教师占比") && e.to_string().contains(r.id().as_str()), "{e}");
+    assert_eq!(shidao_server::programme::load(&w.conn, "p").expect("rules"), rules);
+    store::save(&w.conn, "p", &without("中考总分平均分"), "admin", NOW).expect("an unused indicator leaves the bank");
+}

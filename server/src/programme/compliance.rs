@@ -182,8 +182,8 @@ fn activity_condition(conn: &Connection, programme: &str, school: &str, period: 
     let cond = guidance.form_condition("r.template_id", &mut args);
     Ok(Counted {
         sql: format!(
-            "r.school_id = ?1 AND {cond} AND r.status IN {COUNTED} AND r.record_date BETWEEN ?2 AND ?3
-             AND r.created_by IN (SELECT user_id FROM expert_team WHERE school_id = ?1)"
+            "r.created_by IN (SELECT user_id FROM expert_team WHERE school_id = ?1) AND {cond} AND r.status IN {COUNTED}
+             AND r.record_date BETWEEN ?2 AND ?3 AND r.school_id = ?1"
         ),
         args,
     })

@@ -60,6 +60,32 @@ pub struct Rules {
     /// school is added): e.g. 鱼峰 "创建校建成市级及以上常规管理示范校".
     #[serde(default)]
     pub school_targets: Vec<SchoolTarget>,
+    /// The programme's indicator bank: the evaluation indicators its schools report on, each
+    /// under a chapter of the report structure, with its unit and, where the document states
+    /// one, its target.
+    #[serde(default)]
+    pub indicators: Vec<IndicatorDef>,
+}
+
+/// An indicator of the programme's bank. Evaluation records name it (`name`) in their
+/// indicator rows (baseline, current, target); the report lists it under `chapter` with the
+/// bank's unit and target where the record gives none, and shows an indicator no record
+/// reported as such.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndicatorDef {
+    pub id: String,
+    /// The name as the document and the evaluation records write it (德育工作).
+    pub name: String,
+    #[serde(default)]
+    pub name_en: String,
+    /// The id of a chapter of `report`.
+    pub chapter: String,
+    #[serde(default)]
+    pub unit: String,
+    #[serde(default)]
+    pub target: Option<f64>,
+    pub source: Source,
 }
 
 /// One semester: `start` and `end` are the first and last day (`YYYY-MM-DD`).
@@ -180,6 +206,9 @@ pub struct ReportStructure {
 pub struct Chapter {
     pub id: String,
     pub title: String,
+    /// The title in English (the report's English view); the Chinese title when empty.
+    #[serde(default)]
+    pub title_en: String,
     #[serde(default)]
     pub meanings: Vec<String>,
     #[serde(default)]
@@ -236,6 +265,7 @@ pub const RULE_NAMES: &[&str] = &[
     "report",
     "task_timeline",
     "school_targets",
+    "indicators",
 ];
 
 fn err(rule: impl Into<String>, field: impl Into<String>, problem: impl Into<String>) -> RuleError {
@@ -425,7 +455,42 @@ impl Rules {
             }
             check_source(&rule, &t.source)?;
         }
+        let (mut ids, mut names) = (Vec::new(), Vec::<&str>::new());
+        for i in &self.indicators {
+            let rule = format!("indicators[{}]", i.id);
+            check_id(&rule, &i.id, &mut ids)?;
+            let name = i.name.trim();
+            if name.is_empty() || name != i.name || name.chars().count() > 60 {
+                return Err(err(&rule, "name", "an indicator's name is 1–60 characters without surrounding spaces"));
+            }
+            if names.contains(&name) {
+                return Err(err(&rule, "name", format!("`{name}` is in the bank twice")));
+            }
+            names.push(name);
+            let chapters: Vec<&str> = self.report.iter().flat_map(|r| r.chapters.iter().map(|c| c.id.as_str())).collect();
+            if !chapters.contains(&i.chapter.as_str()) {
+                return Err(err(
+                    &rule,
+                    "chapter",
+                    match chapters.is_empty() {
+                        true => format!("`{}`: the programme has no report structure to place an indicator in", i.chapter),
+                        false => format!("`{}` is not a chapter of the report (one of {})", i.chapter, chapters.join(", ")),
+                    },
+                ));
+            }
+            if let Some(t) = i.target
+                && !t.is_finite()
+            {
+                return Err(err(&rule, "target", "the target must be a number"));
+            }
+            check_source(&rule, &i.source)?;
+        }
         Ok(())
+    }
+
+    /// The bank's indicators under a chapter of the report, in the bank's order.
+    pub fn indicators_of(&self, chapter: &str) -> impl Iterator<Item = &IndicatorDef> {
+        self.indicators.iter().filter(move |i| i.chapter == chapter)
     }
 
     /// The term a date (`YYYY-MM-DD`) falls in.
@@ -571,6 +636,19 @@ pub fn figures(r: &Rules) -> Vec<Figure> {
             figure: format!("每校：{} {}{}（{} … {}）", t.title, num(t.target), t.unit, t.start, t.due),
             source: Some(t.source.clone()),
         });
+    }
+    if r.indicators.is_empty() {
+        absent(&mut out, "indicators");
+    }
+    for i in &r.indicators {
+        let chapter = r.report.iter().flat_map(|s| &s.chapters).find(|c| c.id == i.chapter).map(|c| c.title.as_str()).unwrap_or(&i.chapter);
+        let mut f = format!("{chapter}：{}", i.name);
+        if let Some(t) = i.target {
+            f.push_str(&format!("，目标 {}{}", num(t), i.unit));
+        } else if !i.unit.is_empty() {
+            f.push_str(&format!("（{}）", i.unit));
+        }
+        out.push(Figure { rule: format!("indicators[{}]", i.id), figure: f, source: Some(i.source.clone()) });
     }
     out
 }

@@ -72,6 +72,14 @@ pub(crate) fn save_with_preset(conn: &Connection, programme: &str, rules: &Rules
         }
     }
     let before = load(conn, programme)?;
+    for gone in before.indicators.iter().filter(|b| !rules.indicators.iter().any(|i| i.name == b.name)) {
+        if let Some(record) = indicator_use(conn, programme, &gone.name)? {
+            return Err(AppError::BadRequest(format!(
+                "rule indicators, field name: indicator `{}` ({}) is reported by record {record}; keep it in the bank (rename it in the records first)",
+                gone.name, gone.id
+            )));
+        }
+    }
     atomically(conn, |tx| {
     let mut changed = 0;
     for name in RULE_NAMES {
@@ -94,6 +102,32 @@ pub(crate) fn save_with_preset(conn: &Connection, programme: &str, rules: &Rules
     )?;
     Ok(changed)
     })
+}
+
+/// A record of the programme whose indicator rows name `name` (any version of any of the
+/// programme's forms with a repeat field `…_indicator`), if one does.
+fn indicator_use(conn: &Connection, programme: &str, name: &str) -> AppResult<Option<String>> {
+    let mut fields: Vec<String> = Vec::new();
+    let mut versions = conn.prepare_cached("SELECT template_id, version FROM form_versions WHERE programme_id = ?1")?;
+    let versions: Vec<(String, u32)> = versions.query_map([programme], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    for (form, version) in versions {
+        let Some(t) = crate::forms::template(conn, programme, &form, version)? else { continue };
+        for field in &t.fields {
+            if field.id().ends_with("_indicator") && !fields.iter().any(|f| f == field.id()) {
+                fields.push(field.id().to_string());
+            }
+        }
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT a.record_id FROM answers a JOIN records r ON r.id = a.record_id JOIN schools s ON s.id = r.school_id
+         WHERE a.field = ?1 AND a.row_id != '' AND a.display = ?2 AND s.programme_id = ?3 LIMIT 1",
+    )?;
+    for f in fields {
+        if let Some(id) = stmt.query_row(params![f, name, programme], |r| r.get(0)).optional()? {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
 }
 
 /// Replaces one rule (`name` one of [`RULE_NAMES`]) with `value` (JSON; `null` removes it).

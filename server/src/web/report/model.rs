@@ -104,9 +104,17 @@ pub struct IndicatorRow {
     pub baseline: Option<f64>,
     pub current: Option<f64>,
     pub target: Option<f64>,
+    /// Against the programme's indicator bank: None when the programme keeps none, else whether
+    /// the bank lists the indicator.
+    pub bank: Option<bool>,
 }
 
 impl IndicatorRow {
+    /// Whether no record reported a figure for it (a bank indicator still to be reported).
+    pub fn unreported(&self) -> bool {
+        self.baseline.is_none() && self.current.is_none()
+    }
+
     pub fn added(&self) -> Option<f64> {
         Some(self.current? - self.baseline?)
     }

@@ -10,6 +10,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use super::model::*;
 use crate::error::{AppError, AppResult};
 use crate::forms::{self, Carriers};
+use crate::programme::rules::IndicatorDef;
 use crate::web::auth::WebUser;
 use crate::web::page::{url, Lang};
 use shidao_core::date::china_minute;
@@ -42,7 +43,8 @@ pub fn structure(conn: &Connection, programme: &str) -> AppResult<Vec<Chapter>> 
                     .iter()
                     .filter_map(|m| m.strip_prefix("evaluation.area.").map(|stem| (m.clone(), stem.to_string())))
                     .collect();
-                Chapter { id: c.id, title_zh: c.title.clone(), title_en: c.title, areas, points: c.indicators }
+                let title_en = if c.title_en.trim().is_empty() { c.title.clone() } else { c.title_en };
+                Chapter { id: c.id, title_zh: c.title, title_en, areas, points: c.indicators }
             })
             .collect());
     }
@@ -391,7 +393,7 @@ fn indicator_rows(conn: &Connection, record: &str, stem: &str) -> AppResult<Vec<
         let i = match rows.iter().position(|(r, _)| *r == row) {
             Some(i) => i,
             None => {
-                rows.push((row, IndicatorRow { name: String::new(), unit: String::new(), baseline: None, current: None, target: None }));
+                rows.push((row, IndicatorRow { name: String::new(), unit: String::new(), baseline: None, current: None, target: None, bank: None }));
                 rows.len() - 1
             }
         };
@@ -407,11 +409,44 @@ fn indicator_rows(conn: &Connection, record: &str, stem: &str) -> AppResult<Vec<
     Ok(rows.into_iter().map(|(_, r)| r).filter(|r| !r.name.trim().is_empty()).collect())
 }
 
+/// A chapter's indicator rows read against the programme's indicator bank (`banked`: the
+/// programme keeps one): a row the bank lists takes the bank's unit and target where the record
+/// gives none; an indicator of the bank no record reported is listed with no figures; a row the
+/// bank does not list is marked so.
+fn with_bank<'a>(rows: &mut Vec<IndicatorRow>, bank: impl Iterator<Item = &'a IndicatorDef>, banked: bool, lang: Lang) {
+    if !banked {
+        return;
+    }
+    for r in rows.iter_mut() {
+        r.bank = Some(false);
+    }
+    for def in bank {
+        match rows.iter_mut().find(|r| r.name == def.name) {
+            Some(r) => {
+                r.bank = Some(true);
+                if r.unit.trim().is_empty() {
+                    r.unit = def.unit.clone();
+                }
+                r.target = r.target.or(def.target);
+            }
+            None => rows.push(IndicatorRow {
+                name: if lang.en && !def.name_en.is_empty() { format!("{} ({})", def.name, def.name_en) } else { def.name.clone() },
+                unit: def.unit.clone(),
+                baseline: None,
+                current: None,
+                target: def.target,
+                bank: Some(true),
+            }),
+        }
+    }
+}
+
 fn chapters(conn: &Connection, p: &Period<'_>, first_number: usize, lang: Lang) -> AppResult<Vec<ChapterView>> {
     let evaluations = forms::carriers(conn, p.programme, "evaluation.overall")?;
     // The baseline: the earliest counted evaluation (the 初态); the current: the latest in the period.
     let first = pick(conn, p.school, &evaluations, p.to, false)?;
     let latest = pick(conn, p.school, &evaluations, p.to, true)?.filter(|l| l.1.as_str() >= p.from);
+    let rules = crate::programme::load(conn, p.programme)?;
     let mut out = Vec::new();
     for (i, ch) in structure(conn, p.programme)?.into_iter().enumerate() {
         // The chapter's score in a record: the mean of its areas' scores there.
@@ -460,6 +495,7 @@ fn chapters(conn: &Connection, p: &Period<'_>, first_number: usize, lang: Lang) 
                 .collect::<rusqlite::Result<_>>()?;
             findings.extend(notes);
         }
+        with_bank(&mut indicators, rules.indicators_of(&ch.id), !rules.indicators.is_empty(), lang);
         out.push(ChapterView {
             number: numeral(first_number + i),
             title: lang.t(&ch.title_zh, &ch.title_en).to_string(),
