@@ -431,7 +431,8 @@ pub fn reference(conn: &Connection, device: &Device, scope: &Scope) -> AppResult
     }
     let user = UserInfo { id: device.user.clone(), name: user_name, role: device.role.as_str().to_string(), device: device.id.clone() };
     let mut reference = Reference { version: String::new(), user, schools, tasks, templates };
-    reference.version = sha256_hex(&serde_json::to_string(&reference).unwrap_or_default())[..16].to_string();
+    let text = serde_json::to_string(&reference).map_err(|e| AppError::Internal(format!("reference data: {e}")))?;
+    reference.version = sha256_hex(&text)[..16].to_string();
     Ok(reference)
 }
 

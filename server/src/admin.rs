@@ -373,7 +373,7 @@ fn execute(conn: &Connection, cmd: AdminCommand, now: i64) -> AppResult<String> 
         AdminCommand::Rules { programme, json } => {
             programme_known(conn, &programme)?;
             let book = store::load(conn, &programme)?;
-            if json { book.to_json() } else { describe(conn, &programme, &book)?.join("\n") }
+            if json { book.to_json()? } else { describe(conn, &programme, &book)?.join("\n") }
         }
         AdminCommand::SetRules { programme, file } => {
             let book = rules::Rules::from_json(&read(&file)?)?;

@@ -329,7 +329,8 @@ fn apply_push(
 
     // 5. Store: the compacted document, the log entry, the projection — in this savepoint.
     let view = record.read();
-    let heads = serde_json::to_string(&doc.get_heads().iter().map(|h| h.to_string()).collect::<Vec<_>>()).unwrap_or_default();
+    let heads = serde_json::to_string(&doc.get_heads().iter().map(|h| h.to_string()).collect::<Vec<_>>())
+        .map_err(|e| Ok(AppError::Internal(format!("record heads: {e}"))))?;
     conn.prepare_cached(
         "INSERT INTO records (id, template_id, template_version, school_id, created_by, status, record_date, heads, last_seq, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9)
@@ -387,7 +388,7 @@ pub fn project(conn: &Connection, record: &Record, view: &RecordView) -> rusqlit
     let mut file = conn.prepare_cached("INSERT OR IGNORE INTO record_files (record_id, hash) VALUES (?1, ?2)")?;
     for a in &view.answers {
         let Some(f) = template.field(&a.field.field) else { continue };
-        let value = serde_json::to_string(&a.answer).unwrap_or_default();
+        let value = serde_json::to_string(&a.answer).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         let display = a.answer.as_ref().map(|v| v.display(f, "zh")).unwrap_or_default();
         let number = a.answer.as_ref().and_then(|v| match v {
             Answer::Integer(n) | Answer::Rating(n) | Answer::Duration(n) | Answer::Counter(n) => Some(*n as f64),

@@ -292,6 +292,22 @@ async fn web_reviews_sign_ins_and_refusals_in_the_log_and_on_its_page() {
     assert!(lines[0].contains("seq,at,actor"), "{csv}");
     assert_eq!(lines.len() - 1, count(&state, "SELECT COUNT(*) FROM audit_log WHERE action LIKE 'sign_in%'") as usize, "{csv}");
     assert_eq!(admin.get("/admin/audit?from=2026-99-01").await.0, 400);
+    // The same error asked for by a browser: a page with the reason, in the reader's language,
+    // the status kept; an API client still gets the JSON body.
+    let page = admin
+        .http
+        .get(format!("{base}/admin/audit?from=2026-99-01"))
+        .header("cookie", admin.cookie_header())
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(page.status(), 400);
+    assert!(page.headers()["content-type"].to_str().expect("type").starts_with("text/html"));
+    let text = page.text().await.expect("body");
+    assert!(text.contains("请求有误") && text.contains("2026-99-01") && text.contains(r#"data-code="bad_request""#), "{text}");
+    let (_, json, _) = admin.get("/admin/audit?from=2026-99-01").await;
+    assert!(json.starts_with('{') && json.contains(r#""code":"bad_request""#), "{json}");
 
     // An admin retires a form version on the web page: one row, retired after.
     let (form, version): (String, u32) = state

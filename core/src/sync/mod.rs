@@ -118,6 +118,12 @@ fn current_forms(reference: &Reference) -> Vec<(String, u32)> {
     current
 }
 
+/// What the store keeps as JSON (a refusal, the reference data): a value that does not serialise
+/// is an error, never an empty entry.
+fn json<T: serde::Serialize>(value: &T) -> Result<String, SyncError> {
+    serde_json::to_string(value).map_err(|e| SyncError::Encode(e.to_string()))
+}
+
 fn hex_heads(heads: &[ChangeHash]) -> Vec<String> {
     heads.iter().map(|h| h.to_string()).collect()
 }
@@ -237,7 +243,7 @@ impl SyncClient {
                         reason: result.reason.clone().unwrap_or_default(),
                         heads: hex_heads(heads),
                     };
-                    store.set_meta(&format!("{REFUSED}{id}"), &serde_json::to_string(&refusal).unwrap_or_default())?;
+                    store.set_meta(&format!("{REFUSED}{id}"), &json(&refusal)?)?;
                     if RULE_CODES.contains(&refusal.code.as_str()) {
                         by_rules.push(id.clone());
                     }
@@ -286,7 +292,7 @@ impl SyncClient {
                     } else {
                         let heads = store.changes_since(&id, Some(&[]))?.1;
                         let standing = Refusal { heads: hex_heads(&heads), ..refusal };
-                        store.set_meta(&format!("{REFUSED}{id}"), &serde_json::to_string(&standing).unwrap_or_default())?;
+                        store.set_meta(&format!("{REFUSED}{id}"), &json(&standing)?)?;
                     }
                 } else {
                     store.delete_meta(&format!("{REFUSED}{id}"))?;
@@ -295,7 +301,7 @@ impl SyncClient {
             }
         }
         if let Some(reference) = &resp.reference {
-            store.set_meta(REFERENCE, &serde_json::to_string(reference).unwrap_or_default())?;
+            store.set_meta(REFERENCE, &json(reference)?)?;
             let current = current_forms(reference);
             let before: Vec<(String, u32)> = store.templates().iter().map(|t| (t.id().to_string(), t.version())).collect();
             store.set_current_forms(&current)?;

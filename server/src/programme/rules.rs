@@ -320,8 +320,8 @@ impl Rules {
         Ok(rules)
     }
 
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default()
+    pub fn to_json(&self) -> crate::error::AppResult<String> {
+        serde_json::to_string_pretty(self).map_err(|e| crate::error::AppError::Internal(format!("rule book: {e}")))
     }
 
     /// Checks what the types cannot; the first problem names its rule and field.

@@ -5,6 +5,7 @@
 mod audit;
 pub mod auth;
 pub mod dashboard;
+mod error_page;
 mod export;
 mod forms;
 pub mod page;
@@ -227,4 +228,6 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/people/{user}/enrol", get(people::page).post(people::issue_code))
         .route("/admin/devices/{id}/revoke", post(people::revoke))
         .route("/admin/enrol-sheet", get(people::sheet_form).post(people::sheet))
+        // A browser gets an error as a page in its language; an API client, the JSON body.
+        .layer(axum::middleware::from_fn(error_page::html_errors))
 }

@@ -169,7 +169,7 @@ pub async fn page(State(state): State<AppState>, user: WebUser, lang: Lang, Quer
                 .iter()
                 .map(|n| {
                     let v = store::rule_value(&book, n);
-                    RuleEdit { name: n, json: if v.is_null() { "null".into() } else { serde_json::to_string_pretty(&v).unwrap_or_default() } }
+                    RuleEdit { name: n, json: if v.is_null() { "null".into() } else { serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string()) } }
                 })
                 .collect();
             let min = book.expert_team.as_ref().map(|t| t.min);
