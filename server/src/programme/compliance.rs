@@ -156,9 +156,10 @@ fn quota_condition(conn: &Connection, programme: &str, q: &super::rules::LessonQ
     let forms_cond = lessons.form_condition("r.template_id", &mut args);
     let mut sql = format!("r.created_by = ?2 AND {forms_cond} AND r.status IN {COUNTED} AND r.record_date BETWEEN ?3 AND ?4");
     if q.own_school {
-        sql.push_str(" AND r.school_id = ?1");
+        // `+`: the person's own index (records_author) answers this, not the school's.
+        sql.push_str(" AND +r.school_id = ?1");
     } else {
-        sql.push_str(&format!(" AND r.school_id IN (SELECT id FROM schools WHERE programme_id = ?{})", {
+        sql.push_str(&format!(" AND +r.school_id IN (SELECT id FROM schools WHERE programme_id = ?{})", {
             args.push(programme.to_string());
             args.len()
         }));
@@ -183,7 +184,7 @@ fn activity_condition(conn: &Connection, programme: &str, school: &str, period: 
     Ok(Counted {
         sql: format!(
             "r.created_by IN (SELECT user_id FROM expert_team WHERE school_id = ?1) AND {cond} AND r.status IN {COUNTED}
-             AND r.record_date BETWEEN ?2 AND ?3 AND r.school_id = ?1"
+             AND r.record_date BETWEEN ?2 AND ?3 AND +r.school_id = ?1"
         ),
         args,
     })

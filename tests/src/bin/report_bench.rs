@@ -61,6 +61,7 @@ struct Sample {
     computed: Vec<ComputedRow>,
     rectifications: Vec<RectificationRow>,
     task: Option<(String, Option<f64>)>,
+    ratings: Vec<(String, f64)>,
 }
 
 fn samples(now: i64) -> Vec<Sample> {
@@ -100,7 +101,9 @@ fn samples(now: i64) -> Vec<Sample> {
                 .query_row("SELECT task_ref, achieved FROM task_progress WHERE record_id = ?1", [&rid], |x| Ok((x.get(0)?, x.get(1)?)))
                 .optional()
                 .expect("task");
-            out.push(Sample { template: id, doc: r.save(), answers, computed, rectifications, task });
+            let mut s = scratch.prepare("SELECT meaning, points FROM ratings WHERE record_id = ?1").expect("q");
+            let ratings = s.query_map([&rid], |x| Ok((x.get(0)?, x.get(1)?))).expect("rows").collect::<Result<Vec<_>, _>>().expect("rows");
+            out.push(Sample { template: id, doc: r.save(), answers, computed, rectifications, task, ratings });
         }
     }
     out
@@ -155,6 +158,9 @@ fn fill(conn: &mut Connection, n: usize, samples: &[Sample], now: i64) {
                 .prepare("INSERT INTO rectifications (record_id, row_id, row_index, school_id, item, owner, deadline, status, closed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
                 .expect("prep");
             let mut task = tx.prepare("INSERT INTO task_progress (record_id, school_id, task_ref, achieved) VALUES (?1, ?2, ?3, ?4)").expect("prep");
+            let mut rating = tx
+                .prepare("INSERT INTO ratings (record_id, meaning, school_id, status, record_date, points) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+                .expect("prep");
             for _ in 0..5000.min(n - done) {
                 let template = mix[rng.below(mix.len())];
                 let options: Vec<&Sample> = samples.iter().filter(|s| s.template == template).collect();
@@ -182,6 +188,9 @@ fn fill(conn: &mut Connection, n: usize, samples: &[Sample], now: i64) {
                 }
                 for r in &s.rectifications {
                     rect.execute(params![id, r.0, r.1, format!("ouhai-{school:02}"), r.2, r.3, r.4, r.5, r.6]).expect("rectification");
+                }
+                for (meaning, points) in &s.ratings {
+                    rating.execute(params![id, meaning, format!("ouhai-{school:02}"), status, date, points]).expect("rating");
                 }
                 if let Some((task_ref, achieved)) = &s.task {
                     task.execute(params![id, format!("ouhai-{school:02}"), task_ref, achieved]).expect("task progress");
