@@ -207,13 +207,19 @@ struct Stored {
 /// A client of the server at `url`, trusting `certificate` (PEM) besides the system's roots.
 /// A malformed address is `Network` ("bad server address"); a certificate that cannot be read
 /// is `InvalidAnswer` naming `server_certificate`.
+/// Every request names the bindings and their version as its app (admins see it beside the
+/// device).
 fn client(url: &str, certificate: Option<&str>) -> Result<HttpSync> {
     let plain = HttpSync::new(url, None)?;
-    let Some(pem) = certificate else { return Ok(plain) };
-    HttpSync::new(url, Some(pem.as_bytes())).map_err(|e| ShidaoError::InvalidAnswer {
-        field: "server_certificate".into(),
-        reason: format!("the server certificate cannot be used: {e}"),
-    })
+    let mut http = match certificate {
+        None => plain,
+        Some(pem) => HttpSync::new(url, Some(pem.as_bytes())).map_err(|e| ShidaoError::InvalidAnswer {
+            field: "server_certificate".into(),
+            reason: format!("the server certificate cannot be used: {e}"),
+        })?,
+    };
+    http.sync.app = format!("shidao-bindings/{}", env!("CARGO_PKG_VERSION"));
+    Ok(http)
 }
 
 impl Stored {

@@ -172,6 +172,7 @@ fn push(conn: &mut rusqlite::Connection, device: &accounts::Device, record: &str
         max_pull_bytes: None,
         want_forms: vec![],
         set_aside: vec![],
+        app: None,
     };
     match sync::handle(conn, device, req, &Clock::fixed(T0 + 60)) {
         Ok(resp) => resp,

@@ -514,17 +514,18 @@ fn execute(conn: &Connection, cmd: AdminCommand, now: i64) -> AppResult<String> 
         }
         AdminCommand::Devices => {
             let mut stmt = conn.prepare(
-                "SELECT d.id, d.user_id, d.name, d.created_at, d.last_seen, d.revoked_at FROM devices d ORDER BY d.created_at",
+                "SELECT d.id, d.user_id, d.name, d.created_at, d.last_seen, d.revoked_at, d.app FROM devices d ORDER BY d.created_at",
             )?;
             let rows = stmt.query_map([], |r| {
                 Ok(format!(
-                    "{}\t{}\t{}\tenrolled {}\tlast seen {}\t{}",
+                    "{}\t{}\t{}\tenrolled {}\tlast seen {}\t{}\t{}",
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
                     r.get::<_, i64>(3)?,
                     r.get::<_, Option<i64>>(4)?.map_or("never".to_string(), |t| t.to_string()),
-                    if r.get::<_, Option<i64>>(5)?.is_some() { "REVOKED" } else { "active" }
+                    if r.get::<_, Option<i64>>(5)?.is_some() { "REVOKED" } else { "active" },
+                    r.get::<_, Option<String>>(6)?.unwrap_or_else(|| "app unknown".into())
                 ))
             })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()?.join("\n")

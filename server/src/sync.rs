@@ -15,7 +15,7 @@ use automerge::{Automerge, ReadDoc};
 use rusqlite::{params, Connection, OptionalExtension};
 use shidao_core::record::{peek_school, rules, Answer, Record, RecordError, RecordView, Status};
 use shidao_core::sync::protocol::{
-    Outcome, Pull, Push, PushResult, SetAsideReport, SyncRequest, SyncResponse, DEFAULT_PULL_BYTES, PROTOCOL,
+    Outcome, Pull, Push, PushResult, SetAsideReport, SyncRequest, SyncResponse, DEFAULT_PULL_BYTES, MAX_APP_CHARS, PROTOCOL,
 };
 use shidao_core::template::{builtin_templates, CompiledField, Parent, Role, Template};
 use shidao_core::{Clock, DeviceId, Editor, RecordId, UserId};
@@ -72,6 +72,11 @@ pub fn handle(conn: &mut Connection, device: &Device, req: SyncRequest, clock: &
     if req.set_aside.len() > 100 {
         return Err(AppError::BadRequest(format!("set_aside reports {} entries; at most 100 a request", req.set_aside.len())));
     }
+    if let Some(app) = &req.app {
+        if app.chars().count() > MAX_APP_CHARS || app.chars().any(char::is_control) {
+            return Err(AppError::BadRequest(format!("app must be at most {MAX_APP_CHARS} printable characters")));
+        }
+    }
     if req.want_forms.len() > MAX_WANTED_FORMS {
         return Err(AppError::BadRequest(format!("want_forms lists {} forms; at most {MAX_WANTED_FORMS}", req.want_forms.len())));
     }
@@ -84,6 +89,9 @@ pub fn handle(conn: &mut Connection, device: &Device, req: SyncRequest, clock: &
     let now = clock.now();
     let tx = conn.transaction()?;
     let scope = accounts::scope(&tx, &device.user, device.role, device.programme.as_deref())?;
+    if let Some(app) = &req.app {
+        tx.prepare_cached("UPDATE devices SET app = ?2 WHERE id = ?1 AND app IS NOT ?2")?.execute(params![device.id, app])?;
+    }
 
     let mut results = Vec::with_capacity(req.push.len());
     let mut accepted = 0;

@@ -167,6 +167,33 @@ async fn the_person_page_issues_a_code_drawn_as_the_qr_of_exactly_its_payload() 
     assert!(page.body.contains("李老师的平板") && page.body.contains(&device), "the device is listed");
     assert!(page.body.contains(&format!("/admin/devices/{device}/revoke")), "with a revoke button");
 
+    // Its first sync names the app: the page shows it; an app name that is too long or holds a
+    // control character is refused and changes nothing.
+    let sync = |app: Option<String>| {
+        let req = shidao_core::sync::protocol::SyncRequest {
+            protocol: shidao_core::sync::protocol::PROTOCOL,
+            request_id: format!("r-{}", app.as_deref().map_or(0, str::len)),
+            cursor: 0,
+            scope: None,
+            reference: None,
+            push: vec![],
+            max_pull_bytes: None,
+            want_forms: vec![],
+            set_aside: vec![],
+            app,
+        };
+        let body = shidao_core::sync::protocol::encode(&req).expect("encode");
+        Request::post("/v1/sync").header("authorization", format!("Bearer {token}")).header("content-encoding", "gzip").body(Body::from(body)).expect("request")
+    };
+    assert_eq!(w.call(sync(Some("shidao-android/1.4.0".into()))).await.status, StatusCode::OK);
+    for bad in ["x".repeat(101), "shidao\n1.0".to_string()] {
+        let r = w.call(sync(Some(bad))).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        assert!(r.body.contains("printable characters"), "{}", r.body);
+    }
+    let page = w.get(&admin, "/admin/people/li/enrol").await;
+    assert!(page.body.contains("<td class=\"app\">shidao-android/1.4.0</td>"), "the app version is listed");
+
     // Revoke: a forged token changes nothing; the real one refuses the device's token.
     let before = w.snapshot();
     let r = w.post(&admin, &format!("/admin/devices/{device}/revoke"), &[("csrf", "forged")]).await;

@@ -89,6 +89,7 @@ fn request(reference: Option<String>, want: Vec<String>, push: Vec<Push>) -> Syn
         max_pull_bytes: None,
         want_forms: want,
         set_aside: vec![],
+        app: None,
     }
 }
 

@@ -62,6 +62,7 @@ impl World {
             max_pull_bytes: None,
             want_forms: vec![],
             set_aside: vec![],
+            app: None,
         };
         let (status, body) = self.call(sync_request(token, protocol::encode(&req).expect("encode"), true)).await;
         assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
@@ -120,7 +121,7 @@ async fn malformed_and_oversized_bodies_are_refused_clearly() {
     let (s, b) = w.call(sync_request(token, br#"{"protocol": 1, "cursor": "x"}"#.to_vec(), false)).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(error_of(&b).reason.contains("not a valid message"), "{:?}", error_of(&b));
-    let wrong = SyncRequest { protocol: 99, request_id: "r".into(), cursor: 0, scope: None, reference: None, push: vec![], max_pull_bytes: None, want_forms: vec![], set_aside: vec![] };
+    let wrong = SyncRequest { protocol: 99, request_id: "r".into(), cursor: 0, scope: None, reference: None, push: vec![], max_pull_bytes: None, want_forms: vec![], set_aside: vec![], app: None };
     let (s, b) = w.call(sync_request(token, protocol::encode(&wrong).expect("encode"), true)).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(error_of(&b).reason.contains("protocol 99"));
@@ -383,6 +384,7 @@ async fn set_aside_reports_are_kept_once_and_only_within_scope() {
             max_pull_bytes: None,
             want_forms: vec![],
             set_aside: reports,
+            app: None,
         };
         sync_request(&w.devices[0].2, protocol::encode(&req).expect("encode"), true)
     };

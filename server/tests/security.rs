@@ -340,6 +340,7 @@ fn request(push: Vec<Push>) -> SyncRequest {
         max_pull_bytes: Some(8 * 1024 * 1024),
         want_forms: vec![],
         set_aside: vec![],
+        app: None,
     }
 }
 

@@ -135,7 +135,7 @@ async fn hostile_bodies_do_not_take_the_relay_down() {
     refused += 1;
 
     // 6. The relay still syncs, and its log shows no panic.
-    let req = SyncRequest { protocol: PROTOCOL, request_id: "after-the-attacks".into(), cursor: 0, scope: None, reference: None, push: vec![], max_pull_bytes: None, want_forms: vec![], set_aside: vec![] };
+    let req = SyncRequest { protocol: PROTOCOL, request_id: "after-the-attacks".into(), cursor: 0, scope: None, reference: None, push: vec![], max_pull_bytes: None, want_forms: vec![], set_aside: vec![], app: None };
     let (status, _) = client.post("/v1/sync", Some(&token), true, protocol::encode(&req).expect("encode")).await;
     assert_eq!(status, 200);
     let log = relay.log();

@@ -121,6 +121,7 @@ async fn a_visit_team_syncs_through_the_relay() {
         max_pull_bytes: None,
         want_forms: vec![],
         set_aside: vec![],
+        app: None,
     };
     let resp = post(&relay.url, &chen.token, &req).await;
     assert_eq!(resp.results[0].outcome, Outcome::Refused);

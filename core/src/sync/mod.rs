@@ -98,11 +98,17 @@ pub struct SyncClient {
     pub max_push_bytes: usize,
     /// Ask the server for at most this many bytes of pulled changes per response.
     pub max_pull_bytes: u64,
+    /// The app and its version, sent with every request (admins see it beside the device).
+    pub app: String,
 }
 
 impl Default for SyncClient {
     fn default() -> Self {
-        SyncClient { max_push_bytes: 2 * 1024 * 1024, max_pull_bytes: protocol::DEFAULT_PULL_BYTES }
+        SyncClient {
+            max_push_bytes: 2 * 1024 * 1024,
+            max_pull_bytes: protocol::DEFAULT_PULL_BYTES,
+            app: format!("shidao-core/{}", env!("CARGO_PKG_VERSION")),
+        }
     }
 }
 
@@ -205,6 +211,7 @@ impl SyncClient {
             max_pull_bytes: Some(self.max_pull_bytes),
             want_forms: Self::missing_forms(store)?,
             set_aside,
+            app: Some(self.app.clone()),
         };
         Ok(Prepared { request, pushed, reported, more_to_push })
     }

@@ -62,7 +62,14 @@ pub struct SyncRequest {
     /// reviewers see them beside the record (left out when there are none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub set_aside: Vec<SetAsideReport>,
+    /// The app and its version (`shidao-android/1.4.0`), shown to admins beside the device; at
+    /// most [`MAX_APP_CHARS`] characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
 }
+
+/// The longest app name and version a sync request may carry.
+pub const MAX_APP_CHARS: usize = 100;
 
 /// One entry a device set aside (`Store::set_asides`), as the relay keeps it for reviewers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -291,6 +298,7 @@ mod tests {
             max_pull_bytes: None,
             want_forms: Vec::new(),
             set_aside: Vec::new(),
+            app: None,
         };
         let bytes = encode(&req).expect("encode");
         assert_eq!(decode::<SyncRequest>(&bytes, true).expect("decodes"), req);

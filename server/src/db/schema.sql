@@ -64,7 +64,8 @@ CREATE TABLE enrol_codes (
 );
 CREATE INDEX enrol_codes_user ON enrol_codes (user_id);
 
--- devices: enrolled tablets; the token is kept as its SHA-256; a revoked device is refused.
+-- devices: enrolled tablets; the token is kept as its SHA-256; a revoked device is refused. app:
+-- the app and version its last sync named.
 CREATE TABLE devices (
     id TEXT PRIMARY KEY NOT NULL,
     user_id TEXT NOT NULL REFERENCES users (id),
@@ -72,7 +73,8 @@ CREATE TABLE devices (
     token_hash TEXT NOT NULL UNIQUE,
     created_at INTEGER NOT NULL,
     revoked_at INTEGER,
-    last_seen INTEGER
+    last_seen INTEGER,
+    app TEXT
 );
 CREATE INDEX devices_user ON devices (user_id);
 

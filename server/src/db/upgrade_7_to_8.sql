@@ -1,6 +1,9 @@
 -- user_version 7 → 8: the dashboard over counted records from covering indexes, and ratings
 -- projected (docs/benchmarks.md, "Dashboard with the programme's rule book"). The ratings of
 -- records already stored are filled by the relay right after this step (`sync::reproject_ratings`).
+-- Devices keep the app and version of their last sync.
+
+ALTER TABLE devices ADD COLUMN app TEXT;
 
 DROP INDEX records_status_school;
 CREATE INDEX records_status_school ON records (status, school_id, record_date);

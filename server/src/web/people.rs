@@ -61,6 +61,8 @@ pub struct DeviceRow {
     pub name: String,
     pub enrolled: String,
     pub last_sync: String,
+    /// The app and version its last sync named ('' before its first sync).
+    pub app: String,
     pub refusals: i64,
     pub revoked: Option<String>,
 }
@@ -68,7 +70,7 @@ pub struct DeviceRow {
 fn devices_of(conn: &Connection, user: &str) -> AppResult<Vec<DeviceRow>> {
     let mut stmt = conn.prepare(
         "SELECT d.id, d.name, d.created_at, d.last_seen, d.revoked_at,
-                (SELECT COUNT(*) FROM set_asides s WHERE s.device_id = d.id)
+                (SELECT COUNT(*) FROM set_asides s WHERE s.device_id = d.id), COALESCE(d.app, '')
          FROM devices d WHERE d.user_id = ?1 ORDER BY d.created_at, d.id",
     )?;
     let rows = stmt.query_map([user], |r| {
@@ -79,6 +81,7 @@ fn devices_of(conn: &Connection, user: &str) -> AppResult<Vec<DeviceRow>> {
             last_sync: r.get::<_, Option<i64>>(3)?.map(china_minute).unwrap_or_else(|| "—".into()),
             revoked: r.get::<_, Option<i64>>(4)?.map(china_minute),
             refusals: r.get(5)?,
+            app: r.get(6)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
