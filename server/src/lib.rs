@@ -19,6 +19,7 @@ pub mod forms;
 pub mod http;
 pub mod listen;
 pub mod programme;
+pub mod projection;
 pub mod sync;
 pub mod web;
 

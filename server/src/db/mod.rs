@@ -84,7 +84,7 @@ fn after_upgrade(conn: &mut Connection, before: i64) -> crate::error::AppResult<
     if (1..8).contains(&before) {
         let started = std::time::Instant::now();
         let tx = conn.transaction()?;
-        let n = crate::sync::reproject_ratings(&tx)?;
+        let n = crate::projection::reproject_ratings(&tx)?;
         tx.commit()?;
         tracing::info!(ratings = n, ms = started.elapsed().as_millis() as u64, "ratings projected after the upgrade to version 8");
     }
@@ -218,7 +218,7 @@ mod tests {
                 rusqlite::params![v.id, v.template, v.version, v.school, v.created_by, r.date()],
             )
             .expect("record");
-            crate::sync::project(conn, r, &v).expect("project");
+            crate::projection::project(conn, r, &v).expect("project");
         }
     }
 
@@ -292,7 +292,7 @@ mod tests {
         // Some records handed in: a push projects them again with their new status.
         conn.execute("UPDATE records SET status = 'submitted' WHERE rowid % 2 = 0", []).expect("status");
         for r in &records {
-            crate::sync::project(&conn, r, &r.read()).expect("project");
+            crate::projection::project(&conn, r, &r.read()).expect("project");
         }
         let projected = rows(&conn, "SELECT * FROM ratings ORDER BY record_id, meaning");
         let meanings = rows(&conn, "SELECT DISTINCT meaning FROM ratings ORDER BY 1");

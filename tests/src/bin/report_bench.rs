@@ -21,7 +21,7 @@ use shidao_core::template::{Role, BUILTIN_IDS};
 use shidao_core::{builtin, Clock, DeviceId, Editor, NewRecord, Record, RecordId, SchoolId, UserId};
 use shidao_server::web::{auth::WebUser, dashboard_html, export_xlsx, report_html, Lang, ReportQuery};
 use shidao_server::programme::{presets, rules, store};
-use shidao_server::{accounts, db, sync};
+use shidao_server::{accounts, db, projection};
 
 fn rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -77,7 +77,7 @@ fn samples(now: i64) -> Vec<Sample> {
             let mut r = Record::create(t.clone(), NewRecord { id: RecordId::random(), school: SchoolId::new("s").expect("id") }, editor, Clock::fixed(now)).expect("record");
             fill_completely(&mut r, 1 + k % 3, &mut rng).expect("fill");
             let view = r.read();
-            sync::project(&scratch, &r, &view).expect("project");
+            projection::project(&scratch, &r, &view).expect("project");
             let rid = r.id().to_string();
             let mut s = scratch.prepare("SELECT field, row_id, value, display, number, author, device, at, conflicts FROM answers WHERE record_id = ?1").expect("q");
             let answers = s
