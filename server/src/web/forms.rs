@@ -468,6 +468,7 @@ pub struct BandView {
     pub label: Both,
 }
 
+/// A score of the form: how it is computed and its bands.
 pub struct ScoreView {
     pub id: String,
     pub label: Both,
