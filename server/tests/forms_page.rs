@@ -122,12 +122,33 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
-/// The (HTML-escaped) value of a hidden input, unescaped.
+/// The (HTML-escaped) value of a hidden input, read as a browser reads it.
 fn hidden(html: &str, name: &str) -> String {
     let key = format!("name=\"{name}\" value=\"");
     let at = html.find(&key).unwrap_or_else(|| panic!("no hidden {name} in {html}")) + key.len();
-    let raw = html[at..].split('"').next().expect("value");
-    raw.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    unescape(html[at..].split('"').next().expect("value"))
+}
+
+/// Replaces each character reference (`&#34;`, `&amp;` …) by its character.
+fn unescape(s: &str) -> String {
+    let (mut out, mut rest) = (String::new(), s);
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        let end = rest[at..].find(';').unwrap_or_else(|| panic!("an unterminated reference in {s}")) + at;
+        let r = &rest[at + 1..end];
+        let c = match r {
+            "amp" => '&',
+            "lt" => '<',
+            "gt" => '>',
+            "quot" => '"',
+            "apos" => '\'',
+            _ => r.strip_prefix('#').and_then(|n| n.parse().ok()).and_then(char::from_u32).unwrap_or_else(|| panic!("an unknown reference &{r};")),
+        };
+        out.push(c);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[tokio::test]
@@ -277,10 +298,10 @@ async fn uploads_are_previewed_and_refusals_name_their_place() {
         "区教研室课堂教学评价表", "District lesson evaluation sheet", // title
         "1. 基本信息", "2. 评价",                                   // sections in order
         "听课日期", "授课教师", "学科", "语文", "Maths", "学生人数",   // fields, options
-        "一个班不超过60人", "At most 60 in a class", ". &lt;= 60",    // constraint and its message
+        "一个班不超过60人", "At most 60 in a class", ". &#60;= 60",    // constraint and its message
         "等级评分", "学生参与度", "差", "Excellent",                  // ratings and levels
-        "参与学生比例", "计算值", "if(${students} &gt; 0, ${r_participation} * 25, 0)", // computed
-        "显示条件", "answered(${r_goal})", "条件必填", "${r_goal} &lt;= 2", // relevance, required when
+        "参与学生比例", "计算值", "if(${students} &#62; 0, ${r_participation} * 25, 0)", // computed
+        "显示条件", "answered(${r_goal})", "条件必填", "${r_goal} &#60;= 2", // relevance, required when
         "总分", "r_goal</code> × 50", "≥ 85：优秀", "待改进",         // score, weights, bands
         "新表单：可以发布。",
     ] {
@@ -363,10 +384,24 @@ async fn uploads_are_previewed_and_refusals_name_their_place() {
     assert!(a.body.contains("课堂评价总分") && a.body.contains("r_content</code> × 10"));
 
     // 8. Texts of a definition are escaped.
-    let nasty = GOOD.replace("区教研室课堂教学评价表", "<script>alert(1)</script>评价表").replace("\"version\": 1", "\"version\": 4");
+    let nasty = GOOD
+        .replace("区教研室课堂教学评价表", "<script>alert(1)</script>评价表")
+        .replace("授课教师", r#"授课&amp;教师 'A' \"B\" <i>"#)
+        .replace("\"version\": 1", "\"version\": 4");
     let a = w.upload(&adm, &csrf, "<b>x</b>.json", nasty.as_bytes(), false).await;
-    assert!(a.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;评价表") && a.body.contains("&lt;b&gt;x&lt;/b&gt;.json"), "{}", a.body);
-    assert!(!a.body.contains("<script>") && !a.body.contains("<b>x</b>"));
+    assert!(a.body.contains("&#60;script&#62;alert(1)&#60;/script&#62;评价表") && a.body.contains("&#60;b&#62;x&#60;/b&#62;.json"), "{}", a.body);
+    assert!(a.body.contains("授课&#38;amp;教师 &#39;A&#39; &#34;B&#34; &#60;i&#62;"), "{}", a.body);
+    assert!(!a.body.contains("<script>") && !a.body.contains("<b>x</b>") && !a.body.contains("<i>"));
+    // The escaped definition in the hidden field reads back as the one checked, and publishes.
+    let checked = forms::check_file("x.json", nasty.as_bytes(), false).expect("the form checks");
+    assert_eq!(hidden(&a.body, "definition"), checked.definition);
+    assert_eq!(hidden(&a.body, "file"), "<b>x</b>.json");
+    let form = ["csrf", "programme", "file", "hash", "definition"].map(|k| (k, hidden(&a.body, k)));
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let a = w.post(&adm, "/admin/forms/publish", &form).await;
+    assert_eq!((a.status, a.location.as_deref()), (StatusCode::SEE_OTHER, Some("/admin/forms?done=published&form=tingke-pingjia&version=4")), "{}", a.body);
+    let stored = w.state.with_db(|c| forms::template(c, "p", "tingke-pingjia", 4)).expect("lookup").expect("published");
+    assert_eq!(stored.definition(), checked.definition, "stored as previewed");
 }
 
 #[tokio::test]

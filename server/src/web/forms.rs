@@ -10,19 +10,24 @@
 //! - The preview judges compatibility with the same code publishing uses (`forms::publish`, run
 //!   in a transaction that is rolled back), and the publish step checks the definition it is sent
 //!   again: nothing from the browser is stored unchecked.
-//! - Every text of a form definition is escaped with `esc` (labels come from district files).
+//! - The pages are askama templates (`forms.html`, `form_preview.html`, `forms_refused.html`)
+//!   that escape every value they insert: the view structs here hold plain text, never markup
+//!   (labels come from district files). The hidden publish form carries the definition in an
+//!   attribute value, which the browser posts back unchanged.
 
 use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
+use askama::Template;
 use rusqlite::{Connection, OptionalExtension};
 use serde::Deserialize;
+use shidao_core::expr::fmt_num;
 use shidao_core::template::{Field, FieldKind, Label, Required, Role};
 
 use super::auth::WebUser;
-use super::page::{esc, layout, url, Lang};
+use super::page::{render, url, Chrome, Lang};
 use shidao_core::date::china_minute;
 use crate::error::{AppError, AppResult};
 use crate::forms::{self, Checked, Source, MAX_FORM_BYTES};
@@ -67,29 +72,32 @@ fn programme_for(conn: &Connection, user: &WebUser, asked: Option<&str>) -> AppR
     }
 }
 
+#[derive(Template)]
+#[template(path = "forms_refused.html")]
+struct RefusedPage<'a> {
+    chrome: Chrome<'a>,
+    /// Refused for what the form is (a check, a conflict) rather than for who asks or a fault.
+    checked: bool,
+    message: String,
+    back: String,
+}
+
 /// A page that shows why something was refused, with a way back; the status is the error's.
 fn refusal(lang: Lang, user: &WebUser, programme: &str, e: &AppError) -> Response {
     let (status, _) = e.status_and_code();
     if status == StatusCode::INTERNAL_SERVER_ERROR {
         tracing::error!(cause = %e, "forms page failed");
     }
-    let shown = match e {
+    let message = match e {
         AppError::Internal(_) => "internal error".to_string(),
         e => e.to_string(),
     };
-    let body = format!(
-        r#"<h1>{}</h1><p class="flag" id="refusal">{}</p><p class="muted">{}</p><p><a href="{}">{}</a></p>"#,
-        if status == StatusCode::FORBIDDEN || status == StatusCode::NOT_FOUND || status == StatusCode::INTERNAL_SERVER_ERROR {
-            lang.t("未能完成", "Not done")
-        } else {
-            lang.t("表单未通过检查", "The form was refused")
-        },
-        esc(&shown),
-        lang.t("未保存任何内容。", "Nothing was stored."),
-        esc(&back(user, programme, "")),
-        lang.t("返回表单管理", "Back to the forms"),
-    );
-    (status, layout(lang, lang.t("表单管理", "Forms"), Some(user), &body)).into_response()
+    let checked = !matches!(status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND | StatusCode::INTERNAL_SERVER_ERROR);
+    let page = RefusedPage { chrome: Chrome::new(lang, lang.t("表单管理", "Forms"), Some(user)), checked, message, back: back(user, programme, "") };
+    match render(&page) {
+        Ok(html) => (status, html).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// `/admin/forms`, with the programme for users of none, and a result message.
@@ -104,11 +112,16 @@ fn back(user: &WebUser, programme: &str, message: &str) -> String {
     if q.is_empty() { "/admin/forms".to_string() } else { format!("/admin/forms?{}", q.join("&")) }
 }
 
-fn both(l: &Label) -> String {
-    if l.en.is_empty() || l.en == l.zh {
-        esc(&l.zh)
-    } else {
-        format!("{} <span class=\"muted\" lang=\"en\">{}</span>", esc(&l.zh), esc(&l.en))
+/// A text of a form in both languages; `en` is empty when it adds nothing to `zh`.
+pub struct Both {
+    pub zh: String,
+    pub en: String,
+}
+
+impl Both {
+    fn of(l: &Label) -> Both {
+        let en = if l.en == l.zh { String::new() } else { l.en.clone() };
+        Both { zh: l.zh.clone(), en }
     }
 }
 
@@ -121,119 +134,116 @@ pub struct ListQuery {
     version: Option<u32>,
 }
 
+/// A programme to switch to, for users of no programme.
+pub struct ProgrammeLink {
+    pub href: String,
+    pub name: String,
+}
+
+/// One published version, as its row of the list shows it.
+pub struct VersionRow {
+    pub id: String,
+    pub version: u32,
+    pub title: Both,
+    pub records: i64,
+    pub badge: &'static str,
+    pub state: &'static str,
+    pub source: String,
+    pub at: String,
+    pub by: String,
+    pub hash: String,
+    pub retired: bool,
+}
+
+#[derive(Template)]
+#[template(path = "forms.html")]
+struct ListPage<'a> {
+    chrome: Chrome<'a>,
+    programme: String,
+    name: String,
+    /// The programmes to pick from, for a user of none (else empty).
+    programmes: Vec<ProgrammeLink>,
+    /// What was just done: the message, the form and its version.
+    result: Option<(&'static str, String, u32)>,
+    admin: bool,
+    csrf: &'a str,
+    versions: Vec<VersionRow>,
+    limit_mib: usize,
+}
+
+/// The first 16 characters of a hash, enough to tell versions apart.
+fn short(hash: &str) -> String {
+    hash.chars().take(16).collect()
+}
+
 /// `GET /admin/forms`: the versions, the upload form and retire buttons (admins only).
 pub async fn list(State(state): State<AppState>, user: WebUser, lang: Lang, Query(q): Query<ListQuery>) -> AppResult<Html<String>> {
     may_view(&user)?;
-    let u = user.clone();
-    let body = state
+    let (u, asked) = (user.clone(), q.programme.clone());
+    let (programme, name, programmes, versions) = state
         .blocking(move |conn| {
-            let programme = programme_for(conn, &u, q.programme.as_deref())?;
+            let programme = programme_for(conn, &u, asked.as_deref())?;
             let name: String = conn
                 .query_row("SELECT name FROM programmes WHERE id = ?1", [&programme], |r| r.get(0))
                 .optional()?
                 .ok_or_else(|| AppError::NotFound(format!("programme {programme} does not exist")))?;
-            let versions = forms::list(conn, &programme)?;
-            let admin = may_act(&u).is_ok();
-            let mut h = format!("<h1>{} · {}</h1>", lang.t("表单管理", "Forms"), esc(&name));
-            if u.programme.is_none() {
-                let all: Vec<(String, String)> = conn
-                    .prepare("SELECT id, name FROM programmes ORDER BY id")?
-                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect::<rusqlite::Result<_>>()?;
-                h.push_str(&format!("<p>{}: ", lang.t("项目", "Programme")));
-                for (id, n) in all {
-                    h.push_str(&format!(r#"<a href="/admin/forms?programme={}">{}</a> "#, url(&id), esc(&n)));
-                }
-                h.push_str("</p>");
-            }
-            if let (Some(done), Some(form), Some(version)) = (&q.done, &q.form, q.version) {
-                let what = match done.as_str() {
-                    "published" => Some(lang.t("已发布", "Published")),
-                    "already" => Some(lang.t("此版本已发布过，未作改动", "This version was already published; nothing changed")),
-                    "retired" => Some(lang.t("已停用", "Retired")),
-                    _ => None,
-                };
-                if let Some(what) = what {
-                    h.push_str(&format!(r#"<p class="ok" id="result">{what}：{} v{version}</p>"#, esc(form)));
-                }
-            }
-            h.push_str(&format!(
-                "<table id=\"versions\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th>{}</tr>",
-                lang.t("表单", "Form"),
-                lang.t("版本", "Version"),
-                lang.t("标题", "Title"),
-                lang.t("记录数", "Records"),
-                lang.t("状态", "State"),
-                lang.t("来源", "Source"),
-                lang.t("发布时间", "Published"),
-                lang.t("发布人", "By"),
-                lang.t("哈希", "Hash"),
-                if admin { format!("<th>{}</th>", lang.t("操作", "Action")) } else { String::new() },
-            ));
-            for f in &versions {
-                let (state_class, state_text) = if f.retired_at.is_some() {
-                    ("badge red", lang.t("已停用", "retired"))
-                } else if f.current {
-                    ("badge green", lang.t("当前版本", "current"))
-                } else {
-                    ("badge", lang.t("旧版本", "older"))
-                };
-                let action = if !admin {
-                    String::new()
-                } else if f.retired_at.is_some() {
-                    "<td></td>".to_string()
-                } else {
-                    format!(
-                        r#"<td class="nw"><form class="inline" method="post" action="/admin/forms/retire"><input type="hidden" name="csrf" value="{}"><input type="hidden" name="programme" value="{}"><input type="hidden" name="form" value="{}"><input type="hidden" name="version" value="{}"><button class="secondary retire" type="submit">{}</button></form></td>"#,
-                        esc(&u.csrf),
-                        esc(&programme),
-                        esc(&f.id),
-                        f.version,
-                        lang.t("停用", "Retire"),
-                    )
-                };
-                let by = if f.published_by == "shidao" { lang.t("内置", "built-in").to_string() } else { f.published_by.clone() };
-                h.push_str(&format!(
-                    r#"<tr data-form="{id}" data-version="{v}"><td><code>{id}</code></td><td class="n">v{v}</td><td>{title}</td><td class="n">{records}</td><td class="nw"><span class="{state_class}">{state_text}</span></td><td>{source}</td><td class="nw">{at}</td><td>{by}</td><td><code>{hash}</code></td>{action}</tr>"#,
-                    id = esc(&f.id),
-                    v = f.version,
-                    title = both(&Label { zh: f.title_zh.clone(), en: f.title_en.clone() }),
-                    records = f.records,
-                    source = esc(&f.source),
-                    at = china_minute(f.published_at),
-                    by = esc(&by),
-                    hash = esc(&f.hash[..16.min(f.hash.len())]),
-                ));
-            }
-            h.push_str("</table>");
-            if admin {
-                h.push_str(&format!(
-                    r#"<h2>{}</h2><form method="post" action="/admin/forms/preview" enctype="multipart/form-data"><input type="hidden" name="csrf" value="{}"><input type="hidden" name="programme" value="{}">
-<p><label>{}<br><input type="file" name="file" id="form-file" accept=".json,.xlsx,.xls"></label></p>
-<p><label><input type="checkbox" name="skip_unsupported" value="1" id="skip-unsupported"> {}</label></p>
-<p><button type="submit" id="preview">{}</button></p></form><p class="muted">{}</p>"#,
-                    lang.t("上传新表单或新版本", "Upload a form or a new version"),
-                    esc(&u.csrf),
-                    esc(&programme),
-                    lang.t("表单文件（模板 JSON 或 XLSForm 工作簿 .xlsx/.xls）", "Form file (template JSON, or an XLSForm workbook .xlsx/.xls)"),
-                    lang.t("跳过不支持的题目（逐一列为警告）", "Skip unsupported questions (each listed as a warning)"),
-                    lang.t("检查并预览", "Check and preview"),
-                    esc(&format!(
-                        "{} {} MiB",
-                        lang.t("先预览，确认后再发布。文件上限", "Preview first, then publish. Size limit"),
-                        MAX_FORM_BYTES / (1024 * 1024)
-                    )),
-                ));
+            let programmes = if u.programme.is_none() {
+                conn.prepare("SELECT id, name FROM programmes ORDER BY id")?
+                    .query_map([], |r| Ok(ProgrammeLink { href: format!("/admin/forms?programme={}", url(&r.get::<_, String>(0)?)), name: r.get(1)? }))?
+                    .collect::<rusqlite::Result<_>>()?
             } else {
-                h.push_str(&format!(
-                    "<p class=\"muted\" id=\"read-only\">{}</p>",
-                    lang.t("只读：只有管理员可以发布或停用表单。", "Read only: only admins publish or retire forms.")
-                ));
-            }
-            Ok(h)
+                Vec::new()
+            };
+            let versions = forms::list(conn, &programme)?;
+            Ok((programme, name, programmes, versions))
         })
         .await?;
-    Ok(layout(lang, lang.t("表单管理", "Forms"), Some(&user), &body))
+    let result = match (&q.done, &q.form, q.version) {
+        (Some(done), Some(form), Some(version)) => match done.as_str() {
+            "published" => Some(lang.t("已发布", "Published")),
+            "already" => Some(lang.t("此版本已发布过，未作改动", "This version was already published; nothing changed")),
+            "retired" => Some(lang.t("已停用", "Retired")),
+            _ => None,
+        }
+        .map(|what| (what, form.clone(), version)),
+        _ => None,
+    };
+    let versions = versions
+        .into_iter()
+        .map(|f| {
+            let (badge, state) = if f.retired_at.is_some() {
+                ("badge red", lang.t("已停用", "retired"))
+            } else if f.current {
+                ("badge green", lang.t("当前版本", "current"))
+            } else {
+                ("badge", lang.t("旧版本", "older"))
+            };
+            VersionRow {
+                title: Both::of(&Label { zh: f.title_zh, en: f.title_en }),
+                hash: short(&f.hash),
+                at: china_minute(f.published_at),
+                by: if f.published_by == "shidao" { lang.t("内置", "built-in").to_string() } else { f.published_by },
+                id: f.id,
+                version: f.version,
+                records: f.records,
+                badge,
+                state,
+                source: f.source,
+                retired: f.retired_at.is_some(),
+            }
+        })
+        .collect();
+    render(&ListPage {
+        chrome: Chrome::new(lang, lang.t("表单管理", "Forms"), Some(&user)),
+        programme,
+        name,
+        programmes,
+        result,
+        admin: may_act(&user).is_ok(),
+        csrf: &user.csrf,
+        versions,
+        limit_mib: MAX_FORM_BYTES / (1024 * 1024),
+    })
 }
 
 /// How an uploaded form stands against what the programme has published.
@@ -323,8 +333,7 @@ pub async fn preview(State(state): State<AppState>, user: WebUser, lang: Lang, u
     let now = state.clock.now();
     let (p, c, by) = (programme.clone(), checked.clone(), user.id.clone());
     let standing = state.blocking_mut(move |conn| standing(conn, &p, &c, &by, now)).await?;
-    let body = preview_page(lang, &user, &programme, &name, &checked, &standing);
-    Ok(layout(lang, lang.t("表单预览", "Form preview"), Some(&user), &body).into_response())
+    Ok(preview_page(lang, &user, &programme, &name, &checked, &standing)?.into_response())
 }
 
 fn kind_name(lang: Lang, k: FieldKind) -> &'static str {
@@ -349,189 +358,204 @@ fn kind_name(lang: Lang, k: FieldKind) -> &'static str {
     }
 }
 
-fn code(s: &str) -> String {
-    format!("<code>{}</code>", esc(s))
+/// A choice of a choice field: its label and the value stored.
+pub struct OptionView {
+    pub label: Both,
+    pub value: String,
 }
 
-/// The rules and contents of one field, as list items.
-fn field_details(lang: Lang, f: &Field) -> String {
-    let mut d: Vec<String> = Vec::new();
-    if let Some(hint) = &f.hint {
-        d.push(format!("{}：{}", lang.t("提示", "Hint"), both(hint)));
-    }
-    match &f.required {
-        Required::Always(true) => d.push(format!("<b>{}</b>", lang.t("必填", "Required"))),
-        Required::Always(false) => {}
-        Required::When(e) => d.push(format!("{}：{}", lang.t("条件必填", "Required when"), code(e))),
-    }
-    if let Some(e) = &f.relevant {
-        d.push(format!("{}：{}", lang.t("显示条件", "Shown when"), code(e)));
-    }
-    if let Some(e) = &f.constraint {
-        let message = f.constraint_message.as_ref().map(|m| format!("（{}）", both(m))).unwrap_or_default();
-        d.push(format!("{}：{}{message}", lang.t("约束", "Constraint"), code(e)));
-    }
-    if f.min.is_some() || f.max.is_some() {
-        let b = |v: Option<f64>| v.map(shidao_core::expr::fmt_num).unwrap_or_else(|| "…".into());
-        d.push(format!("{}：{} – {}", lang.t("范围", "Range"), b(f.min), b(f.max)));
-    }
-    if let Some(unit) = &f.unit {
-        d.push(format!("{}：{}", lang.t("单位", "Unit"), both(unit)));
-    }
-    if let Some(e) = &f.compute {
-        d.push(format!("{}：{}", lang.t("计算", "Computed as"), code(e)));
-    }
-    if let Some(l) = &f.links_to {
-        d.push(format!("{}：{}", lang.t("关联表单", "Links to"), code(l)));
-    }
-    if !f.options.is_empty() {
-        let items: Vec<String> = f.options.iter().map(|o| format!("<li>{} {}</li>", both(&o.label), code(&o.value))).collect();
-        d.push(format!("{}：<ul class=\"options\">{}</ul>", lang.t("选项", "Options"), items.concat()));
-    }
-    if !f.scale.is_empty() {
-        let items: Vec<String> = f
-            .scale
-            .iter()
-            .map(|s| {
-                let desc = s.description.as_ref().map(|x| format!("：{}", both(x))).unwrap_or_default();
-                let points = s.points.map(|p| format!(" <span class=\"points\">（{} {}）</span>", shidao_core::expr::fmt_num(p), lang.t("分", "points"))).unwrap_or_default();
-                format!("<li><b>{}</b> {}{points}{desc}</li>", s.value, both(&s.label))
-            })
-            .collect();
-        d.push(format!("{}：<ol class=\"scale\">{}</ol>", lang.t("等级", "Levels"), items.concat()));
-    }
-    if f.kind == FieldKind::Repeat {
-        let rows = match (f.min_rows, f.max_rows) {
-            (None, None) => String::new(),
-            (a, b) => format!(
-                "{}：{} – {}",
-                lang.t("行数", "Rows"),
-                a.map_or("0".to_string(), |v| v.to_string()),
-                b.map_or("…".to_string(), |v| v.to_string())
-            ),
-        };
-        if !rows.is_empty() {
-            d.push(rows);
+/// A level of a rating scale.
+pub struct LevelView {
+    pub value: i64,
+    pub label: Both,
+    pub points: Option<String>,
+    pub description: Option<Both>,
+}
+
+/// A field with its rules and contents, as the preview lists it.
+pub struct FieldView {
+    pub id: String,
+    pub label: Both,
+    /// The kind's name in the page's language.
+    pub kind: &'static str,
+    pub hint: Option<Both>,
+    pub required: bool,
+    pub required_when: Option<String>,
+    pub shown_when: Option<String>,
+    /// The constraint and its message.
+    pub constraint: Option<(String, Option<Both>)>,
+    /// The lowest and highest value allowed, `…` for no bound.
+    pub range: Option<(String, String)>,
+    pub unit: Option<Both>,
+    pub compute: Option<String>,
+    pub links_to: Option<String>,
+    pub options: Vec<OptionView>,
+    pub levels: Vec<LevelView>,
+    /// The fewest and most rows of a repeat group that bounds them.
+    pub rows: Option<(String, String)>,
+    /// The sub-fields of a repeat group (a group holds no other group).
+    pub fields: Vec<FieldView>,
+}
+
+impl FieldView {
+    fn of(lang: Lang, f: &Field) -> FieldView {
+        let bound = |v: Option<f64>| v.map_or_else(|| "…".to_string(), fmt_num);
+        FieldView {
+            id: f.id.clone(),
+            label: Both::of(&f.label),
+            kind: kind_name(lang, f.kind),
+            hint: f.hint.as_ref().map(Both::of),
+            required: matches!(f.required, Required::Always(true)),
+            required_when: match &f.required {
+                Required::When(e) => Some(e.clone()),
+                Required::Always(_) => None,
+            },
+            shown_when: f.relevant.clone(),
+            constraint: f.constraint.as_ref().map(|e| (e.clone(), f.constraint_message.as_ref().map(Both::of))),
+            range: (f.min.is_some() || f.max.is_some()).then(|| (bound(f.min), bound(f.max))),
+            unit: f.unit.as_ref().map(Both::of),
+            compute: f.compute.clone(),
+            links_to: f.links_to.clone(),
+            options: f.options.iter().map(|o| OptionView { label: Both::of(&o.label), value: o.value.clone() }).collect(),
+            levels: f
+                .scale
+                .iter()
+                .map(|s| LevelView { value: s.value, label: Both::of(&s.label), points: s.points.map(fmt_num), description: s.description.as_ref().map(Both::of) })
+                .collect(),
+            rows: (f.kind == FieldKind::Repeat && (f.min_rows.is_some() || f.max_rows.is_some()))
+                .then(|| (f.min_rows.map_or("0".to_string(), |v| v.to_string()), f.max_rows.map_or("…".to_string(), |v| v.to_string()))),
+            fields: if f.kind == FieldKind::Repeat { f.fields.iter().map(|s| FieldView::of(lang, s)).collect() } else { Vec::new() },
         }
-        d.push(fields_table(lang, &f.fields));
     }
-    if d.is_empty() {
-        String::new()
-    } else {
-        format!("<ul>{}</ul>", d.into_iter().map(|x| format!("<li>{x}</li>")).collect::<String>())
+
+    /// Whether the field has anything to list under "rules and contents".
+    pub fn has_details(&self) -> bool {
+        self.hint.is_some()
+            || self.required
+            || self.required_when.is_some()
+            || self.shown_when.is_some()
+            || self.constraint.is_some()
+            || self.range.is_some()
+            || self.unit.is_some()
+            || self.compute.is_some()
+            || self.links_to.is_some()
+            || !self.options.is_empty()
+            || !self.levels.is_empty()
+            || self.rows.is_some()
+            || !self.fields.is_empty()
     }
 }
 
-fn fields_table(lang: Lang, fields: &[Field]) -> String {
-    let mut h = format!(
-        "<table class=\"fields\"><tr><th>{}</th><th>{}</th><th>{}</th></tr>",
-        lang.t("题目", "Question"),
-        lang.t("类型", "Kind"),
-        lang.t("规则与内容", "Rules and contents")
-    );
-    for f in fields {
-        h.push_str(&format!(
-            r#"<tr data-field="{id}"><td>{label}<br><code>{id}</code></td><td>{kind}</td><td>{details}</td></tr>"#,
-            id = esc(&f.id),
-            label = both(&f.label),
-            kind = kind_name(lang, f.kind),
-            details = field_details(lang, f),
-        ));
-    }
-    h.push_str("</table>");
-    h
+/// A section of the form, with the condition it is shown on.
+pub struct SectionView {
+    pub id: String,
+    pub label: Both,
+    pub shown_when: Option<String>,
+    pub fields: Vec<FieldView>,
 }
 
-fn preview_page(lang: Lang, user: &WebUser, programme: &str, file: &str, form: &Checked, standing: &Standing) -> String {
+/// One part of how a score is computed.
+pub enum How {
+    OutOf(String),
+    /// A weighted field: its label (when the field exists), id and weight.
+    Weight { label: Option<Both>, field: String, weight: String },
+    Expr(String),
+}
+
+/// A band of a score: from its lowest value up.
+pub struct BandView {
+    pub min: String,
+    pub label: Both,
+}
+
+/// A score of the form: how it is computed and its bands.
+pub struct ScoreView {
+    pub id: String,
+    pub label: Both,
+    pub how: Vec<How>,
+    /// Highest band first.
+    pub bands: Vec<BandView>,
+}
+
+/// The hidden fields the publish button sends back.
+pub struct PublishFields<'a> {
+    pub csrf: &'a str,
+    pub programme: &'a str,
+    pub file: &'a str,
+    pub hash: &'a str,
+    /// The checked definition, posted back as it is; publishing checks it again.
+    pub definition: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "form_preview.html")]
+struct PreviewPage<'a> {
+    chrome: Chrome<'a>,
+    title: Both,
+    file: &'a str,
+    id: &'a str,
+    version: u32,
+    hash: String,
+    /// The class of the verdict (`ok`, `amber`, `flag`) and its text.
+    standing: (&'static str, String),
+    warnings: &'a [String],
+    /// Present when the form can be published.
+    publish: Option<PublishFields<'a>>,
+    back: String,
+    description: Option<Both>,
+    filled_by: String,
+    date_field: Option<&'a str>,
+    sections: Vec<SectionView>,
+    scores: Vec<ScoreView>,
+}
+
+fn preview_page(lang: Lang, user: &WebUser, programme: &str, file: &str, form: &Checked, standing: &Standing) -> AppResult<Html<String>> {
     let t = &form.template;
     let d = &t.def;
-    let mut h = format!(
-        r#"<h1>{} · {}</h1><p>{} <code>{}</code> · <code>{}</code> v{} · {} <code>{}</code></p>"#,
-        lang.t("表单预览", "Form preview"),
-        both(&d.title),
-        lang.t("文件", "File"),
-        esc(file),
-        esc(t.id()),
-        t.version(),
-        lang.t("哈希", "Hash"),
-        esc(&form.hash[..16.min(form.hash.len())]),
-    );
-    let (class, verdict) = match standing {
+    let verdict = match standing {
         Standing::New => ("ok", lang.t("新表单：可以发布。", "A new form: it can be published.").to_string()),
         Standing::NewVersion { newest } => (
             "ok",
             format!("{} v{newest}{}", lang.t("新版本，与已发布的", "A new version, compatible with the published"), lang.t("兼容：可以发布。", ": it can be published.")),
         ),
         Standing::AlreadyPublished => ("amber", lang.t("此版本已发布，内容相同：无需再发布。", "This version is already published with the same content.").to_string()),
-        Standing::Refused(why) => (
-            "flag",
-            format!("{} {why}", lang.t("不能发布：", "Cannot be published:")),
-        ),
+        Standing::Refused(why) => ("flag", format!("{} {why}", lang.t("不能发布：", "Cannot be published:"))),
     };
-    h.push_str(&format!(r#"<p class="{class}" id="standing">{}</p>"#, esc(&verdict)));
-    if !form.warnings.is_empty() {
-        h.push_str(&format!("<h2>{}</h2><ul id=\"warnings\">", lang.t("导入警告", "Import warnings")));
-        for w in &form.warnings {
-            h.push_str(&format!("<li class=\"amber\">{}</li>", esc(w)));
-        }
-        h.push_str("</ul>");
-    }
-    if matches!(standing, Standing::New | Standing::NewVersion { .. }) {
-        h.push_str(&format!(
-            r#"<form method="post" action="/admin/forms/publish"><input type="hidden" name="csrf" value="{}"><input type="hidden" name="programme" value="{}"><input type="hidden" name="file" value="{}"><input type="hidden" name="hash" value="{}"><input type="hidden" name="definition" value="{}"><p><button type="submit" id="publish">{}</button></p></form>"#,
-            esc(&user.csrf),
-            esc(programme),
-            esc(file),
-            esc(&form.hash),
-            esc(&form.definition),
-            lang.t("发布此表单", "Publish this form"),
-        ));
-    }
-    h.push_str(&format!(r#"<p><a href="{}">{}</a></p>"#, esc(&back(user, programme, "")), lang.t("返回表单管理（不发布）", "Back to the forms (without publishing)")));
-    if let Some(desc) = &d.description {
-        h.push_str(&format!("<p>{}</p>", both(desc)));
-    }
-    let roles: Vec<&str> = d.filled_by.iter().map(|r| r.as_str()).collect();
-    h.push_str(&format!("<p class=\"muted\">{}：{}", lang.t("填写角色", "Filled by"), esc(&roles.join(", "))));
-    if let Some(df) = &d.date_field {
-        h.push_str(&format!(" · {}：{}", lang.t("日期字段", "Date field"), code(df)));
-    }
-    h.push_str("</p>");
-    for (i, s) in d.sections.iter().enumerate() {
-        h.push_str(&format!(r#"<h2 data-section="{}">{}. {}</h2>"#, esc(&s.id), i + 1, both(&s.label)));
-        if let Some(e) = &s.relevant {
-            h.push_str(&format!("<p>{}：{}</p>", lang.t("本部分显示条件", "Section shown when"), code(e)));
-        }
-        h.push_str(&fields_table(lang, &s.fields));
-    }
-    if !d.scores.is_empty() {
-        h.push_str(&format!("<h2>{}</h2><table id=\"scores\"><tr><th>{}</th><th>{}</th><th>{}</th></tr>", lang.t("得分", "Scores"), lang.t("得分", "Score"), lang.t("计算", "How"), lang.t("等级", "Bands")));
-        for s in &d.scores {
-            let mut how: Vec<String> = Vec::new();
-            if let Some(out_of) = s.out_of {
-                how.push(format!("{}：{}", lang.t("满分", "Out of"), shidao_core::expr::fmt_num(out_of)));
-            }
-            for w in &s.weights {
-                let label = t.field(&w.field).map(|f| both(&f.def.label)).unwrap_or_default();
-                how.push(format!("{label} {} × {}", code(&w.field), shidao_core::expr::fmt_num(w.weight)));
-            }
-            if let Some(e) = &s.expr {
-                how.push(code(e));
-            }
+    let publish = matches!(standing, Standing::New | Standing::NewVersion { .. })
+        .then(|| PublishFields { csrf: &user.csrf, programme, file, hash: &form.hash, definition: &form.definition });
+    let scores = d
+        .scores
+        .iter()
+        .map(|s| {
+            let mut how: Vec<How> = s.out_of.map(|o| How::OutOf(fmt_num(o))).into_iter().collect();
+            how.extend(s.weights.iter().map(|w| How::Weight { label: t.field(&w.field).map(|f| Both::of(&f.def.label)), field: w.field.clone(), weight: fmt_num(w.weight) }));
+            how.extend(s.expr.clone().map(How::Expr));
             let mut bands = s.bands.clone();
             bands.sort_by(|a, b| b.min.total_cmp(&a.min));
-            let bands: Vec<String> = bands.iter().map(|b| format!("<li>≥ {}：{}</li>", shidao_core::expr::fmt_num(b.min), both(&b.label))).collect();
-            h.push_str(&format!(
-                "<tr><td>{} <code>{}</code></td><td>{}</td><td><ul>{}</ul></td></tr>",
-                both(&s.label),
-                esc(&s.id),
-                how.join("<br>"),
-                bands.concat()
-            ));
-        }
-        h.push_str("</table>");
-    }
-    h
+            ScoreView { id: s.id.clone(), label: Both::of(&s.label), how, bands: bands.iter().map(|b| BandView { min: fmt_num(b.min), label: Both::of(&b.label) }).collect() }
+        })
+        .collect();
+    render(&PreviewPage {
+        chrome: Chrome::new(lang, lang.t("表单预览", "Form preview"), Some(user)),
+        title: Both::of(&d.title),
+        file,
+        id: t.id(),
+        version: t.version(),
+        hash: short(&form.hash),
+        standing: verdict,
+        warnings: &form.warnings,
+        publish,
+        back: back(user, programme, ""),
+        description: d.description.as_ref().map(Both::of),
+        filled_by: d.filled_by.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "),
+        date_field: d.date_field.as_deref(),
+        sections: d
+            .sections
+            .iter()
+            .map(|s| SectionView { id: s.id.clone(), label: Both::of(&s.label), shown_when: s.relevant.clone(), fields: s.fields.iter().map(|f| FieldView::of(lang, f)).collect() })
+            .collect(),
+        scores,
+    })
 }
 
 #[derive(Debug, Deserialize)]
