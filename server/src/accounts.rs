@@ -4,8 +4,7 @@
 //! so a copy of the database cannot sync as anyone. A user's scope is the schools they are
 //! assigned to, or, for reviewers (supervisor, admin), every school of their programme.
 
-use rusqlite::{params, Connection, OptionalExtension};
-use serde::Deserialize;
+use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use shidao_core::date::parse_date;
 use shidao_core::sync::protocol::{Reference, SchoolInfo, TaskInfo, TemplateRef, UserInfo};
@@ -199,63 +198,6 @@ pub fn add_task_from(
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
-struct SchoolRow {
-    id: String,
-    name: String,
-    #[serde(default)]
-    category: String,
-    #[serde(default)]
-    key_project: String,
-}
-
-/// Imports schools from CSV with a header `id,name,category,key_project`. All or nothing: a bad
-/// line is reported with its line number and nothing is imported.
-pub fn import_schools_csv(conn: &Connection, programme: &str, csv_text: &str) -> AppResult<usize> {
-    // A savepoint, so an import also runs inside the admin command's audited transaction.
-    crate::programme::store::atomically(conn, |tx| {
-        let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
-        let mut n = 0;
-        for (i, row) in reader.deserialize::<SchoolRow>().enumerate() {
-            let row = row.map_err(|e| AppError::BadRequest(format!("schools CSV line {}: {e}", i + 2)))?;
-            add_school(tx, programme, row.id.trim(), row.name.trim(), row.category.trim(), row.key_project.trim())
-                .map_err(|e| AppError::BadRequest(format!("schools CSV line {}: {e}", i + 2)))?;
-            n += 1;
-        }
-        Ok(n)
-    })
-}
-
-#[derive(Debug, Deserialize)]
-struct UserRow {
-    id: String,
-    name: String,
-    role: String,
-    #[serde(default)]
-    schools: String,
-}
-
-/// Imports users from CSV with a header `id,name,role,schools` (schools separated by `;`). All
-/// or nothing.
-pub fn import_users_csv(conn: &Connection, programme: &str, csv_text: &str, now: i64) -> AppResult<usize> {
-    // A savepoint, so an import also runs inside the admin command's audited transaction.
-    crate::programme::store::atomically(conn, |tx| {
-        let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
-        let mut n = 0;
-        for (i, row) in reader.deserialize::<UserRow>().enumerate() {
-            let line = i + 2;
-            let row = row.map_err(|e| AppError::BadRequest(format!("users CSV line {line}: {e}")))?;
-            let role = Role::parse(row.role.trim())
-                .ok_or_else(|| AppError::BadRequest(format!("users CSV line {line}: unknown role `{}`", row.role)))?;
-            let schools: Vec<String> = row.schools.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
-            add_user(tx, row.id.trim(), row.name.trim(), role, Some(programme), &schools, None, now)
-                .map_err(|e| AppError::BadRequest(format!("users CSV line {line}: {e}")))?;
-            n += 1;
-        }
-        Ok(n)
-    })
-}
-
 /// Makes a one-time enrolment code for a user; only its hash is kept.
 pub fn new_enrol_code(conn: &Connection, user: &str, now: i64) -> AppResult<String> {
     let active: Option<bool> = conn.query_row("SELECT active FROM users WHERE id = ?1", [user], |r| r.get(0)).optional()?;
@@ -312,6 +254,19 @@ pub fn enrol(conn: &Connection, code: &str, device_name: &str, now: i64) -> AppR
     )?;
     tx.commit()?;
     Ok((device, token, user))
+}
+
+/// Disables or enables a user. A disabled user's tablets are refused (401 revoked), their web
+/// sessions end, and their codes enrol nothing; their records and assignments are kept.
+pub fn set_active(conn: &Connection, user: &str, active: bool) -> AppResult<()> {
+    let n = conn.execute(
+        "UPDATE users SET active = ?2 WHERE id = ?1",
+        params![user, active],
+    )?;
+    if n == 0 {
+        return Err(AppError::NotFound(format!("user {user} does not exist")));
+    }
+    Ok(())
 }
 
 /// Revokes a device: its token is refused from now on.
@@ -450,27 +405,45 @@ mod tests {
         c
     }
 
+    fn import(c: &Connection, kind: &str, text: &str) -> Result<usize, String> {
+        use crate::directory::{Mode, Table, import_people, import_schools};
+        let table = Table::read(text.as_bytes())?;
+        let by = crate::admin::CONSOLE_ACTOR;
+        match kind {
+            "schools" => import_schools(c, "ouhai", &table, Mode::Update, 0, by),
+            _ => import_people(c, "ouhai", &table, Mode::Update, 0, by),
+        }
+        .map_err(|e| e.to_string())
+    }
+
     #[test]
     fn csv_imports_are_all_or_nothing_and_name_the_line() {
         let c = conn();
         let schools = "id,name,category,key_project\nouhai-01,瓯海中学,示范,课程改革\nouhai-02,外国语学校,优质,双语\n";
-        assert_eq!(import_schools_csv(&c, "ouhai", schools).expect("import"), 2);
+        assert_eq!(import(&c, "schools", schools).expect("import"), 2);
         let bad = "id,name,category,key_project\nouhai-03,三中,潜质,\nouhai-04,四中,一流,\n";
-        let e = import_schools_csv(&c, "ouhai", bad).expect_err("bad category");
-        assert!(e.to_string().contains("line 3") && e.to_string().contains("一流"), "{e}");
-        let n: i64 = c.query_row("SELECT COUNT(*) FROM schools", [], |r| r.get(0)).expect("count");
+        let e = import(&c, "schools", bad).expect_err("bad category");
+        assert!(e.contains("row 3") && e.contains("一流"), "{e}");
+        let n: i64 = c
+            .query_row("SELECT COUNT(*) FROM schools", [], |r| r.get(0))
+            .expect("count");
         assert_eq!(n, 2, "nothing of a bad file is imported");
 
         let users = "id,name,role,schools\nwang,王老师,inspector,ouhai-01;ouhai-02\nzhou,周督导,supervisor,\n";
-        assert_eq!(import_users_csv(&c, "ouhai", users, 0).expect("users"), 2);
+        assert_eq!(import(&c, "people", users).expect("users"), 2);
         let s = scope(&c, "wang", Role::Inspector, Some("ouhai")).expect("scope");
         assert_eq!(s.schools, ["ouhai-01", "ouhai-02"]);
         let s = scope(&c, "zhou", Role::Supervisor, Some("ouhai")).expect("scope");
         assert_eq!(s.schools.len(), 2, "a supervisor sees the whole programme");
-        let e = import_users_csv(&c, "ouhai", "id,name,role,schools\nx,某,janitor,\n", 0).expect_err("role");
-        assert!(e.to_string().contains("unknown role"), "{e}");
-        let e = import_users_csv(&c, "ouhai", "id,name,role,schools\ny,某,inspector,nowhere\n", 0).expect_err("school");
-        assert!(e.to_string().contains("nowhere"), "{e}");
+        let e = import(&c, "people", "id,name,role,schools\nx,某,janitor,\n").expect_err("role");
+        assert!(e.contains("unknown role"), "{e}");
+        let e = import(
+            &c,
+            "people",
+            "id,name,role,schools\ny,某,inspector,nowhere\n",
+        )
+        .expect_err("school");
+        assert!(e.contains("nowhere"), "{e}");
     }
 
     #[test]

@@ -7,9 +7,10 @@ use clap::Subcommand;
 use rusqlite::Connection;
 use shidao_core::template::Role;
 
+use crate::directory::{self, Mode};
+use crate::error::{AppError, AppResult};
 use crate::programme::{presets, rules, store};
 use crate::{accounts, forms};
-use crate::error::{AppError, AppResult};
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum AdminCommand {
@@ -109,7 +110,8 @@ pub enum AdminCommand {
         #[arg(long, default_value = "")]
         key_project: String,
     },
-    /// Import schools from a CSV file with the header `id,name,category,key_project`.
+    /// Import schools from a CSV or XLSX file whose header names the columns (学校编号/id,
+    /// 学校名称/name, 类别/category, 重点项目/key_project). All or nothing: every bad row is listed.
     ImportSchools {
         #[arg(long)]
         programme: String,
@@ -138,7 +140,8 @@ pub enum AdminCommand {
         #[arg(long, env = "SHIDAO_PASSWORD", hide_env_values = true)]
         password: String,
     },
-    /// Import users from a CSV file with the header `id,name,role,schools` (schools joined by `;`).
+    /// Import users from a CSV or XLSX file whose header names the columns (账号/id, 姓名/name,
+    /// 角色/role, 学校/schools; schools separated by 、 , or ;). All or nothing.
     ImportUsers {
         #[arg(long)]
         programme: String,
@@ -162,6 +165,17 @@ pub enum AdminCommand {
         start: String,
         #[arg(long)]
         due: String,
+        /// The sentence of the programme document the task comes from.
+        #[arg(long, default_value = "")]
+        source: String,
+    },
+    /// Disable a user (their tablets and web sessions are refused from now on), or with
+    /// --enable, enable them again.
+    SetActive {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        enable: bool,
     },
     /// Make a one-time code with which a user's tablet enrols (valid 7 days).
     EnrolCode {
@@ -237,6 +251,13 @@ pub fn describe(conn: &Connection, programme: &str, book: &rules::Rules) -> AppR
     Ok(out)
 }
 
+/// An import file as a table: XLSX (or XLS) by its contents, else CSV.
+fn read_table(path: &PathBuf) -> AppResult<directory::Table> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| AppError::BadRequest(format!("{name}: {e}")))?;
+    directory::Table::read(&bytes).map_err(|e| AppError::BadRequest(format!("{name}: {e}")))
+}
+
 fn read(path: &PathBuf) -> AppResult<String> {
     std::fs::read_to_string(path).map_err(|e| AppError::BadRequest(format!("{}: {e}", path.display())))
 }
@@ -259,6 +280,15 @@ fn audited(cmd: &AdminCommand) -> Option<(&'static str, Option<String>, Option<S
         C::SetPassword { user, .. } => ("user.password", s(user), None),
         C::ImportUsers { programme, .. } => ("user.import", s(programme), s(programme)),
         C::AddTask { programme, id, .. } => ("task.add", s(id), s(programme)),
+        C::SetActive { user, enable } => (
+            if *enable {
+                "user.enable"
+            } else {
+                "user.disable"
+            },
+            s(user),
+            None,
+        ),
         C::EnrolCode { user } => ("enrol.code", s(user), None),
         // Issued (and logged) by `crate::enrolment::issue` from the command line.
         C::EnrolQr { .. } => return None,
@@ -277,21 +307,14 @@ fn snapshot(conn: &Connection, cmd: &AdminCommand) -> AppResult<Option<serde_jso
     use serde_json::json;
     use AdminCommand as C;
     Ok(match cmd {
-        C::AddUser { id, .. } | C::SetPassword { user: id, .. } => conn
-            .query_row(
-                "SELECT name, role, programme_id, active, password_hash IS NOT NULL,
-                        (SELECT group_concat(school_id, ',') FROM (SELECT school_id FROM assignments WHERE user_id = ?1 ORDER BY school_id))
-                 FROM users WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok(json!({"name": r.get::<_, String>(0)?, "role": r.get::<_, String>(1)?, "programme": r.get::<_, Option<String>>(2)?,
-                              "active": r.get::<_, bool>(3)?, "password_set": r.get::<_, bool>(4)?, "schools": r.get::<_, Option<String>>(5)?}))
-                },
-            )
-            .optional()?,
-        C::AddSchool { id, .. } => conn
-            .query_row("SELECT name, category, key_project, programme_id FROM schools WHERE id = ?1", [id], |r| {
-                Ok(json!({"name": r.get::<_, String>(0)?, "category": r.get::<_, Option<String>>(1)?, "key_project": r.get::<_, Option<String>>(2)?, "programme": r.get::<_, String>(3)?}))
+        C::AddUser { id, .. } | C::SetPassword { user: id, .. } | C::SetActive { user: id, .. } => {
+            user_snapshot(conn, id)?
+        }
+        C::AddSchool { id, .. } => school_snapshot(conn, id)?,
+        C::AddTask { id, .. } => conn
+            .query_row("SELECT title, target, unit, start_date, due_date, school_id, source FROM tasks WHERE id = ?1", [id], |r| {
+                Ok(json!({"title": r.get::<_, String>(0)?, "target": r.get::<_, f64>(1)?, "unit": r.get::<_, String>(2)?, "start": r.get::<_, String>(3)?,
+                          "due": r.get::<_, String>(4)?, "school": r.get::<_, Option<String>>(5)?, "source": r.get::<_, String>(6)?}))
             })
             .optional()?,
         C::RevokeDevice { device } => conn
@@ -306,20 +329,70 @@ fn snapshot(conn: &Connection, cmd: &AdminCommand) -> AppResult<Option<serde_jso
     })
 }
 
+/// A user row for the audit log's before and after (never the password, only whether one is set).
+pub fn user_snapshot(conn: &Connection, id: &str) -> AppResult<Option<serde_json::Value>> {
+    use rusqlite::OptionalExtension;
+    use serde_json::json;
+    Ok(conn
+        .query_row(
+            "SELECT name, role, programme_id, active, password_hash IS NOT NULL,
+                    (SELECT group_concat(school_id, ',') FROM (SELECT school_id FROM assignments WHERE user_id = ?1 ORDER BY school_id))
+             FROM users WHERE id = ?1",
+            [id],
+            |r| {
+                Ok(json!({"name": r.get::<_, String>(0)?, "role": r.get::<_, String>(1)?, "programme": r.get::<_, Option<String>>(2)?,
+                          "active": r.get::<_, bool>(3)?, "password_set": r.get::<_, bool>(4)?, "schools": r.get::<_, Option<String>>(5)?}))
+            },
+        )
+        .optional()?)
+}
+
+/// A school row for the audit log's before and after.
+pub fn school_snapshot(conn: &Connection, id: &str) -> AppResult<Option<serde_json::Value>> {
+    use rusqlite::OptionalExtension;
+    use serde_json::json;
+    Ok(conn
+        .query_row("SELECT name, category, key_project, programme_id FROM schools WHERE id = ?1", [id], |r| {
+            Ok(json!({"name": r.get::<_, String>(0)?, "category": r.get::<_, Option<String>>(1)?, "key_project": r.get::<_, Option<String>>(2)?, "programme": r.get::<_, String>(3)?}))
+        })
+        .optional()?)
+}
+
+/// Who a change is recorded as: the console, or the signed-in user of the web pages.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    pub id: &'a str,
+    pub role: &'a str,
+}
+
+/// The admin command line's actor.
+pub const CONSOLE_ACTOR: Actor<'static> = Actor {
+    id: crate::audit::CONSOLE,
+    role: "admin",
+};
+
 /// Runs one admin command; returns what to print. A command that changes something is recorded
 /// in the audit log (actor `console`) in the same transaction: its change and its row are kept
 /// together, or, when it fails, neither.
 pub fn run(conn: &Connection, cmd: AdminCommand, now: i64) -> AppResult<String> {
-    let Some((action, target, programme)) = audited(&cmd) else { return execute(conn, cmd, now) };
+    run_as(conn, cmd, now, CONSOLE_ACTOR)
+}
+
+/// [`run`] on behalf of `actor`: the admin web pages make their changes through the same
+/// commands, recorded the same way under the signed-in user's name.
+pub fn run_as(conn: &Connection, cmd: AdminCommand, now: i64, by: Actor<'_>) -> AppResult<String> {
+    let Some((action, target, programme)) = audited(&cmd) else {
+        return execute(conn, cmd, now, by);
+    };
     conn.execute_batch("SAVEPOINT admin_command")?;
     let result = (|| {
         let before = snapshot(conn, &cmd)?;
         let probe = cmd.clone();
-        let out = execute(conn, cmd, now)?;
+        let out = execute(conn, cmd, now, by)?;
         let after = snapshot(conn, &probe)?;
         let entry = crate::audit::Entry {
-            actor: crate::audit::CONSOLE,
-            actor_role: Some("admin"),
+            actor: by.id,
+            actor_role: Some(by.role),
             action,
             target: target.as_deref(),
             programme: programme.as_deref(),
@@ -336,7 +409,7 @@ pub fn run(conn: &Connection, cmd: AdminCommand, now: i64) -> AppResult<String> 
     result
 }
 
-fn execute(conn: &Connection, cmd: AdminCommand, now: i64) -> AppResult<String> {
+fn execute(conn: &Connection, cmd: AdminCommand, now: i64, by: Actor<'_>) -> AppResult<String> {
     Ok(match cmd {
         AdminCommand::Backup { .. } | AdminCommand::VerifyBackup { .. } | AdminCommand::Restore { .. } => {
             return Err(AppError::BadRequest("backup, verify-backup and restore work on the store's files: run them from the command line".into()));
@@ -417,7 +490,9 @@ fn execute(conn: &Connection, cmd: AdminCommand, now: i64) -> AppResult<String> 
             format!("school {id} ({name}) saved")
         }
         AdminCommand::ImportSchools { programme, file } => {
-            let n = accounts::import_schools_csv(conn, &programme, &read(&file)?)?;
+            let table = read_table(&file)?;
+            let n = directory::import_schools(conn, &programme, &table, Mode::Update, now, by)
+                .map_err(|r| AppError::BadRequest(r.to_string()))?;
             format!("{n} schools imported into {programme}")
         }
         AdminCommand::AddUser { id, name, role, programme, schools } => {
@@ -434,12 +509,42 @@ fn execute(conn: &Connection, cmd: AdminCommand, now: i64) -> AppResult<String> 
             format!("password of {user} set")
         }
         AdminCommand::ImportUsers { programme, file } => {
-            let n = accounts::import_users_csv(conn, &programme, &read(&file)?, now)?;
+            let table = read_table(&file)?;
+            let n = directory::import_people(conn, &programme, &table, Mode::Update, now, by)
+                .map_err(|r| AppError::BadRequest(r.to_string()))?;
             format!("{n} users imported into {programme}")
         }
-        AdminCommand::AddTask { programme, school, id, title, target, unit, start, due } => {
-            accounts::add_task(conn, &programme, school.as_deref(), &id, &title, target, &unit, &start, &due)?;
+        AdminCommand::AddTask {
+            programme,
+            school,
+            id,
+            title,
+            target,
+            unit,
+            start,
+            due,
+            source,
+        } => {
+            accounts::add_task_from(
+                conn,
+                &programme,
+                school.as_deref(),
+                &id,
+                &title,
+                target,
+                &unit,
+                &start,
+                &due,
+                &source,
+            )?;
             format!("task {id} ({title}) saved")
+        }
+        AdminCommand::SetActive { user, enable } => {
+            accounts::set_active(conn, &user, enable)?;
+            format!(
+                "user {user} {}",
+                if enable { "enabled" } else { "disabled" }
+            )
         }
         AdminCommand::EnrolCode { user } => {
             let code = accounts::new_enrol_code(conn, &user, now)?;

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod backup;
 pub mod cli;
 pub mod demo;
+pub mod directory;
 pub mod enrolment;
 pub mod db;
 pub mod error;

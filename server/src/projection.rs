@@ -264,6 +264,7 @@ mod tests {
     use shidao_core::{builtin, Answer, Clock, DeviceId, Editor, FieldRef, NewRecord, Record, RecordId, SchoolId, UserId};
 
     use super::*;
+    use shidao_core::template::Role;
 
     fn count(conn: &Connection, sql: &str, id: &str) -> i64 {
         conn.query_row(sql, [id], |r| r.get(0)).expect("count")

@@ -369,3 +369,195 @@ async fn the_school_report_prints_to_a4_pdf_with_every_section() {
     // The running header repeats on every page.
     assert!(text.matches("一校一报告 · 编号").count() >= pages, "a header on each page:\n{text}");
 }
+
+/// An admin runs a programme from the browser: imports 20 people from an XLSX workbook (after a
+/// bad file is refused with its rows), assigns a person's schools, prints the codes of a school,
+/// and a tablet enrols from one printed payload and syncs its schools.
+#[tokio::test]
+async fn admin_imports_people_and_prints_their_codes_in_chromium() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("dir");
+    let mut state = AppState::open(&dir.path().join("central.db")).expect("store");
+    state.with_db(|c| {
+        accounts::add_programme(c, "lucheng", "鹿城区初中强校工程", None).expect("programme");
+        for (id, name) in [("lc-01", "鹿城实验中学"), ("lc-02", "鹿城第二中学")] {
+            accounts::add_school(c, "lucheng", id, name, "", "").expect("school");
+        }
+        let hash = shidao_server::web::auth::hash_password("admin-password").expect("hash");
+        accounts::add_user(
+            c,
+            "lc-admin",
+            "区管理员",
+            Role::Admin,
+            Some("lucheng"),
+            &[],
+            Some(&hash),
+            0,
+        )
+        .expect("admin");
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    state.enrolment = std::sync::Arc::new(shidao_server::enrolment::EnrolSettings {
+        public_url: Some(base.clone()),
+        ca: None,
+    });
+    tokio::spawn(serve(listener, state.clone(), std::future::pending()));
+    let browser = Driver::start(&dir.path().join("profile")).await;
+    let shots = std::env::var_os("SHIDAO_SCREENSHOTS").map(std::path::PathBuf::from);
+
+    // The files: a workbook of 20 people with Chinese headers, and a CSV with a bad row.
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    for (c, h) in ["账号", "姓名", "角色", "学校"].iter().enumerate() {
+        sheet.write_string(0, c as u16, *h).expect("header");
+    }
+    for i in 1..=20u32 {
+        let row = [
+            format!("lc-t{i:02}"),
+            format!("鹿城老师{i}"),
+            if i % 2 == 0 { "专家" } else { "视导员" }.to_string(),
+            if i <= 10 { "lc-01" } else { "lc-02" }.to_string(),
+        ];
+        for (c, v) in row.iter().enumerate() {
+            sheet.write_string(i, c as u16, v).expect("cell");
+        }
+    }
+    let good = dir.path().join("鹿城人员.xlsx");
+    book.save(&good).expect("xlsx");
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "账号,姓名,角色,学校\nlc-x1,某,厨师,lc-01\n").expect("csv");
+
+    // 1. Sign in; the header links the people page.
+    browser.go(&format!("{base}/")).await;
+    browser.source_with("督导登录").await;
+    browser.type_in("#user", "lc-admin").await;
+    browser.type_in("#password", "admin-password").await;
+    browser.click("#sign-in").await;
+    browser.source_with("鹿城区初中强校工程").await;
+    browser.click("header a[href='/admin/people']").await;
+    browser.source_with("people-file").await;
+
+    // 2. The bad file: every bad row listed, nobody imported.
+    browser
+        .type_in("#people-file", &bad.display().to_string())
+        .await;
+    browser.click("#import-people-submit").await;
+    let page = browser.source_with("id=\"problems\"").await;
+    assert!(
+        page.contains("未导入任何内容") && page.contains("data-row=\"2\"") && page.contains("厨师"),
+        "the refusal lists the row"
+    );
+    if let Some(d) = &shots {
+        browser.screenshot(&d.join("import-refused.png")).await;
+    }
+    let people = || -> i64 {
+        state.with_db(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM users WHERE id LIKE 'lc-t%' OR id LIKE 'lc-x%'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count")
+        })
+    };
+    assert_eq!(people(), 0);
+
+    // 3. The workbook: 20 people, each with a link to their enrolment page.
+    browser.click("#back").await;
+    browser.source_with("people-file").await;
+    browser
+        .type_in("#people-file", &good.display().to_string())
+        .await;
+    browser.click("#import-people-submit").await;
+    let page = browser.source_with("已导入 20").await;
+    assert!(page.contains("已导入 20"), "the result is shown");
+    assert_eq!(people(), 20);
+    for i in 1..=20 {
+        assert!(page.contains(&format!("href=\"/admin/people/lc-t{i:02}/enrol\"")));
+    }
+    if let Some(d) = &shots {
+        browser.screenshot(&d.join("people.png")).await;
+    }
+
+    // 4. lc-t11 also works at lc-01: edited on their page.
+    browser
+        .click("a[href='/admin/people/lc-t11?programme=lucheng']")
+        .await;
+    browser.source_with("edit-person").await;
+    let field = browser.find("#edit-person input[name='schools']").await;
+    browser
+        .cmd("POST", &format!("/element/{field}/clear"), json!({}))
+        .await;
+    browser
+        .type_in("#edit-person input[name='schools']", "lc-01、lc-02")
+        .await;
+    browser.click("#edit-person button").await;
+    let page = browser.source_with("已保存").await;
+    assert!(page.contains("lc-01、lc-02"), "the person's schools");
+
+    // 5. Print the codes of lc-01 from its school page: one card for each of its 11 people.
+    browser
+        .go(&format!("{base}/admin/schools/lc-01?programme=lucheng"))
+        .await;
+    browser.source_with("team-form").await;
+    browser
+        .click("a[href='/admin/enrol-sheet?school=lc-01']")
+        .await;
+    browser.source_with("sheet-form").await;
+    browser.click("#sheet-form button").await;
+    let page = browser.source_with("class=\"card\"").await;
+    if let Some(d) = &shots {
+        browser.screenshot(&d.join("enrol-sheet.png")).await;
+    }
+    // The browser writes the page back as its DOM (`hidden=""`): each payload div's text.
+    let payloads: Vec<String> = page
+        .split("<div class=\"payload\"")
+        .skip(1)
+        .map(|p| {
+            let text = &p[p.find('>').map_or(0, |i| i + 1)..];
+            text.split('<')
+                .next()
+                .unwrap_or_default()
+                .replace("&amp;", "&")
+                .replace("&#38;", "&")
+        })
+        .collect();
+    assert_eq!(payloads.len(), 11, "ten of lc-01 and lc-t11");
+
+    // 6. A tablet enrols from one printed payload and syncs: it has its person's school.
+    let payload =
+        shidao_core::sync::enrol_payload::EnrolPayload::parse(&payloads[0]).expect("payload");
+    assert_eq!(payload.server, base);
+    let http = HttpSync::new(&payload.server, None).expect("client");
+    let enrolled = http.enrol(&payload.code, "鹿城平板").await.expect("enrol");
+    let user: String = state.with_db(|c| {
+        c.query_row(
+            "SELECT user_id FROM devices WHERE id = ?1",
+            [&enrolled.device],
+            |r| r.get(0),
+        )
+        .expect("device")
+    });
+    let me = Editor {
+        user: UserId::new(&user).expect("id"),
+        device: DeviceId::new(&enrolled.device).expect("id"),
+        role: Role::Inspector,
+    };
+    let tablet = Store::open_in_memory().expect("store");
+    http.sync(&tablet, &enrolled.token, &me, &Cancel::new(), |_| {})
+        .await
+        .expect("sync");
+    let reference = shidao_core::sync::SyncClient::reference(&tablet)
+        .expect("reference")
+        .expect("reference data");
+    assert!(reference.schools.iter().any(|s| s.id == "lc-01"));
+    // The person's page shows the tablet.
+    browser
+        .go(&format!("{base}/admin/people/{user}?programme=lucheng"))
+        .await;
+    let page = browser.source_with("鹿城平板").await;
+    assert!(page.contains("鹿城平板"), "the tablet is listed");
+}

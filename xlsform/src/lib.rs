@@ -10,7 +10,7 @@
 //! panic; a row is either mapped, or refused, or (with [`Options::skip_unsupported`]) left out with
 //! a warning naming it, and a kept field never refers to a left-out one.
 
-mod book;
+pub mod book;
 mod build;
 mod xpath;
 

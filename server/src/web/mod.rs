@@ -1,11 +1,13 @@
 //! The supervisors' pages: sign-in, the programme dashboard, school reports, records with review,
-//! exports, and the forms admin page. Server-rendered HTML in Chinese (English on request), no
-//! script but a print button; they work on a laptop and on a tablet.
+//! exports, and the admin pages (forms, programme rules, schools, people, tasks, enrolment,
+//! audit). Server-rendered HTML in Chinese (English on request), no script but a print button;
+//! they work on a laptop and on a tablet.
 
 mod audit;
 pub mod auth;
 pub mod dashboard;
 mod error_page;
+mod directory;
 mod export;
 mod forms;
 pub mod page;
@@ -225,7 +227,34 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/programme/rule", post(programme::set_rule))
         .route("/admin/programme/term", post(programme::add_term))
         .route("/admin/programme/team", post(programme::team))
-        .route("/admin/people/{user}/enrol", get(people::page).post(people::issue_code))
+        .route(
+            "/admin/schools",
+            get(directory::schools).post(directory::save_school),
+        )
+        .route("/admin/schools.csv", get(directory::schools_csv))
+        .route(
+            "/admin/schools/import",
+            post(directory::import_schools).layer(DefaultBodyLimit::max(directory::UPLOAD_LIMIT)),
+        )
+        .route("/admin/schools/{id}", get(directory::school))
+        .route(
+            "/admin/people",
+            get(directory::people).post(directory::save_person),
+        )
+        .route(
+            "/admin/people/import",
+            post(directory::import_people).layer(DefaultBodyLimit::max(directory::UPLOAD_LIMIT)),
+        )
+        .route("/admin/people/{user}", get(directory::person))
+        .route("/admin/people/{user}/active", post(directory::set_active))
+        .route(
+            "/admin/tasks",
+            get(directory::tasks).post(directory::save_task),
+        )
+        .route(
+            "/admin/people/{user}/enrol",
+            get(people::page).post(people::issue_code),
+        )
         .route("/admin/devices/{id}/revoke", post(people::revoke))
         .route("/admin/enrol-sheet", get(people::sheet_form).post(people::sheet))
         // A browser gets an error as a page in its language; an API client, the JSON body.

@@ -67,7 +67,7 @@ pub struct DeviceRow {
     pub revoked: Option<String>,
 }
 
-fn devices_of(conn: &Connection, user: &str) -> AppResult<Vec<DeviceRow>> {
+pub(super) fn devices_of(conn: &Connection, user: &str) -> AppResult<Vec<DeviceRow>> {
     let mut stmt = conn.prepare(
         "SELECT d.id, d.name, d.created_at, d.last_seen, d.revoked_at,
                 (SELECT COUNT(*) FROM set_asides s WHERE s.device_id = d.id), COALESCE(d.app, '')

@@ -44,7 +44,11 @@ fn may_act(user: &WebUser) -> AppResult<()> {
 
 /// The programme the page is about: the user's own, or, for a user of no programme, the one
 /// asked for (else the first).
-fn programme_for(conn: &Connection, user: &WebUser, asked: Option<&str>) -> AppResult<String> {
+pub(super) fn programme_for(
+    conn: &Connection,
+    user: &WebUser,
+    asked: Option<&str>,
+) -> AppResult<String> {
     let asked = asked.map(str::trim).filter(|p| !p.is_empty());
     match (&user.programme, asked) {
         (Some(mine), Some(p)) if p != mine => Err(AppError::Forbidden(format!("programme {p} is not yours"))),
@@ -340,6 +344,9 @@ pub struct TeamForm {
     /// `assign` or `unassign`.
     #[serde(default)]
     action: String,
+    /// `school`: back to the school's page (`/admin/schools/{school}`) instead of this one.
+    #[serde(default)]
+    back: String,
 }
 
 /// `POST /admin/programme/team`: puts an expert on a school's team, or takes one off.
@@ -350,7 +357,18 @@ pub async fn team(State(state): State<AppState>, user: WebUser, lang: Lang, Form
     let asked = form.programme.clone();
     let programme = state.blocking(move |c| programme_for(c, &u, asked.as_deref())).await?;
     let (p, by, now) = (programme.clone(), user.id.clone(), state.clock.now());
-    let (school, expert, action) = (form.school.trim().to_string(), form.user.trim().to_string(), form.action.clone());
+    let (school, expert, action) = (
+        form.school.trim().to_string(),
+        form.user.trim().to_string(),
+        form.action.clone(),
+    );
+    let to_school = (form.back == "school").then(|| {
+        format!(
+            "/admin/schools/{}?programme={}&done=team",
+            url(&school),
+            url(&programme)
+        )
+    });
     let role = user.role;
     let outcome = state
         .blocking(move |c| {
@@ -366,7 +384,10 @@ pub async fn team(State(state): State<AppState>, user: WebUser, lang: Lang, Form
         })
         .await;
     match outcome {
-        Ok(()) => Ok(Redirect::to(&back(&user, &programme, "team")).into_response()),
+        Ok(()) => Ok(
+            Redirect::to(&to_school.unwrap_or_else(|| back(&user, &programme, "team")))
+                .into_response(),
+        ),
         Err(e @ AppError::Internal(_)) | Err(e @ AppError::StorageFull(_)) => Err(e),
         Err(e) => Ok(refusal(lang, &user, &programme, &e)),
     }
