@@ -530,7 +530,7 @@ pub fn tasks(conn: &Connection, programme: &str, rules: &Rules, school: Option<&
 pub fn rating_points(conn: &Connection, programme: &str, meanings: &[&str], start: &str, end: &str) -> AppResult<Vec<HashMap<String, (f64, i64)>>> {
     let mut out: Vec<HashMap<String, (f64, i64)>> = vec![HashMap::new(); meanings.len()];
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT school_id, AVG(points), COUNT(*) FROM ratings
+        "SELECT school_id, AVG(points), COUNT(*) FROM ratings INDEXED BY ratings_mean
          WHERE meaning = ?1 AND status IN {COUNTED} AND record_date BETWEEN ?2 AND ?3
            AND school_id IN (SELECT id FROM schools WHERE programme_id = ?4)
          GROUP BY school_id"

@@ -77,6 +77,14 @@ fn samples(now: i64) -> Vec<Sample> {
             let mut r = Record::create(t.clone(), NewRecord { id: RecordId::random(), school: SchoolId::new("s").expect("id") }, editor, Clock::fixed(now)).expect("record");
             fill_completely(&mut r, 1 + k % 3, &mut rng).expect("fill");
             let view = r.read();
+            // The records row the ratings take their school, status and date from.
+            scratch
+                .execute(
+                    "INSERT INTO records (id, template_id, template_version, school_id, created_by, status, record_date, heads, last_seq, updated_at)
+                     VALUES (?1, ?2, ?3, 's', 'u', 'draft', NULL, '[]', 0, 0)",
+                    params![r.id().as_str(), id, t.version()],
+                )
+                .expect("record");
             projection::project(&scratch, &r, &view).expect("project");
             let rid = r.id().to_string();
             let mut s = scratch.prepare("SELECT field, row_id, value, display, number, author, device, at, conflicts FROM answers WHERE record_id = ?1").expect("q");
