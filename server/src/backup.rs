@@ -466,8 +466,19 @@ pub fn restore(src: &Path, db: &Path, attachments: &Path, now: i64) -> Result<(M
     let _ = std::fs::remove_file(&shm);
     std::fs::rename(&tmp, db).map_err(|e| io_err("cannot rename the restored store to", db, e))?;
     sync_dir(&dir)?;
-    // Opened once as the relay opens it: WAL mode on, schema current.
-    crate::db::open(db).map_err(|e| err(e.to_string()))?;
+    // Opened once as the relay opens it: WAL mode on, schema current; the restore is the first
+    // row the restored store's audit log gains.
+    let conn = crate::db::open(db).map_err(|e| err(e.to_string()))?;
+    let detail = format!(
+        "from {} (taken {}): {} records, {} attachments{}",
+        src.display(),
+        m.created,
+        m.records,
+        m.attachments,
+        aside.as_ref().map(|a| format!("; the store it replaced is kept as {}", a.display())).unwrap_or_default()
+    );
+    let entry = crate::audit::Entry { actor: crate::audit::CONSOLE, action: "store.restore", detail: Some(&detail), ..Default::default() };
+    crate::audit::append(&conn, now, &entry).map_err(|e| err(format!("the restore could not be recorded in the audit log: {e}")))?;
     Ok((m, aside))
 }
 

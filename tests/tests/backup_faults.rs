@@ -162,6 +162,15 @@ async fn a_backup_taken_while_tablets_sync_restores_every_acknowledged_record() 
         assert!(text_of(r, &long_text(r.template())).contains(token.as_str()), "{token} of {id} missing from the backup");
     }
     let conn = rusqlite::Connection::open(&restored).expect("open");
+    // The restore is in the restored store's audit log, naming the backup it came from.
+    let restore_rows: Vec<String> = conn
+        .prepare("SELECT detail FROM audit_log WHERE action = 'store.restore' AND actor = 'console'")
+        .expect("q")
+        .query_map([], |r| r.get(0))
+        .expect("q")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert!(restore_rows.len() == 1 && restore_rows[0].contains(dest.to_str().expect("path")), "{restore_rows:?}");
     let hashes: Vec<String> =
         conn.prepare("SELECT hash FROM attachments").expect("q").query_map([], |r| r.get(0)).expect("q").collect::<Result<_, _>>().expect("rows");
     let files_dir = shidao_server::backup::attachments_dir_of(&restored);
