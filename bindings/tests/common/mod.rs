@@ -1,7 +1,8 @@
 //! A real `shidao-server` on loopback for the sync tests, run inside the test process: the relay
 //! (`shidao_server::serve` on a tokio runtime of its own) over a central store in a temp dir,
 //! with a programme (which publishes its own 听课评价表, an XLSForm workbook), a school, two
-//! inspectors and one enrolment code each; plus the helpers the
+//! inspectors imported from a people workbook (XLSX) through the admin pages' import, and one
+//! enrolment code each (and a QR payload each, as the printed sheet carries); plus the helpers the
 //! foreign scripts need to make each step deterministic:
 //!
 //! - `control_url`: `GET {control_url}/revoke/{device}` revokes a device with
@@ -22,6 +23,18 @@ use std::net::{TcpListener, TcpStream};
 use shidao_core::{Clock, Role};
 use shidao_server::enrolment::{self, EnrolSettings};
 use shidao_server::{accounts, AppState};
+
+/// The people workbook (XLSX) of [`Loopback::people_workbook_rows`].
+fn people_workbook() -> Vec<u8> {
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    for (r, row) in Loopback::people_workbook_rows().iter().enumerate() {
+        for (c, cell) in row.iter().enumerate() {
+            sheet.write_string(r as u32, c as u16, *cell).expect("cell");
+        }
+    }
+    book.save_to_buffer().expect("workbook")
+}
 
 /// The form the programme published on the test relay (tests/forms/tingke-pingjia.xlsx).
 pub const FORM: &str = "tingke-pingjia";
@@ -51,9 +64,11 @@ impl Loopback {
         let (code_wang, code_li) = state.with_db(|conn| {
             accounts::add_programme(conn, "ouhai", "瓯海区初中全面提升行动", Some(("2026-09-01", "2027-01-31"))).expect("programme");
             accounts::add_school(conn, "ouhai", "ouhai-a", "瓯海区实验中学", "示范", "智慧课堂").expect("school");
-            let school = ["ouhai-a".to_string()];
-            accounts::add_user(conn, "wang", "王老师", Role::Inspector, Some("ouhai"), &school, None, now).expect("wang");
-            accounts::add_user(conn, "li", "李老师", Role::Inspector, Some("ouhai"), &school, None, now).expect("li");
+            // The two inspectors come from a workbook, imported as the admin page imports one.
+            let table = shidao_server::directory::Table::read(&people_workbook()).expect("the people workbook reads");
+            let n = shidao_server::directory::import_people(conn, "ouhai", &table, shidao_server::directory::Mode::Add, now, shidao_server::admin::CONSOLE_ACTOR)
+                .expect("the people import");
+            assert_eq!(n, 2);
             accounts::add_user(conn, "sup", "周督导", Role::Supervisor, Some("ouhai"), &[], None, now).expect("sup");
             // The district's own 听课评价表, an XLSForm, published as the programme's admin would.
             let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/forms/tingke-pingjia.xlsx");
@@ -96,6 +111,11 @@ impl Loopback {
         };
 
         Loopback { url, control_url, hang_url, unreachable_url, code_wang, code_li, qr_wang, qr_li, state, rt, _dir: dir }
+    }
+
+    /// The people workbook an admin would upload: 账号, 姓名, 角色, 学校 (Chinese headers and role).
+    pub fn people_workbook_rows() -> [[&'static str; 4]; 3] {
+        [["账号", "姓名", "角色", "学校"], ["wang", "王老师", "视导员", "ouhai-a"], ["li", "李老师", "视导员", "ouhai-a"]]
     }
 
     /// Serves the same relay over HTTPS too, with the certificate and key at these PEM files;
