@@ -123,6 +123,67 @@ pub struct SyncRefusal {
     pub reason: String,
 }
 
+/// What the last sync brought for filling forms: the user's schools, the programme's tasks and
+/// its indicator bank, so that a tablet offers a school, a task or an indicator from a list
+/// instead of a typed id. Kept by the store; `None` before the first sync.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct ReferenceData {
+    pub schools: Vec<SchoolChoice>,
+    pub tasks: Vec<TaskChoice>,
+    pub indicators: Vec<IndicatorChoice>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SchoolChoice {
+    pub id: String,
+    pub name: String,
+    /// The programme's category of the school (示范, 实验校, …), or empty.
+    pub category: String,
+    pub key_project: String,
+}
+
+/// A task a task-progress record reports on.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct TaskChoice {
+    pub id: String,
+    pub title: String,
+    pub target: f64,
+    pub unit: String,
+    /// The school whose own target it is; `None` for a district-wide task.
+    pub school: Option<String>,
+    pub due_date: String,
+}
+
+/// An indicator of the programme's bank, for an evaluation's indicator rows.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct IndicatorChoice {
+    pub id: String,
+    pub name: String,
+    pub name_en: String,
+    /// The report chapter it is under.
+    pub chapter: String,
+    pub unit: String,
+    pub target: Option<f64>,
+}
+
+impl From<shidao_core::sync::protocol::Reference> for ReferenceData {
+    fn from(r: shidao_core::sync::protocol::Reference) -> Self {
+        ReferenceData {
+            schools: r.schools.into_iter().map(|s| SchoolChoice { id: s.id, name: s.name, category: s.category, key_project: s.key_project }).collect(),
+            tasks: r
+                .tasks
+                .into_iter()
+                .map(|t| TaskChoice { id: t.id, title: t.title, target: t.target, unit: t.unit, school: t.school, due_date: t.due_date })
+                .collect(),
+            indicators: r
+                .indicators
+                .into_iter()
+                .map(|i| IndicatorChoice { id: i.id, name: i.name, name_en: i.name_en, chapter: i.chapter, unit: i.unit, target: i.target })
+                .collect(),
+        }
+    }
+}
+
 /// What a whole sync did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, uniffi::Record)]
 pub struct SyncReport {
@@ -495,6 +556,11 @@ impl ShidaoStore {
     /// Who this store is enrolled as, or `None` before `enrol`.
     pub fn enrolment(&self) -> Result<Option<Enrolment>> {
         guard(|| Stored::load(&self.shared.store())?.map(|s| s.public()).transpose())
+    }
+
+    /// The schools, tasks and indicator bank the last sync brought (`None` before the first).
+    pub fn reference_data(&self) -> Result<Option<ReferenceData>> {
+        guard(|| Ok(shidao_core::sync::SyncClient::reference(&self.shared.store())?.map(ReferenceData::from)))
     }
 
     /// Points the enrolment at another address of the same server (the district moved it);

@@ -74,7 +74,12 @@ fn two_tablets_sync_through_the_relay() {
     };
     let steps = Arc::new(Steps::default());
     let started = Instant::now();
+    assert_eq!(wang_store.reference_data().expect("reference"), None, "nothing before the first sync");
     let first = rt.block_on(wang_store.sync(Some(steps.clone()), None)).expect("first sync");
+    let picks = wang_store.reference_data().expect("reference").expect("the first sync brings reference data");
+    assert_eq!(picks.schools.iter().map(|s| (s.id.as_str(), s.name.as_str(), s.category.as_str())).collect::<Vec<_>>(), [("ouhai-a", "瓯海区实验中学", "示范")]);
+    assert_eq!(picks.tasks.iter().map(|t| (t.title.as_str(), t.target, t.school.is_none())).collect::<Vec<_>>(), [("新增优质学位", 2400.0, true)]);
+    assert_eq!(picks.indicators.iter().map(|i| (i.name.as_str(), i.chapter.as_str(), i.target)).collect::<Vec<_>>(), [("骨干教师占比", "teacher", Some(25.0))]);
     println!("first sync (2 records, 1 file): {:?}", started.elapsed());
     assert_eq!((first.pushed, first.pulled, first.uploaded), (2, 0, 1), "{first:?}");
     let last = steps.0.lock().expect("lock").last().cloned().expect("progress told");

@@ -7,7 +7,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use shidao_core::date::parse_date;
-use shidao_core::sync::protocol::{Reference, SchoolInfo, TaskInfo, TemplateRef, UserInfo};
+use shidao_core::sync::protocol::{IndicatorInfo, Reference, SchoolInfo, TaskInfo, TemplateRef, UserInfo};
 use shidao_core::template::Role;
 use shidao_core::{SchoolId, UserId};
 
@@ -385,7 +385,14 @@ pub fn reference(conn: &Connection, device: &Device, scope: &Scope) -> AppResult
         }
     }
     let user = UserInfo { id: device.user.clone(), name: user_name, role: device.role.as_str().to_string(), device: device.id.clone() };
-    let mut reference = Reference { version: String::new(), user, schools, tasks, templates };
+    // The indicator bank of each of those programmes, so an evaluation names its indicators from it.
+    let mut indicators = Vec::new();
+    for p in &programmes {
+        for i in crate::programme::load(conn, p)?.indicators {
+            indicators.push(IndicatorInfo { id: i.id, name: i.name, name_en: i.name_en, chapter: i.chapter, unit: i.unit, target: i.target });
+        }
+    }
+    let mut reference = Reference { version: String::new(), user, schools, tasks, templates, indicators };
     let text = serde_json::to_string(&reference).map_err(|e| AppError::Internal(format!("reference data: {e}")))?;
     reference.version = sha256_hex(&text)[..16].to_string();
     Ok(reference)

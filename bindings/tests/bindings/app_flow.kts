@@ -297,6 +297,11 @@ val liForms = FormsHeard()
 liStore.setFormsListener(liForms)
 val li = runBlocking { liStore.enrolFromQr(env("SHIDAO_TEST_QR_LI"), "李老师的平板") }
 val got = runBlocking { liStore.sync() }
+// The sync brought what Li picks from lists: her school, the district's task, the indicator bank.
+val picks = liStore.referenceData() ?: error("no reference data after a sync")
+expect(picks.schools.map { it.id to it.name } == listOf("ouhai-a" to "瓯海区实验中学")) { "${picks.schools}" }
+expect(picks.tasks.map { it.title } == listOf("新增优质学位") && picks.tasks[0].school == null) { "${picks.tasks}" }
+expect(picks.indicators.map { Triple(it.name, it.unit, it.target) } == listOf(Triple("骨干教师占比", "%", 25.0))) { "${picks.indicators}" }
 val both = listOf(lesson.id(), walk.id()).sorted()
 expect(got.pulled == 2uL && got.changed == both) { "$got" }
 expect(liSeen.ids.sorted() == both) { "Li's listener: ${liSeen.ids}" }

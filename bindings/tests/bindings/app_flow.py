@@ -196,6 +196,11 @@ li_forms = FormsHeard()
 li_store.set_forms_listener(li_forms)
 li = run(li_store.enrol_from_qr(env("SHIDAO_TEST_QR_LI"), "李老师的平板"))
 got = run(li_store.sync())
+# The sync brought what Li picks from lists: her school, the district's task, the indicator bank.
+picks = li_store.reference_data()
+assert [(s.id, s.name) for s in picks.schools] == [("ouhai-a", "瓯海区实验中学")], picks.schools
+assert [t.title for t in picks.tasks] == ["新增优质学位"] and picks.tasks[0].school is None, picks.tasks
+assert [(i.name, i.unit, i.target) for i in picks.indicators] == [("骨干教师占比", "%", 25.0)], picks.indicators
 both = sorted([lesson.id(), walk.id()])
 assert got.pulled == 2 and got.changed == both, got
 assert sorted(li_seen.ids) == both, li_seen.ids

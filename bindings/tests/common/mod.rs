@@ -70,6 +70,27 @@ impl Loopback {
                 .expect("the people import");
             assert_eq!(n, 2);
             accounts::add_user(conn, "sup", "周督导", Role::Supervisor, Some("ouhai"), &[], None, now).expect("sup");
+            // A district task and the programme's indicator bank: the tablets offer them from a list.
+            accounts::add_task(conn, "ouhai", None, "new-places", "新增优质学位", 2400.0, "个", "2026-09-01", "2027-08-31").expect("task");
+            {
+                use shidao_server::programme::rules::{Chapter, IndicatorDef, ReportStructure, Source};
+                let source = Source { document: "《瓯海区初中全面提升行动计划》".into(), sentence: "力求每一所初中都有25%以上的市、区级“三名”“三坛”和学科骨干".into() };
+                let mut rules = shidao_server::programme::load(conn, "ouhai").expect("rules");
+                rules.report = Some(ReportStructure {
+                    source: source.clone(),
+                    chapters: vec![Chapter { id: "teacher".into(), title: "教师发展".into(), title_en: "Teacher development".into(), meanings: vec!["evaluation.area.teacher".into()], indicators: vec![] }],
+                });
+                rules.indicators = vec![IndicatorDef {
+                    id: "backbone-share".into(),
+                    name: "骨干教师占比".into(),
+                    name_en: "Share of key teachers".into(),
+                    chapter: "teacher".into(),
+                    unit: "%".into(),
+                    target: Some(25.0),
+                    source,
+                }];
+                shidao_server::programme::store::save(conn, "ouhai", &rules, "admin", now).expect("the indicator bank");
+            }
             // The district's own 听课评价表, an XLSForm, published as the programme's admin would.
             let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/forms/tingke-pingjia.xlsx");
             let bytes = std::fs::read(file).expect("the 听课评价表 workbook");

@@ -197,6 +197,25 @@ pub struct Reference {
     pub schools: Vec<SchoolInfo>,
     pub tasks: Vec<TaskInfo>,
     pub templates: Vec<TemplateRef>,
+    /// The programme's indicator bank: what an evaluation's indicator rows name (left out when
+    /// the programme keeps none, and by older servers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indicators: Vec<IndicatorInfo>,
+}
+
+/// An indicator of the programme's bank, as a tablet offers it in an evaluation's indicator row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndicatorInfo {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub name_en: String,
+    /// The report chapter it belongs to (a chapter id of the programme's report structure).
+    pub chapter: String,
+    #[serde(default)]
+    pub unit: String,
+    #[serde(default)]
+    pub target: Option<f64>,
 }
 
 /// What the server answers.
