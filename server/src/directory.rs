@@ -185,17 +185,6 @@ pub fn parse_role(text: &str) -> Option<Role> {
     })
 }
 
-/// The Chinese name of a role, as the pages and files use it.
-pub fn role_zh(role: Role) -> &'static str {
-    match role {
-        Role::Inspector => "视导员",
-        Role::Expert => "专家",
-        Role::Principal => "校长",
-        Role::Supervisor => "督导",
-        Role::Admin => "管理员",
-    }
-}
-
 /// A list of school ids separated by 、 , ; (or their full-width forms).
 pub fn split_schools(text: &str) -> Vec<String> {
     text.split(['、', ',', ';', '，', '；'])

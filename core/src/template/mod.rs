@@ -226,6 +226,28 @@ impl Role {
         }
     }
 
+    /// The role's name as the programme documents and the pages write it.
+    pub fn name_zh(self) -> &'static str {
+        match self {
+            Role::Inspector => "视导员",
+            Role::Expert => "指导专家",
+            Role::Principal => "校长",
+            Role::Supervisor => "督导",
+            Role::Admin => "管理员",
+        }
+    }
+
+    /// The role's name in English, for the pages' English view.
+    pub fn name_en(self) -> &'static str {
+        match self {
+            Role::Inspector => "Inspector",
+            Role::Expert => "Expert",
+            Role::Principal => "Principal",
+            Role::Supervisor => "Supervisor",
+            Role::Admin => "Admin",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Role> {
         Some(match s {
             "inspector" => Role::Inspector,

@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
+use shidao_core::template::Role;
 
 use super::rules::{Per, Rules, Source, Term};
 use crate::error::AppResult;
@@ -210,13 +211,11 @@ fn people(conn: &Connection, school: &str, role: &str) -> AppResult<Vec<(String,
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-fn role_label(role: &str) -> (&'static str, &'static str) {
-    match role {
-        "principal" => ("校长", "Principal"),
-        "expert" => ("专家", "Expert"),
-        "inspector" => ("视导员", "Inspector"),
-        "supervisor" => ("督导", "Supervisor"),
-        _ => ("管理员", "Admin"),
+/// A role's names in Chinese and English (the stored name when it is no role).
+fn role_label(role: &str) -> (&str, &str) {
+    match Role::parse(role) {
+        Some(r) => (r.name_zh(), r.name_en()),
+        None => (role, role),
     }
 }
 

@@ -535,14 +535,7 @@ fn per(p: Per) -> &'static str {
 }
 
 fn role_zh(role: &str) -> &str {
-    match role {
-        "inspector" => "视导员",
-        "expert" => "指导专家",
-        "principal" => "校长",
-        "supervisor" => "督导",
-        "admin" => "管理员",
-        other => other,
-    }
+    Role::parse(role).map_or(role, |r| r.name_zh())
 }
 
 /// Every rule of a book with its figure and source, in [`RULE_NAMES`] order; a rule the book

@@ -364,7 +364,7 @@ pub async fn school(
 /// A role as `中文 / english` (the stored name when unknown).
 fn role_label(role: &str) -> String {
     match Role::parse(role) {
-        Some(r) => format!("{} / {}", directory::role_zh(r), r.as_str()),
+        Some(r) => format!("{} / {}", r.name_zh(), r.as_str()),
         None => role.to_string(),
     }
 }

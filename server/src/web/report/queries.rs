@@ -278,15 +278,10 @@ fn lessons_by(conn: &Connection, p: &Period<'_>, lessons: &Carriers, by_role: bo
 }
 
 fn role_label(lang: Lang, role: &str) -> String {
-    match role {
-        "principal" => lang.t("校长", "principal"),
-        "inspector" => lang.t("视导员", "inspector"),
-        "expert" => lang.t("指导专家", "expert"),
-        "supervisor" => lang.t("督导", "supervisor"),
-        "admin" => lang.t("管理员", "admin"),
-        _ => lang.t("其他", "other"),
+    match shidao_core::template::Role::parse(role) {
+        Some(r) => lang.t(r.name_zh(), r.name_en()).to_string(),
+        None => lang.t("其他", "other").to_string(),
     }
-    .to_string()
 }
 
 fn work(conn: &Connection, p: &Period<'_>, lang: Lang) -> AppResult<Work> {
