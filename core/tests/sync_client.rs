@@ -164,6 +164,7 @@ fn reference_with(forms: &[(&str, u32, Option<String>, bool)]) -> shidao_core::s
             .iter()
             .map(|(id, v, hash, retired)| TemplateRef { id: id.to_string(), version: *v, hash: hash.clone(), retired: *retired })
             .collect(),
+        indicators: vec![],
     }
 }
 
