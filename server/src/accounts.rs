@@ -83,7 +83,7 @@ pub fn add_school(conn: &Connection, programme: &str, id: &str, name: &str, cate
         return Err(AppError::NotFound(format!("programme {programme} does not exist")));
     }
     let rules = crate::programme::load(conn, programme)?;
-    if !rules.categories.is_empty() && !rules.allows_category(category) {
+    if !rules.allows_category(category) {
         return Err(AppError::BadRequest(format!(
             "school {id}: category `{category}` is not one of programme {programme}'s categories ({})",
             rules.category_names().join(", ")

@@ -385,7 +385,7 @@ pub fn import_schools(
             &mut problems,
         )?;
         require(name, *row, &name_col, &mut problems);
-        if !rules.categories.is_empty() && !rules.allows_category(category) {
+        if !rules.allows_category(category) {
             problems.push(Problem {
                 row: *row,
                 column: category_col,

@@ -498,9 +498,10 @@ impl Rules {
         self.terms.iter().find(|t| t.start.as_str() <= date && date <= t.end.as_str())
     }
 
-    /// Whether `category` is allowed for a school (empty is always allowed).
+    /// Whether `category` is allowed for a school: empty always; any when the programme lists no
+    /// categories (a school's category is then not checked); else one of the programme's.
     pub fn allows_category(&self, category: &str) -> bool {
-        category.is_empty() || self.categories.iter().any(|c| c.name == category)
+        category.is_empty() || self.categories.is_empty() || self.categories.iter().any(|c| c.name == category)
     }
 
     /// The category names, in order.

@@ -182,6 +182,26 @@ impl FromRequestParts<AppState> for WebUser {
 }
 
 impl WebUser {
+    /// The admin pages' rule, one place for all of them: supervisors and admins read them.
+    /// `what` names what the page shows (Chinese, English) for the refusal.
+    pub fn may_read_admin(&self, what: (&str, &str)) -> AppResult<()> {
+        if self.role.reviews() {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(format!("只有督导和管理员可以查看{} / only supervisors and admins see {}", what.0, what.1)))
+        }
+    }
+
+    /// The admin pages' rule for changes: admins only (a supervisor reads, and is refused here
+    /// before anything is read or changed).
+    pub fn may_change_admin(&self, what: (&str, &str)) -> AppResult<()> {
+        if self.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(format!("只有管理员可以修改{} / only admins change {}", what.0, what.1)))
+        }
+    }
+
     /// Refuses a form that does not carry this session's CSRF token.
     pub fn check_csrf(&self, token: &str) -> AppResult<()> {
         if !token.is_empty() && token.len() == self.csrf.len() && token.bytes().zip(self.csrf.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0 {

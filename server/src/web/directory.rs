@@ -37,27 +37,9 @@ use shidao_core::date::china_minute;
 /// Body limit of an import upload: the largest workbook plus room for the multipart framing.
 pub const UPLOAD_LIMIT: usize = shidao_xlsform::MAX_BYTES + 64 * 1024;
 
-fn may_view(user: &WebUser) -> AppResult<()> {
-    if user.role.reviews() {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden(
-            "只有督导和管理员可以查看学校和人员 / only supervisors and admins see schools and people"
-                .into(),
-        ))
-    }
-}
 
-fn may_act(user: &WebUser) -> AppResult<()> {
-    if user.role == Role::Admin {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden(
-            "只有管理员可以修改学校、人员和任务 / only admins change schools, people and tasks"
-                .into(),
-        ))
-    }
-}
+/// What these pages show, for the admin pages' access rule (`WebUser::may_read_admin`).
+const PAGES: (&str, &str) = ("学校、人员和任务", "schools, people and tasks");
 
 fn actor(user: &WebUser) -> Actor<'_> {
     Actor {
@@ -243,7 +225,7 @@ pub async fn schools(
     lang: Lang,
     Query(q): Query<PageQuery>,
 ) -> AppResult<Html<String>> {
-    may_view(&user)?;
+    user.may_read_admin(PAGES)?;
     let u = user.clone();
     let (programme, name, categories, schools) = state
         .blocking(move |c| {
@@ -306,7 +288,7 @@ pub async fn school(
     Path(id): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> AppResult<Html<String>> {
-    may_view(&user)?;
+    user.may_read_admin(PAGES)?;
     let u = user.clone();
     let (programme, categories, school, people, experts, team_rule) = state
         .blocking(move |c| {
@@ -403,7 +385,7 @@ pub async fn save_school(
     lang: Lang,
     Form(form): Form<SchoolForm>,
 ) -> AppResult<Response> {
-    may_act(&user)?;
+    user.may_change_admin(PAGES)?;
     user.check_csrf(&form.csrf)?;
     let (u, now) = (user.clone(), state.clock.now());
     let id = form.id.trim().to_string();
@@ -454,7 +436,7 @@ pub async fn schools_csv(
     user: WebUser,
     Query(q): Query<PageQuery>,
 ) -> AppResult<Response> {
-    may_view(&user)?;
+    user.may_read_admin(PAGES)?;
     let u = user.clone();
     let (programme, rows) = state
         .blocking(move |c| {
@@ -563,7 +545,7 @@ async fn import(
     upload: Result<Multipart, MultipartRejection>,
     kind: ImportKind,
 ) -> AppResult<Response> {
-    may_act(&user)?;
+    user.may_change_admin(PAGES)?;
     let upload = read_upload(upload).await?;
     let page = match kind {
         ImportKind::Schools => "/admin/schools",
@@ -749,7 +731,7 @@ pub async fn people(
     lang: Lang,
     Query(q): Query<PageQuery>,
 ) -> AppResult<Html<String>> {
-    may_view(&user)?;
+    user.may_read_admin(PAGES)?;
     let u = user.clone();
     let (programme, name, people) = state
         .blocking(move |c| {
@@ -798,7 +780,7 @@ pub async fn person(
     Path(id): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> AppResult<Html<String>> {
-    may_view(&user)?;
+    user.may_read_admin(PAGES)?;
     let u = user.clone();
     let (programme, person, role, schools, devices) = state
         .blocking(move |c| {
@@ -878,7 +860,7 @@ pub async fn save_person(
     lang: Lang,
     Form(form): Form<PersonForm>,
 ) -> AppResult<Response> {
-    may_act(&user)?;
+    user.may_change_admin(PAGES)?;
     user.check_csrf(&form.csrf)?;
     let (u, now) = (user.clone(), state.clock.now());
     let id = form.id.trim().to_string();
@@ -954,7 +936,7 @@ pub async fn set_active(
     Path(id): Path<String>,
     Form(form): Form<ActiveForm>,
 ) -> AppResult<Response> {
-    may_act(&user)?;
+    user.may_change_admin(PAGES)?;
     user.check_csrf(&form.csrf)?;
     let (u, now) = (user.clone(), state.clock.now());
     let enable = form.active == "1";
@@ -1034,7 +1016,7 @@ pub async fn tasks(
     lang: Lang,
     Query(q): Query<PageQuery>,
 ) -> AppResult<Html<String>> {
-    may_view(&user)?;
+    user.may_read_admin(PAGES)?;
     let u = user.clone();
     let edit = q.edit.clone().filter(|e| !e.is_empty());
     let (programme, name, schools, tasks) = state
@@ -1145,7 +1127,7 @@ pub async fn save_task(
     lang: Lang,
     Form(form): Form<TaskForm>,
 ) -> AppResult<Response> {
-    may_act(&user)?;
+    user.may_change_admin(PAGES)?;
     user.check_csrf(&form.csrf)?;
     let (u, now) = (user.clone(), state.clock.now());
     let id = form.id.trim().to_string();

@@ -24,7 +24,7 @@ use askama::Template;
 use rusqlite::{Connection, OptionalExtension};
 use serde::Deserialize;
 use shidao_core::expr::fmt_num;
-use shidao_core::template::{Field, FieldKind, Label, Required, Role};
+use shidao_core::template::{Field, FieldKind, Label, Required};
 
 use super::auth::WebUser;
 use super::page::{render, url, Chrome, Lang};
@@ -41,21 +41,9 @@ pub const UPLOAD_LIMIT: usize = MAX_FORM_BYTES + 64 * 1024;
 /// bytes for each byte of the definition).
 pub const PUBLISH_LIMIT: usize = 3 * MAX_FORM_BYTES + 64 * 1024;
 
-fn may_view(user: &WebUser) -> AppResult<()> {
-    if user.role.reviews() {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("只有督导和管理员可以查看表单 / only supervisors and admins see the forms".into()))
-    }
-}
 
-fn may_act(user: &WebUser) -> AppResult<()> {
-    if user.role == Role::Admin {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("只有管理员可以发布或停用表单 / only admins publish or retire forms".into()))
-    }
-}
+/// What these pages show, for the admin pages' access rule (`WebUser::may_read_admin`).
+const PAGES: (&str, &str) = ("表单", "the forms");
 
 /// The programme the page is about: the user's own, or, for a user of no programme, the one asked
 /// for (else the first).
@@ -178,7 +166,7 @@ fn short(hash: &str) -> String {
 
 /// `GET /admin/forms`: the versions, the upload form and retire buttons (admins only).
 pub async fn list(State(state): State<AppState>, user: WebUser, lang: Lang, Query(q): Query<ListQuery>) -> AppResult<Html<String>> {
-    may_view(&user)?;
+    user.may_read_admin(PAGES)?;
     let (u, asked) = (user.clone(), q.programme.clone());
     let (programme, name, programmes, versions) = state
         .blocking(move |conn| {
@@ -239,7 +227,7 @@ pub async fn list(State(state): State<AppState>, user: WebUser, lang: Lang, Quer
         name,
         programmes,
         result,
-        admin: may_act(&user).is_ok(),
+        admin: user.may_change_admin(PAGES).is_ok(),
         csrf: &user.csrf,
         versions,
         limit_mib: MAX_FORM_BYTES / (1024 * 1024),
@@ -275,7 +263,7 @@ fn standing(conn: &mut Connection, programme: &str, form: &Checked, by: &str, no
 
 /// `POST /admin/forms/preview`: checks an uploaded file and shows the form as a tablet draws it.
 pub async fn preview(State(state): State<AppState>, user: WebUser, lang: Lang, upload: Result<Multipart, MultipartRejection>) -> AppResult<Response> {
-    may_act(&user)?;
+    user.may_change_admin(PAGES)?;
     let mut multipart = upload.map_err(|e| AppError::BadRequest(format!("not a form upload: {e}")))?;
     let (mut csrf, mut asked, mut skip, mut file) = (String::new(), None, false, None);
     let mut too_large = false;
@@ -574,7 +562,7 @@ pub struct PublishForm {
 
 /// `POST /admin/forms/publish`: checks the previewed definition again and publishes it.
 pub async fn publish(State(state): State<AppState>, user: WebUser, lang: Lang, Form(form): Form<PublishForm>) -> AppResult<Response> {
-    may_act(&user)?;
+    user.may_change_admin(PAGES)?;
     user.check_csrf(&form.csrf)?;
     let u = user.clone();
     let asked = form.programme.clone();
@@ -638,7 +626,7 @@ pub struct RetireForm {
 
 /// `POST /admin/forms/retire`: no new records of that version; its records stay readable.
 pub async fn retire(State(state): State<AppState>, user: WebUser, lang: Lang, Form(form): Form<RetireForm>) -> AppResult<Response> {
-    may_act(&user)?;
+    user.may_change_admin(PAGES)?;
     user.check_csrf(&form.csrf)?;
     let u = user.clone();
     let asked = form.programme.clone();

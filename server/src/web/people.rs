@@ -26,21 +26,9 @@ use crate::enrolment::{self, EnrolSettings};
 use crate::error::{AppError, AppResult};
 use crate::AppState;
 
-fn may_view(user: &WebUser) -> AppResult<()> {
-    if user.role.reviews() {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("只有督导和管理员可以查看设备 / only supervisors and admins see devices".into()))
-    }
-}
 
-fn may_act(user: &WebUser) -> AppResult<()> {
-    if user.role == Role::Admin {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("只有管理员可以发放登记码或停用设备 / only admins issue enrolment codes or revoke devices".into()))
-    }
-}
+/// What these pages show, for the admin pages' access rule (`WebUser::may_read_admin`).
+const PAGES: (&str, &str) = ("登记码和设备", "enrolment codes and devices");
 
 /// The person `id` when they are in the signed-in user's programme: `(name, role)`.
 fn person_in_scope(conn: &Connection, user: &WebUser, id: &str) -> AppResult<(String, String)> {
@@ -161,7 +149,7 @@ async fn enrol_page(state: AppState, user: WebUser, lang: Lang, person: String, 
 /// `GET /admin/people/{user}/enrol`: the person's tablets, and (admins) the button that issues
 /// a code.
 pub async fn page(State(state): State<AppState>, user: WebUser, lang: Lang, Path(person): Path<String>, Query(q): Query<DoneQuery>) -> AppResult<Html<String>> {
-    may_view(&user)?;
+    user.may_read_admin(PAGES)?;
     enrol_page(state, user, lang, person, false, q.done).await
 }
 
@@ -174,14 +162,14 @@ pub struct CsrfForm {
 /// `POST /admin/people/{user}/enrol`: issues a one-time code and shows it once, as a QR code
 /// and as text, with its expiry.
 pub async fn issue_code(State(state): State<AppState>, user: WebUser, lang: Lang, Path(person): Path<String>, Form(form): Form<CsrfForm>) -> AppResult<Html<String>> {
-    may_act(&user)?;
+    user.may_change_admin(PAGES)?;
     user.check_csrf(&form.csrf)?;
     enrol_page(state, user, lang, person, true, None).await
 }
 
 /// `POST /admin/devices/{id}/revoke`: the device's token is refused from now on.
 pub async fn revoke(State(state): State<AppState>, user: WebUser, Path(device): Path<String>, Form(form): Form<CsrfForm>) -> AppResult<Response> {
-    may_act(&user)?;
+    user.may_change_admin(PAGES)?;
     user.check_csrf(&form.csrf)?;
     let (u, d, now) = (user.clone(), device.clone(), state.clock.now());
     let owner = state
@@ -254,7 +242,7 @@ fn schools_in_scope(conn: &Connection, user: &WebUser, only: &str) -> AppResult<
 
 /// `GET /admin/enrol-sheet?school=S`: the form that prints a sheet (nothing is issued yet).
 pub async fn sheet_form(State(state): State<AppState>, user: WebUser, lang: Lang, Query(q): Query<SheetQuery>) -> AppResult<Html<String>> {
-    may_view(&user)?;
+    user.may_read_admin(PAGES)?;
     let u = user.clone();
     let school = q.school.trim().to_string();
     let s = school.clone();
@@ -282,7 +270,7 @@ pub struct SheetForm {
 /// `POST /admin/enrol-sheet`: one new code for every active person assigned to the school (or
 /// to each school of the programme), one printed page per school.
 pub async fn sheet(State(state): State<AppState>, user: WebUser, lang: Lang, Form(form): Form<SheetForm>) -> AppResult<Html<String>> {
-    may_act(&user)?;
+    user.may_change_admin(PAGES)?;
     user.check_csrf(&form.csrf)?;
     let (u, settings, now) = (user.clone(), state.enrolment.clone(), state.clock.now());
     let school = form.school.trim().to_string();

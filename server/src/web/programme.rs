@@ -26,21 +26,9 @@ use crate::programme::rules::{figures, Term, RULE_NAMES};
 use crate::programme::store;
 use crate::AppState;
 
-fn may_view(user: &WebUser) -> AppResult<()> {
-    if user.role.reviews() {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("只有督导和管理员可以查看项目规则 / only supervisors and admins see the programme rules".into()))
-    }
-}
 
-fn may_act(user: &WebUser) -> AppResult<()> {
-    if user.role == Role::Admin {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("只有管理员可以修改项目规则 / only admins change the programme rules".into()))
-    }
-}
+/// What these pages show, for the admin pages' access rule (`WebUser::may_read_admin`).
+const PAGES: (&str, &str) = ("项目规则", "the programme rules");
 
 /// The programme the page is about: the user's own, or, for a user of no programme, the one
 /// asked for (else the first).
@@ -154,7 +142,7 @@ pub struct PageQuery {
 
 /// `GET /admin/programme`: the rules with their figures and sources, terms, teams and history.
 pub async fn page(State(state): State<AppState>, user: WebUser, lang: Lang, Query(q): Query<PageQuery>) -> AppResult<Html<String>> {
-    may_view(&user)?;
+    user.may_read_admin(PAGES)?;
     let u = user.clone();
     let data = state
         .blocking(move |c| {
@@ -255,7 +243,7 @@ pub struct RuleForm {
 
 /// `POST /admin/programme/rule`: replaces one rule with the JSON given (checked with the book).
 pub async fn set_rule(State(state): State<AppState>, user: WebUser, lang: Lang, Form(form): Form<RuleForm>) -> AppResult<Response> {
-    may_act(&user)?;
+    user.may_change_admin(PAGES)?;
     user.check_csrf(&form.csrf)?;
     let u = user.clone();
     let asked = form.programme.clone();
@@ -310,7 +298,7 @@ pub struct TermForm {
 
 /// `POST /admin/programme/term`: adds (or replaces by id) a semester.
 pub async fn add_term(State(state): State<AppState>, user: WebUser, lang: Lang, Form(form): Form<TermForm>) -> AppResult<Response> {
-    may_act(&user)?;
+    user.may_change_admin(PAGES)?;
     user.check_csrf(&form.csrf)?;
     let u = user.clone();
     let asked = form.programme.clone();
@@ -351,7 +339,7 @@ pub struct TeamForm {
 
 /// `POST /admin/programme/team`: puts an expert on a school's team, or takes one off.
 pub async fn team(State(state): State<AppState>, user: WebUser, lang: Lang, Form(form): Form<TeamForm>) -> AppResult<Response> {
-    may_act(&user)?;
+    user.may_change_admin(PAGES)?;
     user.check_csrf(&form.csrf)?;
     let u = user.clone();
     let asked = form.programme.clone();
