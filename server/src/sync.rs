@@ -87,7 +87,10 @@ pub fn handle(conn: &mut Connection, device: &Device, req: SyncRequest, clock: &
         }
     }
     let now = clock.now();
-    let tx = conn.transaction()?;
+    // IMMEDIATE: the round writes (the device's app, its pushes), and a deferred transaction that
+    // read first would fail at its first write with "database is locked" (no wait) whenever
+    // another connection wrote in between (a sign-in's last-seen time, a backup's bookkeeping).
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let scope = accounts::scope(&tx, &device.user, device.role, device.programme.as_deref())?;
     if let Some(app) = &req.app {
         tx.prepare_cached("UPDATE devices SET app = ?2 WHERE id = ?1 AND app IS NOT ?2")?.execute(params![device.id, app])?;
@@ -383,7 +386,7 @@ fn apply_push(
 /// With `audit` (an action name and a detail), a stored change is also recorded in the audit
 /// log, in the same transaction, with the record's status before and after.
 pub fn apply_one(conn: &mut Connection, device: &Device, push: &Push, now: i64, audit: Option<(&str, Option<&str>)>) -> AppResult<()> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let scope = accounts::scope(&tx, &device.user, device.role, device.programme.as_deref())?;
     let state = |tx: &Connection| -> AppResult<Option<(String, String)>> {
         Ok(tx
