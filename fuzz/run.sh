@@ -10,13 +10,13 @@ set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-600}
 shift || true
-targets=${*:-protocol template expression ingest}
+targets=${*:-protocol envelope template expression ingest}
 
 cargo +nightly fuzz build -O >/dev/null
 
 # Seed corpora from the product's own material: built-in templates, their expressions, and
 # protocol messages.
-mkdir -p corpus/template corpus/expression corpus/protocol corpus/ingest logs
+mkdir -p corpus/template corpus/expression corpus/protocol corpus/envelope corpus/ingest logs
 cp ../core/templates/*.json corpus/template/
 python3 - <<'PY'
 import base64, glob, gzip, json, os

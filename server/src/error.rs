@@ -27,6 +27,9 @@ pub enum AppError {
     /// nothing of it was read, and the same request sent again is answered normally.
     #[error("the body broke off before its end; nothing of it was stored; send it again")]
     IncompleteBody(String),
+    /// The body's content type and encoding name no sync envelope (415): nothing was read.
+    #[error("{0}")]
+    UnsupportedEnvelope(String),
     /// The disk under the central store or the attachments is full: nothing of the request was
     /// kept, and the same request succeeds once there is room again.
     #[error("the server's disk is full; nothing of this request was stored; try again later")]
@@ -53,6 +56,7 @@ impl AppError {
             AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             AppError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             AppError::IncompleteBody(_) => (StatusCode::REQUEST_TIMEOUT, "incomplete_body"),
+            AppError::UnsupportedEnvelope(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_envelope"),
             AppError::StorageFull(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_full"),
             AppError::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use rusqlite::OptionalExtension;
-use shidao_core::sync::protocol::{self, EnrolRequest, EnrolResponse, SyncRequest};
+use shidao_core::sync::protocol::{self, EnrolRequest, EnrolResponse, Envelope, SyncRequest};
 
 use crate::accounts::{self, Device};
 use crate::error::{AppError, AppResult};
@@ -109,8 +109,10 @@ async fn sync_handler(
     raw: Result<Bytes, BytesRejection>,
 ) -> AppResult<Response> {
     let raw = body(raw, protocol::MAX_BODY_BYTES)?;
-    let gzip = headers.get("content-encoding").is_some_and(|v| v.as_bytes() == b"gzip");
-    let req: SyncRequest = protocol::decode(&raw, gzip).map_err(|e| match e {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let envelope = Envelope::from_headers(header("content-type"), header("content-encoding"))
+        .map_err(|e| AppError::UnsupportedEnvelope(e.to_string()))?;
+    let req: SyncRequest = envelope.decode(&raw).map_err(|e| match e {
         protocol::WireError::TooLarge => AppError::TooLarge { limit: protocol::MAX_DECOMPRESSED_BYTES as usize },
         other => AppError::BadRequest(other.to_string()),
     })?;
@@ -119,18 +121,16 @@ async fn sync_handler(
     let device_id = device.id.clone();
     let resp = state.blocking_mut(move |conn| sync::handle(conn, &device, req, &clock)).await?;
     tracing::info!(device = %device_id, pushed, pulled = resp.pull.len(), cursor = resp.cursor, more = resp.more, "sync");
-    let accepts_gzip = headers
-        .get("accept-encoding")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("gzip"));
-    let mut response = if accepts_gzip {
-        let mut r = protocol::encode(&resp).map_err(|e| AppError::Internal(format!("sync answer: {e}")))?.into_response();
-        r.headers_mut().insert("content-encoding", HeaderValue::from_static("gzip"));
-        r
-    } else {
-        serde_json::to_vec(&resp).map_err(|e| AppError::Internal(format!("sync answer: {e}")))?.into_response()
+    // The answer travels in the request's envelope; JSON is compressed when the device accepts gzip.
+    let answer = match envelope {
+        Envelope::Binary => Envelope::Binary,
+        Envelope::Json { .. } => Envelope::Json { gzip: header("accept-encoding").is_some_and(|v| v.contains("gzip")) },
     };
-    response.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    let mut response = answer.encode(&resp).map_err(|e| AppError::Internal(format!("sync answer: {e}")))?.into_response();
+    if let Some(encoding) = answer.content_encoding() {
+        response.headers_mut().insert("content-encoding", HeaderValue::from_static(encoding));
+    }
+    response.headers_mut().insert("content-type", HeaderValue::from_static(answer.content_type()));
     Ok(response)
 }
 

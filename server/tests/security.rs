@@ -1290,6 +1290,61 @@ async fn family_4_oversized_and_nested_bodies_are_refused_and_the_server_stays_u
     }
     still_up(&w, &a.token).await;
 
+    // 3b. The binary envelope (CBOR in deflate): the same limits, its own ways to go wrong.
+    let binary = |body: Vec<u8>| {
+        Request::post("/v1/sync")
+            .header("authorization", format!("Bearer {}", a.token))
+            .header("content-type", protocol::BINARY_CONTENT_TYPE)
+            .header("content-encoding", "deflate")
+            .body(Body::from(body))
+            .expect("request")
+    };
+    let deflate = |bytes: &[u8]| {
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        z.write_all(bytes).expect("deflate");
+        z.finish().expect("deflate")
+    };
+    t.attack("a deflate bomb in the binary envelope (over 64 MiB once inflated)");
+    let start = std::time::Instant::now();
+    w.call(binary(deflate(&vec![0u8; protocol::MAX_DECOMPRESSED_BYTES as usize + 1024]))).await.refused(413, "too_large");
+    assert!(start.elapsed() < std::time::Duration::from_secs(10), "the bomb took {:?}", start.elapsed());
+    t.refused();
+    t.attack("a binary body one byte over 16 MiB");
+    w.call(binary(vec![0u8; protocol::MAX_BODY_BYTES + 1])).await.refused(413, "too_large");
+    t.refused();
+    t.attack("a binary body cut in the middle");
+    let good = protocol::Envelope::Binary.encode(&request(vec![push_of(&r)])).expect("encode");
+    let resp = w.call(binary(good[..good.len() / 2].to_vec())).await;
+    resp.refused(400, "bad_request");
+    assert!(resp.error().reason.starts_with("body is not"), "{}", resp.error().reason);
+    t.refused();
+    for (what, cbor) in [
+        ("CBOR arrays nested 100k deep", vec![0x81u8; 100_000]),
+        ("a CBOR push list claiming 4 billion entries", [&[0xa1u8, 0x64][..], b"push", &[0x9a, 0xff, 0xff, 0xff, 0xff]].concat()),
+        ("a CBOR byte string claiming 4 GiB", [&[0xa1u8, 0x6a][..], b"request_id", &[0x5a, 0xff, 0xff, 0xff, 0xff], b"xx"].concat()),
+        ("JSON labelled as the binary envelope", serde_json::to_vec(&request(vec![])).expect("json")),
+    ] {
+        t.attack(format!("{what}, in deflate"));
+        let resp = w.call(binary(deflate(&cbor))).await;
+        resp.refused(400, "bad_request");
+        assert!(resp.error().reason.contains("not a valid message"), "{what}: {}", resp.error().reason);
+        t.refused();
+    }
+    for (what, content_type, encoding) in
+        [("an unknown content type", "text/plain", None), ("the binary envelope in gzip", protocol::BINARY_CONTENT_TYPE, Some("gzip"))]
+    {
+        t.attack(format!("a sync body in {what}"));
+        let mut req = Request::post("/v1/sync").header("authorization", format!("Bearer {}", a.token)).header("content-type", content_type);
+        if let Some(e) = encoding {
+            req = req.header("content-encoding", e);
+        }
+        let resp = w.call(req.body(Body::from(good.clone())).expect("request")).await;
+        resp.refused(415, "unsupported_envelope");
+        assert!(resp.error().reason.contains(protocol::BINARY_CONTENT_TYPE), "{}", resp.error().reason);
+        t.refused();
+    }
+    still_up(&w, &a.token).await;
+
     // 4. A huge number of records in one push: each refused on its own, the request bounded.
     t.attack("20,000 records in one push (garbage), plus one good record");
     let good = new_record("inspection-visit", "s-a", &a.editor());

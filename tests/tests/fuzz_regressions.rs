@@ -52,6 +52,17 @@ fn protocol_inputs() {
 }
 
 #[test]
+fn envelope_inputs() {
+    for (name, bytes) in saved("envelope") {
+        println!("{name}");
+        checks::envelope(&bytes);
+    }
+    for input in random_inputs(5, 300, 400) {
+        checks::envelope(&input);
+    }
+}
+
+#[test]
 fn template_inputs() {
     for (name, bytes) in saved("template") {
         println!("{name}");

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::protocol::{self, EnrolRequest, EnrolResponse, ErrorBody, SyncRequest, SyncResponse};
+use super::protocol::{Envelope, EnrolRequest, EnrolResponse, ErrorBody, SyncRequest, SyncResponse};
 use super::{Round, SyncClient, SyncError};
 use crate::record::Editor;
 use crate::store::Store;
@@ -140,6 +140,9 @@ pub struct HttpSync {
     base: String,
     pub policy: RetryPolicy,
     pub sync: SyncClient,
+    /// Set once the relay has refused the binary envelope (a relay older than it): this client
+    /// then speaks gzip-compressed JSON to it.
+    json_only: Arc<AtomicBool>,
 }
 
 /// An error with its causes, so "error sending request" says why.
@@ -178,7 +181,7 @@ impl HttpSync {
             builder = builder.add_root_certificate(cert);
         }
         let client = builder.build().map_err(|e| DriverError::Network(chain(&e)))?;
-        Ok(HttpSync { client, base, policy, sync: SyncClient::default() })
+        Ok(HttpSync { client, base, policy, sync: SyncClient::default(), json_only: Arc::default() })
     }
 
     /// The district CA certificate (PEM) the relay at `base` hands out (`GET /v1/ca.pem`), for
@@ -227,9 +230,21 @@ impl HttpSync {
         serde_json::from_slice(&bytes).map_err(|e| DriverError::Server { status, reason: format!("bad enrolment answer: {e}") })
     }
 
+    /// The envelope the next request travels in: the binary one, unless this relay refused it.
+    pub fn envelope(&self) -> Envelope {
+        if self.json_only.load(Ordering::Relaxed) { Envelope::Json { gzip: true } } else { Envelope::Binary }
+    }
+
+    /// Speaks gzip-compressed JSON to this relay from now on (as to a relay older than the binary
+    /// envelope).
+    pub fn use_json(&self) {
+        self.json_only.store(true, Ordering::Relaxed);
+    }
+
     /// One request and its response, retried with backoff on network errors and 5xx.
     pub async fn round_trip(&self, token: &str, req: &SyncRequest, cancel: &Cancel, progress: &mut Progress) -> Result<SyncResponse, DriverError> {
-        let body = protocol::encode(req).map_err(|e| DriverError::Sync(SyncError::Encode(e.to_string())))?;
+        let mut envelope = self.envelope();
+        let mut body = envelope.encode(req).map_err(|e| DriverError::Sync(SyncError::Encode(e.to_string())))?;
         let mut delay = self.policy.first_delay;
         let mut attempt = 0;
         loop {
@@ -238,7 +253,7 @@ impl HttpSync {
             if cancel.is_cancelled() {
                 return Err(DriverError::Cancelled);
             }
-            let send = self.send_once(token, body.clone());
+            let send = self.send_once(token, envelope, body.clone());
             let result = tokio::select! {
                 r = send => r,
                 _ = cancel.cancelled() => return Err(DriverError::Cancelled),
@@ -248,6 +263,17 @@ impl HttpSync {
                     progress.bytes_sent += body.len() as u64;
                     progress.bytes_received += received;
                     return Ok(resp);
+                }
+                // A relay older than the binary envelope: 415 from one that names envelopes, 400
+                // "not a valid message" from one that read every body as JSON. The request is
+                // idempotent, so it goes again at once as JSON.
+                Err(DriverError::Refused { status, reason, .. })
+                    if envelope == Envelope::Binary && (status == 415 || (status == 400 && reason.starts_with("body is not"))) =>
+                {
+                    progress.bytes_sent += body.len() as u64;
+                    self.use_json();
+                    envelope = self.envelope();
+                    body = envelope.encode(req).map_err(|e| DriverError::Sync(SyncError::Encode(e.to_string())))?;
                 }
                 Err(e) if e.retryable() && attempt < self.policy.attempts => {
                     tokio::select! {
@@ -261,25 +287,26 @@ impl HttpSync {
         }
     }
 
-    async fn send_once(&self, token: &str, body: Vec<u8>) -> Result<(SyncResponse, u64), DriverError> {
-        let resp = self
+    async fn send_once(&self, token: &str, envelope: Envelope, body: Vec<u8>) -> Result<(SyncResponse, u64), DriverError> {
+        let mut request = self
             .client
             .post(format!("{}/v1/sync", self.base))
             .bearer_auth(token)
-            .header("content-type", "application/json")
-            .header("content-encoding", "gzip")
-            .header("accept-encoding", "gzip")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| DriverError::Network(chain(&e)))?;
+            .header("content-type", envelope.content_type())
+            .header("accept-encoding", "gzip");
+        if let Some(encoding) = envelope.content_encoding() {
+            request = request.header("content-encoding", encoding);
+        }
+        let resp = request.body(body).send().await.map_err(|e| DriverError::Network(chain(&e)))?;
         let status = resp.status().as_u16();
-        let gzip = resp.headers().get("content-encoding").is_some_and(|v| v.as_bytes() == b"gzip");
+        let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let (content_type, encoding) = (header("content-type"), header("content-encoding"));
         let bytes = resp.bytes().await.map_err(|e| DriverError::Network(chain(&e)))?;
         if status != 200 {
             return Err(error_from(status, &bytes));
         }
-        let decoded = protocol::decode(&bytes, gzip)
+        let decoded = Envelope::from_headers(content_type.as_deref(), encoding.as_deref())
+            .and_then(|answer| answer.decode(&bytes))
             .map_err(|e| DriverError::Network(format!("response cut or damaged: {e}")))?;
         Ok((decoded, bytes.len() as u64))
     }

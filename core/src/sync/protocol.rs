@@ -1,10 +1,14 @@
 //! The sync protocol's messages, shared by devices and the server (see `docs/protocol.md`).
 //!
-//! One HTTP round trip: `POST /v1/sync` with a gzip-compressed JSON [`SyncRequest`] carrying the
-//! changes of every record the device changed since the server last acknowledged it, and the
-//! pull cursor; the reply, a gzip-compressed JSON [`SyncResponse`], says per record whether the
-//! push was accepted (or refused, with a code and reason), and carries the changes of records in
-//! the device's scope that it lacks, in pages under a size limit.
+//! One HTTP round trip: `POST /v1/sync` with a [`SyncRequest`] carrying the changes of every
+//! record the device changed since the server last acknowledged it, and the pull cursor; the
+//! reply, a [`SyncResponse`], says per record whether the push was accepted (or refused, with a
+//! code and reason), and carries the changes of records in the device's scope that it lacks, in
+//! pages under a size limit.
+//!
+//! Bodies travel in one of two [`Envelope`]s, named by the request's `Content-Type`: CBOR
+//! compressed with deflate (byte strings as they are), or the first apps' gzip-compressed JSON
+//! (byte strings in base64). The relay reads both and answers in the envelope it was asked in.
 
 use std::io::{Read, Write};
 
@@ -19,18 +23,39 @@ pub const MAX_DECOMPRESSED_BYTES: u64 = 64 * 1024 * 1024;
 /// Default size of one page of pulled changes.
 pub const DEFAULT_PULL_BYTES: u64 = 1024 * 1024;
 
-/// Byte strings travel as base64 inside the JSON.
+/// Byte strings: base64 text in JSON, CBOR byte strings in the binary envelope (a format that is
+/// not human-readable takes the bytes as they are).
 pub mod b64 {
     use base64::Engine;
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::{de, Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+        if s.is_human_readable() {
+            s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+        } else {
+            s.serialize_bytes(bytes)
+        }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let s = String::deserialize(d)?;
-        base64::engine::general_purpose::STANDARD.decode(s.as_bytes()).map_err(serde::de::Error::custom)
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            return base64::engine::general_purpose::STANDARD.decode(s.as_bytes()).map_err(de::Error::custom);
+        }
+        struct Bytes;
+        impl<'de> de::Visitor<'de> for Bytes {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+        }
+        d.deserialize_byte_buf(Bytes)
     }
 }
 
@@ -269,10 +294,103 @@ pub struct EnrolResponse {
 pub enum WireError {
     #[error("body is not valid gzip: {0}")]
     Gzip(std::io::Error),
+    #[error("body is not valid deflate (zlib) data: {0}")]
+    Deflate(std::io::Error),
     #[error("body is larger than {MAX_DECOMPRESSED_BYTES} bytes once decompressed")]
     TooLarge,
     #[error("body is not a valid message: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("body is not a valid message: {0}")]
+    Cbor(String),
+    /// The `Content-Type` and `Content-Encoding` name no envelope this side reads.
+    #[error("content type `{content_type}` with encoding `{encoding}` is not a sync envelope; send `{BINARY_CONTENT_TYPE}` with `deflate`, or `application/json` (plain or gzip)")]
+    Envelope { content_type: String, encoding: String },
+}
+
+/// The `Content-Type` of the binary envelope.
+pub const BINARY_CONTENT_TYPE: &str = "application/vnd.shidao.sync+cbor";
+
+/// How a sync body travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Envelope {
+    /// CBOR, compressed with deflate (zlib): byte strings as they are. What the apps send.
+    Binary,
+    /// JSON with byte strings in base64, gzip-compressed or plain: what the first apps send.
+    Json { gzip: bool },
+}
+
+impl Envelope {
+    /// The envelope a body's `Content-Type` and `Content-Encoding` name. A missing type is JSON
+    /// (the first apps did not always say).
+    pub fn from_headers(content_type: Option<&str>, encoding: Option<&str>) -> Result<Envelope, WireError> {
+        let kind = content_type.map(|t| t.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        let encoding = encoding.map(|e| e.trim().to_ascii_lowercase());
+        match (kind.as_deref(), encoding.as_deref()) {
+            (Some(BINARY_CONTENT_TYPE), Some("deflate")) => Ok(Envelope::Binary),
+            (None | Some("application/json"), Some("gzip")) => Ok(Envelope::Json { gzip: true }),
+            (None | Some("application/json"), None | Some("identity")) => Ok(Envelope::Json { gzip: false }),
+            _ => Err(WireError::Envelope {
+                content_type: kind.unwrap_or_default(),
+                encoding: encoding.unwrap_or_else(|| "identity".into()),
+            }),
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Envelope::Binary => BINARY_CONTENT_TYPE,
+            Envelope::Json { .. } => "application/json",
+        }
+    }
+
+    /// The `Content-Encoding` of a body in this envelope, if any.
+    pub fn content_encoding(self) -> Option<&'static str> {
+        match self {
+            Envelope::Binary => Some("deflate"),
+            Envelope::Json { gzip: true } => Some("gzip"),
+            Envelope::Json { gzip: false } => None,
+        }
+    }
+
+    /// Encodes a message in this envelope.
+    pub fn encode<T: Serialize>(self, msg: &T) -> Result<Vec<u8>, WireError> {
+        match self {
+            Envelope::Binary => {
+                let mut cbor = Vec::new();
+                ciborium::into_writer(msg, &mut cbor).map_err(|e| WireError::Cbor(e.to_string()))?;
+                let mut z = flate2::write::ZlibEncoder::new(Vec::with_capacity(cbor.len() / 2), flate2::Compression::default());
+                z.write_all(&cbor).map_err(WireError::Deflate)?;
+                z.finish().map_err(WireError::Deflate)
+            }
+            Envelope::Json { gzip: true } => encode(msg),
+            Envelope::Json { gzip: false } => Ok(serde_json::to_vec(msg)?),
+        }
+    }
+
+    /// Decodes a body in this envelope, refusing one that decompresses beyond
+    /// [`MAX_DECOMPRESSED_BYTES`].
+    pub fn decode<T: for<'de> Deserialize<'de>>(self, body: &[u8]) -> Result<T, WireError> {
+        match self {
+            Envelope::Binary => {
+                let plain = inflate(flate2::read::ZlibDecoder::new(body)).map_err(|e| match e {
+                    WireError::Gzip(e) => WireError::Deflate(e),
+                    other => other,
+                })?;
+                ciborium::from_reader(plain.as_slice()).map_err(|e| WireError::Cbor(e.to_string()))
+            }
+            Envelope::Json { gzip } => decode(body, gzip),
+        }
+    }
+}
+
+/// Reads a decompressing reader to its end, stopping at [`MAX_DECOMPRESSED_BYTES`].
+fn inflate(reader: impl Read) -> Result<Vec<u8>, WireError> {
+    let mut out = Vec::new();
+    reader.take(MAX_DECOMPRESSED_BYTES + 1).read_to_end(&mut out).map_err(WireError::Gzip)?;
+    if out.len() as u64 > MAX_DECOMPRESSED_BYTES {
+        return Err(WireError::TooLarge);
+    }
+    Ok(out)
 }
 
 /// Encodes a message as gzip-compressed JSON.
@@ -292,12 +410,7 @@ pub fn decode<T: for<'de> Deserialize<'de>>(body: &[u8], gzip: bool) -> Result<T
         }
         return Ok(serde_json::from_slice(body)?);
     }
-    let mut out = Vec::new();
-    let mut limited = flate2::read::GzDecoder::new(body).take(MAX_DECOMPRESSED_BYTES + 1);
-    limited.read_to_end(&mut out).map_err(WireError::Gzip)?;
-    if out.len() as u64 > MAX_DECOMPRESSED_BYTES {
-        return Err(WireError::TooLarge);
-    }
+    let out = inflate(flate2::read::GzDecoder::new(body))?;
     Ok(serde_json::from_slice(&out)?)
 }
 
@@ -323,6 +436,60 @@ mod tests {
         assert_eq!(decode::<SyncRequest>(&bytes, true).expect("decodes"), req);
         assert!(decode::<SyncRequest>(b"not gzip", true).is_err());
         assert!(decode::<SyncRequest>(br#"{"protocol": 1}"#, false).is_err());
+    }
+
+    #[test]
+    fn the_binary_envelope_round_trips_and_carries_bytes_as_they_are() {
+        let changes: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+        let req = SyncRequest {
+            protocol: PROTOCOL,
+            request_id: "r1".into(),
+            cursor: 7,
+            scope: None,
+            reference: Some("v1".into()),
+            push: vec![Push { record: "x".into(), changes: changes.clone(), heads: vec!["ab".into()] }],
+            max_pull_bytes: Some(1024),
+            want_forms: vec!["h".into()],
+            set_aside: Vec::new(),
+            app: Some("shidao-android/1.4.0".into()),
+        };
+        let bin = Envelope::Binary.encode(&req).expect("encode");
+        assert_eq!(Envelope::Binary.decode::<SyncRequest>(&bin).expect("decodes"), req);
+        // No base64 inside: the CBOR holds the 3,000 bytes once, not 4,000 characters.
+        let mut cbor = Vec::new();
+        ciborium::into_writer(&req, &mut cbor).expect("cbor");
+        assert!(cbor.len() < 3200, "{} bytes of CBOR", cbor.len());
+        assert!(cbor.windows(changes.len()).any(|w| w == changes.as_slice()));
+        // Each envelope refuses the other's bodies with a reason, never a wrong value.
+        assert!(Envelope::Binary.decode::<SyncRequest>(&encode(&req).expect("json")).is_err());
+        assert!(Envelope::Json { gzip: true }.decode::<SyncRequest>(&bin).is_err());
+        // A truncated body and a valid deflate stream of something else are refused.
+        assert!(matches!(Envelope::Binary.decode::<SyncRequest>(&bin[..bin.len() / 2]), Err(WireError::Deflate(_) | WireError::Cbor(_))));
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(b"\x9b\xff\xff\xff\xff\xff\xff\xff\xff").expect("write");
+        assert!(matches!(Envelope::Binary.decode::<SyncRequest>(&z.finish().expect("finish")), Err(WireError::Cbor(_))));
+    }
+
+    #[test]
+    fn envelopes_are_named_by_their_headers() {
+        assert_eq!(Envelope::from_headers(Some(BINARY_CONTENT_TYPE), Some("deflate")).expect("binary"), Envelope::Binary);
+        assert_eq!(Envelope::from_headers(Some("application/json"), Some("gzip")).expect("json"), Envelope::Json { gzip: true });
+        assert_eq!(Envelope::from_headers(Some("application/json; charset=utf-8"), None).expect("plain"), Envelope::Json { gzip: false });
+        assert_eq!(Envelope::from_headers(None, Some("gzip")).expect("untyped"), Envelope::Json { gzip: true });
+        for (t, e) in [(Some(BINARY_CONTENT_TYPE), None), (Some(BINARY_CONTENT_TYPE), Some("gzip")), (Some("text/plain"), None), (Some("application/json"), Some("br"))] {
+            let err = Envelope::from_headers(t, e).expect_err("not an envelope");
+            assert!(err.to_string().contains(BINARY_CONTENT_TYPE), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_binary_bomb_is_refused() {
+        let zeros = vec![0u8; (MAX_DECOMPRESSED_BYTES + 10) as usize];
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        z.write_all(&zeros).expect("write");
+        let bomb = z.finish().expect("finish");
+        assert!(bomb.len() < 1024 * 1024);
+        assert!(matches!(Envelope::Binary.decode::<SyncRequest>(&bomb), Err(WireError::TooLarge)));
     }
 
     #[test]
