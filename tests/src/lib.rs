@@ -3,6 +3,7 @@
 //! TCP proxy that cuts, delays and duplicates, and the checker of what must hold afterwards.
 
 pub mod invariants;
+pub mod load;
 pub mod proxy;
 
 use std::io::{BufRead, BufReader};

@@ -1,10 +1,17 @@
 //! Load generator: many simulated tablets against a real relay process on loopback.
 //!
-//! Each tablet (its own thread and device store) fills observation records offline, then all
-//! sync at once (push phase); then all sync again to pull their teammates' records (pull phase).
+//! Each tablet (its own thread and device store) enrols and takes its reference data, fills
+//! records offline, then all sync at once (push phase); then all sync again to pull their
+//! teammates' records (pull phase); then each changes one field of every record it holds and
+//! syncs once more (edit phase), and all sync a last time to take their teammates' edits.
 //! Prints figures and a final `key=value` line; `docs/benchmarks.md` records a run.
 //!
-//! Run: `cargo run --release -p shidao-tests --bin sync-load -- [--devices N] [--records R]`
+//! The workload (`--form`): `lesson`, a full lesson observation (the built-in form), or `peer`,
+//! the 60-answer form of the side-by-side measurement with automerge-repo, published like a
+//! district's own.
+//!
+//! Run: `cargo run --release -p shidao-tests --bin sync-load -- [--devices N] [--records R]
+//! [--form lesson|peer]`
 //! (the `relay` binary of this package must be built in the same profile: `cargo build --release
 //! -p shidao-tests` builds both).
 
@@ -12,29 +19,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use shidao_core::sample::{fill_completely, Rng};
+use shidao_core::sample::Rng;
 use shidao_core::sync::http::{Cancel, Progress};
-use shidao_core::template::Role;
+use shidao_tests::load::{self, arg, peak_rss_mib, percentile, Workload};
 use shidao_tests::{school, Relay, Tablet};
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
-}
-
-fn peak_rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
-        .map_or(0.0, |kb| kb / 1024.0)
-}
 
 struct Phase {
     times: Vec<Duration>,
@@ -44,8 +32,9 @@ struct Phase {
 }
 
 fn main() {
-    let devices = arg("--devices", 20);
-    let records = arg("--records", 50);
+    let devices: usize = arg("--devices", 20);
+    let records: usize = arg("--records", 50);
+    let workload = Workload::parse(&arg("--form", "lesson".to_string())).expect("--form lesson or peer");
     let schools = (devices / 4).max(1);
     let dir = tempfile::tempdir().expect("dir");
     let db = dir.path().join("central.db");
@@ -53,45 +42,40 @@ fn main() {
     assert!(relay_bin.exists(), "build the relay first: cargo build --release -p shidao-tests");
 
     // The programme: `schools` schools, four inspectors per school.
-    let codes: Vec<String> = {
-        use shidao_server::accounts;
-        let conn = shidao_server::db::open(&db).expect("db");
-        accounts::add_programme(&conn, "load", "负载测试", None).expect("programme");
-        for s in 0..schools {
-            accounts::add_school(&conn, "load", &format!("s{s:03}"), &format!("学校{s}"), "优质", "").expect("school");
-        }
-        let now = shidao_core::Clock::system().now();
-        (0..devices)
-            .map(|d| {
-                let user = format!("u{d:04}");
-                accounts::add_user(&conn, &user, &user, Role::Inspector, Some("load"), &[format!("s{:03}", d % schools)], None, 0)
-                    .expect("user");
-                accounts::new_enrol_code(&conn, &user, now).expect("code")
-            })
-            .collect()
-    };
+    let codes = load::programme(&db, devices, schools, workload);
     let relay = Relay::start(&relay_bin, &db);
     let url = relay.url.clone();
 
     // Every tablet on its own thread: enrol, fill offline, then push and pull at the same moments.
     let barrier = Arc::new(Barrier::new(devices + 1));
-    let push = Arc::new(Mutex::new(Phase { times: vec![], sent: 0, received: 0, wall: Duration::ZERO }));
-    let pull = Arc::new(Mutex::new(Phase { times: vec![], sent: 0, received: 0, wall: Duration::ZERO }));
+    let phase = || Arc::new(Mutex::new(Phase { times: vec![], sent: 0, received: 0, wall: Duration::ZERO }));
+    let (push, pull, edit, settle) = (phase(), phase(), phase(), phase());
     let mut threads = Vec::new();
     for (d, code) in codes.into_iter().enumerate() {
-        let (url, barrier, push, pull) = (url.clone(), barrier.clone(), push.clone(), pull.clone());
+        let (url, barrier) = (url.clone(), barrier.clone());
+        let phases = [push.clone(), pull.clone(), edit.clone(), settle.clone()];
         let path = dir.path().join(format!("tablet{d}.db"));
         threads.push(std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async move {
                 let tablet = Tablet::enrol(&url, &code, &path).await.expect("enrol");
-                let s = school(&format!("s{:03}", d % schools));
+                tablet.sync().await.expect("reference data and forms");
+                let s = school(&load::school_of(d, schools));
                 let mut rng = Rng::new(d as u64);
+                let mut own = Vec::with_capacity(records);
                 for _ in 0..records {
-                    let mut r = tablet.store.create("classroom-observation", &s, &tablet.editor).expect("create");
-                    tablet.store.edit(&mut r, |r| fill_completely(r, 2, &mut rng)).expect("fill");
+                    let mut r = tablet.store.create(workload.template(), &s, &tablet.editor).expect("create");
+                    tablet.store.edit(&mut r, |r| workload.fill(r, &mut rng)).expect("fill");
+                    own.push(r.id().clone());
                 }
-                for phase in [&push, &pull] {
+                for (i, phase) in phases.iter().enumerate() {
+                    if i == 2 {
+                        // The edit phase: one field changed on every record, by its author.
+                        for id in &own {
+                            let mut r = tablet.store.load(id, &tablet.editor).expect("load");
+                            tablet.store.edit(&mut r, |r| workload.edit(r)).expect("edit");
+                        }
+                    }
                     barrier.wait();
                     let mut last = Progress::default();
                     let start = Instant::now();
@@ -112,7 +96,7 @@ fn main() {
             })
         }));
     }
-    for phase in [&push, &pull] {
+    for phase in [&push, &pull, &edit, &settle] {
         barrier.wait();
         let start = Instant::now();
         barrier.wait();
@@ -126,7 +110,7 @@ fn main() {
     assert!(held.iter().all(|n| *n >= expected), "a tablet lacks its teammates' records: {held:?}");
 
     let mut summary = Vec::new();
-    for (name, phase) in [("push", &push), ("pull", &pull)] {
+    for (name, phase) in [("push", &push), ("pull", &pull), ("edit", &edit), ("settle", &settle)] {
         let mut ph = phase.lock().expect("lock");
         ph.times.sort();
         let (p50, p99) = (percentile(&ph.times, 0.5), percentile(&ph.times, 0.99));
@@ -141,15 +125,19 @@ fn main() {
         summary.push(format!("{name}_wall_s={:.2}", ph.wall.as_secs_f64()));
         summary.push(format!("{name}_p50_ms={:.0}", p50.as_secs_f64() * 1e3));
         summary.push(format!("{name}_p99_ms={:.0}", p99.as_secs_f64() * 1e3));
-        if name == "push" {
-            summary.push(format!("records_per_s={:.0}", total / ph.wall.as_secs_f64()));
-            summary.push(format!("wire_bytes_per_record={:.0}", ph.sent as f64 / total));
-        } else {
-            summary.push(format!("pulled_records={}", held.iter().sum::<u64>() - total as u64));
+        match name {
+            "push" => {
+                summary.push(format!("records_per_s={:.0}", total / ph.wall.as_secs_f64()));
+                summary.push(format!("wire_bytes_per_record={:.0}", ph.sent as f64 / total));
+            }
+            "pull" => summary.push(format!("pulled_records={}", held.iter().sum::<u64>() - total as u64)),
+            // One field changed on every record: the bytes both ways of the round that sends the
+            // edits, and of the round that brings them to the teammates.
+            _ => summary.push(format!("{name}_wire_kb={}", (ph.sent + ph.received) / 1024)),
         }
     }
     println!("relay peak memory: {rss:.1} MiB");
-    summary.insert(0, format!("devices={devices} records={}", total as u64));
+    summary.insert(0, format!("form={} devices={devices} records={}", workload.name(), total as u64));
     summary.push(format!("server_peak_rss_mib={rss:.1}"));
     println!("{}", summary.join(" "));
 }
