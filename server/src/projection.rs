@@ -14,15 +14,18 @@ use crate::forms;
 
 /// Rewrites the projection of one record: answers with author and time, computed values, scores,
 /// the files it refers to, and what the dashboard reads without walking answers (a visit's
-/// rectification items, a task-progress record's task and achieved amount).
-pub fn project(conn: &Connection, record: &Record, view: &RecordView) -> rusqlite::Result<()> {
+/// rectification items, a task-progress record's task and achieved amount). `created`: the
+/// record is new to the store, so it has no rows to remove.
+pub fn project(conn: &Connection, record: &Record, view: &RecordView, created: bool) -> rusqlite::Result<()> {
     let id = record.id().as_str();
-    conn.prepare_cached("DELETE FROM answers WHERE record_id = ?1")?.execute([id])?;
-    conn.prepare_cached("DELETE FROM computed WHERE record_id = ?1")?.execute([id])?;
-    conn.prepare_cached("DELETE FROM record_files WHERE record_id = ?1")?.execute([id])?;
-    conn.prepare_cached("DELETE FROM rectifications WHERE record_id = ?1")?.execute([id])?;
-    conn.prepare_cached("DELETE FROM task_progress WHERE record_id = ?1")?.execute([id])?;
-    conn.prepare_cached("DELETE FROM ratings WHERE record_id = ?1")?.execute([id])?;
+    if !created {
+        conn.prepare_cached("DELETE FROM answers WHERE record_id = ?1")?.execute([id])?;
+        conn.prepare_cached("DELETE FROM computed WHERE record_id = ?1")?.execute([id])?;
+        conn.prepare_cached("DELETE FROM record_files WHERE record_id = ?1")?.execute([id])?;
+        conn.prepare_cached("DELETE FROM rectifications WHERE record_id = ?1")?.execute([id])?;
+        conn.prepare_cached("DELETE FROM task_progress WHERE record_id = ?1")?.execute([id])?;
+        conn.prepare_cached("DELETE FROM ratings WHERE record_id = ?1")?.execute([id])?;
+    }
     let template = record.template();
     let mut insert = conn.prepare_cached(
         "INSERT INTO answers (record_id, field, row_id, value, display, number, author, device, at, conflicts)
@@ -279,7 +282,7 @@ mod tests {
             let new = NewRecord { id: RecordId::random(), school: SchoolId::new("s1").expect("id") };
             Record::create(builtin(t).expect("template"), new, editor(role), Clock::fixed(1_790_000_000)).expect("record")
         };
-        let project_now = |r: &Record| project(&conn, r, &r.read()).expect("project");
+        let project_now = |r: &Record| project(&conn, r, &r.read(), false).expect("project");
 
         let mut visit = new("inspection-visit", Role::Inspector);
         let rows: Vec<_> = (0..2).map(|_| visit.add_row("rectifications", None).expect("row")).collect();

@@ -99,11 +99,12 @@ pub fn handle(conn: &mut Connection, device: &Device, req: SyncRequest, clock: &
     let mut results = Vec::with_capacity(req.push.len());
     let mut accepted = 0;
     for push in &req.push {
-        tx.execute_batch("SAVEPOINT push")?;
+        // Cached statements: parsing these four anew for every record cost 6 % of a push.
+        tx.prepare_cached("SAVEPOINT push")?.execute([])?;
         let outcome = apply_push(&tx, device, &scope, push, now);
         match outcome {
             Ok(applied) => {
-                tx.execute_batch("RELEASE push")?;
+                tx.prepare_cached("RELEASE push")?.execute([])?;
                 accepted += 1;
                 let (outcome, code, reason) = match applied {
                     Applied::Stored | Applied::Unchanged => (Outcome::Accepted, None, None),
@@ -112,7 +113,8 @@ pub fn handle(conn: &mut Connection, device: &Device, req: SyncRequest, clock: &
                 results.push(PushResult { record: push.record.clone(), outcome, code, reason });
             }
             Err(Err(r)) => {
-                tx.execute_batch("ROLLBACK TO push; RELEASE push")?;
+                tx.prepare_cached("ROLLBACK TO push")?.execute([])?;
+                tx.prepare_cached("RELEASE push")?.execute([])?;
                 tracing::info!(record = %push.record, device = %device.id, code = r.code, reason = %r.reason, "push refused");
                 results.push(PushResult {
                     record: push.record.clone(),
@@ -122,7 +124,8 @@ pub fn handle(conn: &mut Connection, device: &Device, req: SyncRequest, clock: &
                 });
             }
             Err(Ok(e)) => {
-                tx.execute_batch("ROLLBACK TO push; RELEASE push")?;
+                tx.prepare_cached("ROLLBACK TO push")?.execute([])?;
+                tx.prepare_cached("RELEASE push")?.execute([])?;
                 return Err(e);
             }
         }
@@ -306,7 +309,8 @@ fn apply_push(
         return Err(Err(refuse("unknown_school", format!("school {school} does not exist"))));
     };
     let templates = forms::resolver(conn, &programme);
-    let record = Record::from_doc(doc.clone(), &templates, reader(), Clock::fixed(now)).map_err(|e| match e {
+    // The record takes the document itself: read, judged and saved from there, never copied.
+    let record = Record::from_doc(doc, &templates, reader(), Clock::fixed(now)).map_err(|e| match e {
         RecordError::UnknownTemplate { template, version } => Err(refuse(
             "unknown_template",
             format!("form {template} v{version} is not published in programme {programme}"),
@@ -335,7 +339,8 @@ fn apply_push(
         }
     }
     // 4. The rule book, in the core: every new change judged at the state it was made on.
-    rules::judge_push(&doc, &before, rules::Pusher { user: &device.user, role: device.role }, &templates)
+    let doc = record.doc();
+    rules::judge_push(doc, &before, rules::Pusher { user: &device.user, role: device.role }, &templates)
         .map_err(|r| Err(refuse(r.code, r.reason)))?;
 
     // 5. Store: the compacted document, the log entry, the projection — in this savepoint.
@@ -362,11 +367,12 @@ fn apply_push(
         ])
     })
     .map_err(sql)?;
+    let saved = doc.save();
     conn.prepare_cached("INSERT INTO documents (record_id, doc) VALUES (?1, ?2) ON CONFLICT (record_id) DO UPDATE SET doc = excluded.doc")
-        .and_then(|mut s| s.execute(params![id.as_str(), doc.save()]))
+        .and_then(|mut s| s.execute(params![id.as_str(), saved]))
         .map_err(sql)?;
     // A new record's log entry is its compacted document (the same changes, smaller).
-    let bytes = if before.is_empty() { doc.save() } else { doc.save_after(&before) };
+    let bytes = if before.is_empty() { saved } else { doc.save_after(&before) };
     conn.prepare_cached(
         "INSERT INTO changes (record_id, school_id, bytes, change_count, user_id, device_id, received_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -376,7 +382,7 @@ fn apply_push(
     conn.prepare_cached("UPDATE records SET last_seq = last_insert_rowid() WHERE id = ?1")
         .and_then(|mut s| s.execute([id.as_str()]))
         .map_err(sql)?;
-    projection::project(conn, &record, &view).map_err(sql)?;
+    projection::project(conn, &record, &view, created).map_err(sql)?;
     Ok(Applied::Stored)
 }
 

@@ -85,7 +85,7 @@ fn samples(now: i64) -> Vec<Sample> {
                     params![r.id().as_str(), id, t.version()],
                 )
                 .expect("record");
-            projection::project(&scratch, &r, &view).expect("project");
+            projection::project(&scratch, &r, &view, false).expect("project");
             let rid = r.id().to_string();
             let mut s = scratch.prepare("SELECT field, row_id, value, display, number, author, device, at, conflicts FROM answers WHERE record_id = ?1").expect("q");
             let answers = s
