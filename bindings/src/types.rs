@@ -135,6 +135,9 @@ pub enum FieldKind {
     Note,
 }
 
+// The template types below are defined here, not taken from the core: every label of the core
+// is bilingual (`Label`), and the app gets it in the one language it asks for.
+
 /// One option of a choice field.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
 pub struct ChoiceOption {
@@ -303,6 +306,10 @@ pub(crate) fn template_info(t: &core_template::Template, lang: &str) -> Template
 // Answers
 // ---------------------------------------------------------------------------------------------
 
+// Defined here, not the core's `Answer`: the apps build it with named fields (`value`,
+// `minutes`) and a flat attachment and signature, where the core's variants hold a value or a
+// struct.
+
 /// A value of one field; the variant must match the field's kind.
 #[derive(Debug, Clone, PartialEq, uniffi::Enum)]
 pub enum AnswerValue {
@@ -448,6 +455,10 @@ pub struct Authorship {
     pub at: i64,
 }
 
+// `ConflictValue`, `FieldAnswer`, `ValidationIssue`, `ComputedValue`, `ScoreValue`, `RecordView`
+// and `HistoryEntry` are defined here: they carry an answer displayed for a person or a label in
+// the requested language, a flat `field`/`row` pair, or an `AnswerValue`.
+
 /// One of the values two people set concurrently, with its author.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
 pub struct ConflictValue {
@@ -587,6 +598,7 @@ impl From<core_record::HistoryEntry> for HistoryEntry {
     }
 }
 
+// App-only: the core hands a file back as bytes and a MIME type.
 /// A stored file.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct StoredFile {
@@ -594,6 +606,7 @@ pub struct StoredFile {
     pub mime: String,
 }
 
+// Defined here: `kept_aside` is computed by the core on request (`SetAside::kept_aside`).
 /// Changes the server refused by its rules, set aside on this tablet: the record went back to the
 /// server's state, and the answers the rules still allow there were written again (they go with
 /// the next sync). Nothing is deleted: `ShidaoStore.set_aside_record` shows the refused copy.
@@ -632,6 +645,7 @@ impl From<core_store::SetAside> for SetAsideEntry {
     }
 }
 
+// Defined here: the app reads the unreadable records as `id: reason` lines.
 /// What `ShidaoStore.salvage` recovered from a damaged store file.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct SalvageReport {
