@@ -1,8 +1,9 @@
 //! shidao-bindings: `shidao-core` for the Android (Kotlin) and iPad (Swift) apps, through uniffi
 //! proc-macros (no UDL). Python bindings come from the same library and serve the tests.
 //!
-//! A thin layer: each exported method calls one core method; the types here only mirror core
-//! types so they can cross the boundary, with labels resolved to the app's language.
+//! A thin layer: each exported method calls one core method; the core's own types cross as they
+//! are where they can (`types.rs`), and the few defined here hold labels resolved to the app's
+//! language or answers displayed for a person.
 //!
 //! - [`ShidaoStore`]: the device's store: templates, record lists, creating and opening records,
 //!   files, merging copies of records, the change listener.

@@ -76,7 +76,7 @@ impl FormRecord {
     }
 
     pub fn status(&self) -> Result<RecordStatus> {
-        self.read_with(|r| Ok(r.status().into()))
+        self.read_with(|r| Ok(r.status()))
     }
 
     /// The whole record as a screen needs it: answers with authors and conflicts, rows, review

@@ -106,7 +106,7 @@ impl ShidaoStore {
     /// Opens (or creates) the store at `path` with the given durability.
     #[uniffi::constructor]
     pub fn open_with(path: String, durability: Durability) -> Result<Arc<Self>> {
-        guard(|| Ok(Self::wrap(Store::open_with(path, StoreOptions { durability: durability.into(), ..Default::default() })?)))
+        guard(|| Ok(Self::wrap(Store::open_with(path, StoreOptions { durability, ..Default::default() })?)))
     }
 
     /// Opens (or creates) the store at `path` encrypted at rest with `key`: 32 bytes the app
@@ -127,7 +127,7 @@ impl ShidaoStore {
     pub fn open_encrypted_with(path: String, key: Vec<u8>, durability: Durability) -> Result<Arc<Self>> {
         guard(|| {
             let key = store_key(key)?;
-            Ok(Self::wrap(Store::open_encrypted_with(path, &key, StoreOptions { durability: durability.into(), ..Default::default() })?))
+            Ok(Self::wrap(Store::open_encrypted_with(path, &key, StoreOptions { durability, ..Default::default() })?))
         })
     }
 
@@ -176,7 +176,7 @@ impl ShidaoStore {
 
     /// Lists records without loading them, newest first.
     pub fn list_records(&self, filter: RecordFilter) -> Result<Vec<RecordSummary>> {
-        guard(|| Ok(self.shared.store().list(&filter.try_into()?)?.into_iter().map(Into::into).collect()))
+        guard(|| Ok(self.shared.store().list(&filter)?))
     }
 
     /// Number of records in the store.

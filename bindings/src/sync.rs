@@ -321,7 +321,7 @@ impl Stored {
         let e = self.editor()?;
         Ok(Enrolment {
             server_url: self.server_url.clone(),
-            editor: Editor { user: e.user.to_string(), device: e.device.to_string(), role: e.role.into() },
+            editor: e.into(),
             name: self.name.clone(),
             device_name: self.device_name.clone(),
         })

@@ -1,20 +1,56 @@
 //! The values that cross the boundary: templates as a form screen draws them, answers, and a
-//! record as read. Each mirrors a core type (the core builds without uniffi, so the exported
-//! types live here) and converts with `From`; labels are resolved to one language on the way out.
+//! record as read.
+//!
+//! Most are the core's own types, exported as they are with `#[uniffi::remote(..)]`: the
+//! definition written here only tells uniffi the fields (the compiler checks it against the core
+//! type, so a field added in the core and not here fails to build), and no conversion is
+//! written. They stay in the bindings' own namespace (Kotlin `uniffi.shidao`, Python `shidao`,
+//! the Swift module), under the names the apps already know (`RecordStatus` is the core's
+//! `Status`, `RepeatRows` its `RowView`, `ReviewStep` its `ReviewEntry`, `FieldPlace` its
+//! `FieldRef`). The core's ids cross as strings (`custom_type!`): a malformed one from the app is
+//! `ShidaoError.InvalidAnswer` naming the id's kind, as before.
+//!
+//! The types defined here instead are the ones whose conversion does real work: a bilingual
+//! `Label` resolved to the requested language (templates, issues, scores), an answer displayed
+//! for a person (`FieldAnswer`), a shape the apps' code relies on (`AnswerValue` with named
+//! fields and a flat attachment and signature, `Editor` built from plain strings and checked on
+//! the way in), or a value the core computes on request (`SetAsideEntry.kept_aside`).
 
-use shidao_core::record::{self as core_record, AttachmentRef, SignatureRef};
+use shidao_core::record::{self as core_record, AttachmentRef, FieldRef, ReviewEntry, RowView, SignatureRef};
 use shidao_core::store as core_store;
 use shidao_core::template::{self as core_template, Label};
-use shidao_core::{Answer, FieldRef, RowId};
+use shidao_core::{Answer, RecordId, RowId, SchoolId, Status};
 
 use crate::error::{Result, ShidaoError};
+
+// The core types exported as they are, named for Rust callers as the apps name them.
+pub use shidao_core::record::{Authorship, FieldRef as FieldPlace, IssueKind, ReviewEntry as ReviewStep, RowView as RepeatRows};
+pub use shidao_core::store::{Durability, RecordFilter, RecordSummary};
+pub use shidao_core::template::{FieldKind, Role};
+pub use shidao_core::Status as RecordStatus;
+
+// ---------------------------------------------------------------------------------------------
+// Ids: strings on the other side, checked on the way in
+// ---------------------------------------------------------------------------------------------
+
+macro_rules! id_as_string {
+    ($($id:ident),*) => {$(
+        uniffi::custom_type!($id, String, {
+            remote,
+            try_lift: |s| Ok($id::new(s).map_err(ShidaoError::from)?),
+            lower: |id| id.into(),
+        });
+    )*};
+}
+
+id_as_string!(RecordId, SchoolId, RowId);
 
 // ---------------------------------------------------------------------------------------------
 // Who edits
 // ---------------------------------------------------------------------------------------------
 
 /// The roles of the people who use the apps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+#[uniffi::remote(Enum)]
 pub enum Role {
     Inspector,
     Expert,
@@ -23,32 +59,12 @@ pub enum Role {
     Admin,
 }
 
-impl From<Role> for core_template::Role {
-    fn from(r: Role) -> Self {
-        match r {
-            Role::Inspector => Self::Inspector,
-            Role::Expert => Self::Expert,
-            Role::Principal => Self::Principal,
-            Role::Supervisor => Self::Supervisor,
-            Role::Admin => Self::Admin,
-        }
-    }
-}
-
-impl From<core_template::Role> for Role {
-    fn from(r: core_template::Role) -> Self {
-        match r {
-            core_template::Role::Inspector => Self::Inspector,
-            core_template::Role::Expert => Self::Expert,
-            core_template::Role::Principal => Self::Principal,
-            core_template::Role::Supervisor => Self::Supervisor,
-            core_template::Role::Admin => Self::Admin,
-        }
-    }
-}
-
 /// Who is editing: every change they make carries their user and device, and the role decides
 /// what they may do (fill, submit, return, approve).
+///
+/// Kept beside the core's `Editor` (whose ids are checked newtypes): Rust callers build this one
+/// from plain strings, and the ids are checked when a call takes it (a malformed one is
+/// `InvalidAnswer` naming `user` or `device`).
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct Editor {
     /// The person's account id.
@@ -61,16 +77,18 @@ pub struct Editor {
 impl TryFrom<Editor> for shidao_core::Editor {
     type Error = ShidaoError;
     fn try_from(e: Editor) -> Result<Self> {
-        Ok(shidao_core::Editor {
-            user: shidao_core::UserId::new(e.user)?,
-            device: shidao_core::DeviceId::new(e.device)?,
-            role: e.role.into(),
-        })
+        Ok(shidao_core::Editor { user: shidao_core::UserId::new(e.user)?, device: shidao_core::DeviceId::new(e.device)?, role: e.role })
+    }
+}
+
+impl From<shidao_core::Editor> for Editor {
+    fn from(e: shidao_core::Editor) -> Self {
+        Editor { user: e.user.into(), device: e.device.into(), role: e.role }
     }
 }
 
 /// How hard a save waits for the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+#[uniffi::remote(Enum)]
 pub enum Durability {
     /// Every acknowledged edit survives a power cut (the default).
     Full,
@@ -78,21 +96,12 @@ pub enum Durability {
     Normal,
 }
 
-impl From<Durability> for core_store::Durability {
-    fn from(d: Durability) -> Self {
-        match d {
-            Durability::Full => Self::Full,
-            Durability::Normal => Self::Normal,
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Templates
 // ---------------------------------------------------------------------------------------------
 
 /// The kinds of field a form can hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+#[uniffi::remote(Enum)]
 pub enum FieldKind {
     /// One line of text.
     Text,
@@ -126,30 +135,8 @@ pub enum FieldKind {
     Note,
 }
 
-impl From<core_template::FieldKind> for FieldKind {
-    fn from(k: core_template::FieldKind) -> Self {
-        use core_template::FieldKind as K;
-        match k {
-            K::Text => Self::Text,
-            K::LongText => Self::LongText,
-            K::Integer => Self::Integer,
-            K::Decimal => Self::Decimal,
-            K::SingleChoice => Self::SingleChoice,
-            K::MultipleChoice => Self::MultipleChoice,
-            K::Rating => Self::Rating,
-            K::YesNo => Self::YesNo,
-            K::Date => Self::Date,
-            K::Time => Self::Time,
-            K::Duration => Self::Duration,
-            K::Counter => Self::Counter,
-            K::Attachment => Self::Attachment,
-            K::Signature => Self::Signature,
-            K::Repeat => Self::Repeat,
-            K::Computed => Self::Computed,
-            K::Note => Self::Note,
-        }
-    }
-}
+// The template types below are defined here, not taken from the core: every label of the core
+// is bilingual (`Label`), and the app gets it in the one language it asks for.
 
 /// One option of a choice field.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
@@ -258,7 +245,7 @@ pub(crate) fn field_info(f: &core_template::Field, lang: &str) -> FieldInfo {
     };
     FieldInfo {
         id: f.id.clone(),
-        kind: f.kind.into(),
+        kind: f.kind,
         label: label(&f.label, lang),
         hint: opt_label(&f.hint, lang),
         required,
@@ -290,7 +277,7 @@ pub(crate) fn template_info(t: &core_template::Template, lang: &str) -> Template
         version: d.version,
         title: label(&d.title, lang),
         description: opt_label(&d.description, lang),
-        filled_by: d.filled_by.iter().map(|r| (*r).into()).collect(),
+        filled_by: d.filled_by.clone(),
         date_field: d.date_field.clone(),
         sections: d
             .sections
@@ -318,6 +305,10 @@ pub(crate) fn template_info(t: &core_template::Template, lang: &str) -> Template
 // ---------------------------------------------------------------------------------------------
 // Answers
 // ---------------------------------------------------------------------------------------------
+
+// Defined here, not the core's `Answer`: the apps build it with named fields (`value`,
+// `minutes`) and a flat attachment and signature, where the core's variants hold a value or a
+// struct.
 
 /// A value of one field; the variant must match the field's kind.
 #[derive(Debug, Clone, PartialEq, uniffi::Enum)]
@@ -402,45 +393,24 @@ pub(crate) fn field_ref(field: String, row: Option<String>) -> Result<FieldRef> 
 // ---------------------------------------------------------------------------------------------
 
 /// The life of a record: draft → submitted → (returned → submitted →) approved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
-pub enum RecordStatus {
+#[uniffi::remote(Enum)]
+#[uniffi(name = "RecordStatus")]
+pub enum Status {
     Draft,
     Submitted,
     Returned,
     Approved,
 }
 
-impl From<shidao_core::Status> for RecordStatus {
-    fn from(s: shidao_core::Status) -> Self {
-        match s {
-            shidao_core::Status::Draft => Self::Draft,
-            shidao_core::Status::Submitted => Self::Submitted,
-            shidao_core::Status::Returned => Self::Returned,
-            shidao_core::Status::Approved => Self::Approved,
-        }
-    }
-}
-
-impl From<RecordStatus> for shidao_core::Status {
-    fn from(s: RecordStatus) -> Self {
-        match s {
-            RecordStatus::Draft => Self::Draft,
-            RecordStatus::Submitted => Self::Submitted,
-            RecordStatus::Returned => Self::Returned,
-            RecordStatus::Approved => Self::Approved,
-        }
-    }
-}
-
 /// Which records to list; every field set narrows the list (all unset: every record).
-#[derive(Debug, Clone, Default, PartialEq, Eq, uniffi::Record)]
+#[uniffi::remote(Record)]
 pub struct RecordFilter {
     #[uniffi(default = None)]
-    pub school: Option<String>,
+    pub school: Option<SchoolId>,
     #[uniffi(default = None)]
     pub template: Option<String>,
     #[uniffi(default = None)]
-    pub status: Option<RecordStatus>,
+    pub status: Option<Status>,
     /// Records anyone with this user id wrote to.
     #[uniffi(default = None)]
     pub author: Option<String>,
@@ -456,30 +426,14 @@ pub struct RecordFilter {
     pub limit: Option<u32>,
 }
 
-impl TryFrom<RecordFilter> for core_store::RecordFilter {
-    type Error = ShidaoError;
-    fn try_from(f: RecordFilter) -> Result<Self> {
-        Ok(core_store::RecordFilter {
-            school: f.school.map(shidao_core::SchoolId::new).transpose()?,
-            template: f.template,
-            status: f.status.map(Into::into),
-            author: f.author,
-            date_from: f.date_from,
-            date_to: f.date_to,
-            dirty_only: f.dirty_only,
-            limit: f.limit,
-        })
-    }
-}
-
 /// A line of a record list, read without loading the record.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+#[uniffi::remote(Record)]
 pub struct RecordSummary {
-    pub id: String,
+    pub id: RecordId,
     pub template_id: String,
     pub template_version: u32,
     pub school_id: String,
-    pub status: RecordStatus,
+    pub status: Status,
     pub created_by: String,
     /// The record's date (lesson day, visit day), `YYYY-MM-DD`, once answered.
     pub date: Option<String>,
@@ -489,39 +443,21 @@ pub struct RecordSummary {
     pub dirty: bool,
 }
 
-impl From<core_store::RecordSummary> for RecordSummary {
-    fn from(s: core_store::RecordSummary) -> Self {
-        RecordSummary {
-            id: s.id.to_string(),
-            template_id: s.template_id,
-            template_version: s.template_version,
-            school_id: s.school_id,
-            status: s.status.into(),
-            created_by: s.created_by,
-            date: s.date,
-            updated_at: s.updated_at,
-            dirty: s.dirty,
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // A record as read
 // ---------------------------------------------------------------------------------------------
 
 /// Who made a change and when (seconds since 1970, by their tablet's clock).
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+#[uniffi::remote(Record)]
 pub struct Authorship {
     pub user: String,
     pub device: String,
     pub at: i64,
 }
 
-impl From<core_record::Authorship> for Authorship {
-    fn from(a: core_record::Authorship) -> Self {
-        Authorship { user: a.user, device: a.device, at: a.at }
-    }
-}
+// `ConflictValue`, `FieldAnswer`, `ValidationIssue`, `ComputedValue`, `ScoreValue`, `RecordView`
+// and `HistoryEntry` are defined here: they carry an answer displayed for a person or a label in
+// the requested language, a flat `field`/`row` pair, or an `AnswerValue`.
 
 /// One of the values two people set concurrently, with its author.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
@@ -549,15 +485,17 @@ pub struct FieldAnswer {
 }
 
 /// The rows of a repeat group, in order.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
-pub struct RepeatRows {
+#[uniffi::remote(Record)]
+#[uniffi(name = "RepeatRows")]
+pub struct RowView {
     pub field: String,
-    pub rows: Vec<String>,
+    pub rows: Vec<RowId>,
 }
 
 /// One step of review: `submit`, `return` (with the comment), `approve`.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
-pub struct ReviewStep {
+#[uniffi::remote(Record)]
+#[uniffi(name = "ReviewStep")]
+pub struct ReviewEntry {
     pub action: String,
     pub user: String,
     pub comment: Option<String>,
@@ -565,7 +503,7 @@ pub struct ReviewStep {
 }
 
 /// What kind of problem a validation issue is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+#[uniffi::remote(Enum)]
 pub enum IssueKind {
     /// A required answer is missing.
     Missing,
@@ -587,17 +525,18 @@ pub struct ValidationIssue {
 }
 
 /// A field hidden by relevance (its answer does not count).
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
-pub struct FieldPlace {
+#[uniffi::remote(Record)]
+#[uniffi(name = "FieldPlace")]
+pub struct FieldRef {
     pub field: String,
-    pub row: Option<String>,
+    pub row: Option<RowId>,
 }
 
 /// The record's problems and hidden fields.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct ValidationReport {
     pub issues: Vec<ValidationIssue>,
-    pub hidden: Vec<FieldPlace>,
+    pub hidden: Vec<FieldRef>,
     /// No missing answer, failed constraint or short repeat: the record can be submitted.
     pub clean: bool,
 }
@@ -631,13 +570,13 @@ pub struct RecordView {
     pub school: String,
     pub created_by: String,
     pub created_at: Option<i64>,
-    pub status: RecordStatus,
+    pub status: Status,
     /// Concurrent status values, when two people changed the status at once.
     pub status_conflicts: Vec<String>,
     /// Answered fields (and fields in conflict), in form order.
     pub answers: Vec<FieldAnswer>,
-    pub rows: Vec<RepeatRows>,
-    pub review: Vec<ReviewStep>,
+    pub rows: Vec<RowView>,
+    pub review: Vec<ReviewEntry>,
     pub validation: ValidationReport,
     pub computed: Vec<ComputedValue>,
     pub scores: Vec<ScoreValue>,
@@ -655,10 +594,11 @@ pub struct HistoryEntry {
 
 impl From<core_record::HistoryEntry> for HistoryEntry {
     fn from(h: core_record::HistoryEntry) -> Self {
-        HistoryEntry { answer: h.answer.map(Into::into), by: h.by.into(), change: h.change }
+        HistoryEntry { answer: h.answer.map(Into::into), by: h.by, change: h.change }
     }
 }
 
+// App-only: the core hands a file back as bytes and a MIME type.
 /// A stored file.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct StoredFile {
@@ -666,6 +606,7 @@ pub struct StoredFile {
     pub mime: String,
 }
 
+// Defined here: `kept_aside` is computed by the core on request (`SetAside::kept_aside`).
 /// Changes the server refused by its rules, set aside on this tablet: the record went back to the
 /// server's state, and the answers the rules still allow there were written again (they go with
 /// the next sync). Nothing is deleted: `ShidaoStore.set_aside_record` shows the refused copy.
@@ -704,6 +645,7 @@ impl From<core_store::SetAside> for SetAsideEntry {
     }
 }
 
+// Defined here: the app reads the unreadable records as `id: reason` lines.
 /// What `ShidaoStore.salvage` recovered from a damaged store file.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct SalvageReport {
@@ -734,19 +676,11 @@ pub(crate) fn record_view(v: core_record::RecordView, template: &core_template::
         school: v.school,
         created_by: v.created_by,
         created_at: v.created_at,
-        status: v.status.into(),
+        status: v.status,
         status_conflicts: v.status_conflicts,
         answers: v.answers.into_iter().map(|a| field_answer(a, template, lang)).collect(),
-        rows: v
-            .rows
-            .into_iter()
-            .map(|r| RepeatRows { field: r.field, rows: r.rows.iter().map(ToString::to_string).collect() })
-            .collect(),
-        review: v
-            .review
-            .into_iter()
-            .map(|r| ReviewStep { action: r.action, user: r.user, comment: r.comment, at: r.at })
-            .collect(),
+        rows: v.rows,
+        review: v.review,
         validation: ValidationReport {
             clean: v.validation.is_clean(),
             issues: v
@@ -755,24 +689,10 @@ pub(crate) fn record_view(v: core_record::RecordView, template: &core_template::
                 .into_iter()
                 .map(|i| {
                     let (field, row) = place(&i.field);
-                    let kind = match i.kind {
-                        core_record::IssueKind::Missing => IssueKind::Missing,
-                        core_record::IssueKind::Constraint => IssueKind::Constraint,
-                        core_record::IssueKind::Rows => IssueKind::Rows,
-                        core_record::IssueKind::Conflict => IssueKind::Conflict,
-                    };
-                    ValidationIssue { field, row, kind, text: label(&i.message, lang) }
+                    ValidationIssue { field, row, kind: i.kind, text: label(&i.message, lang) }
                 })
                 .collect(),
-            hidden: v
-                .validation
-                .hidden
-                .iter()
-                .map(|h| {
-                    let (field, row) = place(h);
-                    FieldPlace { field, row }
-                })
-                .collect(),
+            hidden: v.validation.hidden,
         },
         computed: v
             .computed
@@ -806,10 +726,10 @@ pub(crate) fn field_answer(a: core_record::AnswerView, template: &core_template:
         conflicts: a
             .conflicts
             .into_iter()
-            .map(|c| ConflictValue { display: display(&c.answer), answer: c.answer.map(Into::into), by: c.by.map(Into::into) })
+            .map(|c| ConflictValue { display: display(&c.answer), answer: c.answer.map(Into::into), by: c.by })
             .collect(),
         answer: a.answer.map(Into::into),
-        by: a.by.map(Into::into),
+        by: a.by,
         field,
         row,
     }
