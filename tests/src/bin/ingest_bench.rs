@@ -168,6 +168,9 @@ fn main() {
         wire_edit.1 / 1024
     );
     println!("relay peak memory {rss:.1} MiB; central store {per_record:.0} B per record (projection and indexes included)");
+    for (table, bytes) in store_breakdown(&replay_db, &base) {
+        println!("  {table}: {:.0} B per record", bytes as f64 / total as f64);
+    }
     summary.push(format!("wire_bytes_per_record={:.0}", wire_new as f64 / total as f64));
     summary.push(format!("edit_wire_kb={}", (wire_edit.0 + wire_edit.1) / 1024));
     summary.push(format!("store_bytes_per_record={per_record:.0}"));
@@ -254,6 +257,20 @@ async fn replay(relay: &Relay, envelope: Envelope, kept: Vec<Kept>, connections:
 fn copy_store(from: &Path, to: &Path) {
     let conn = rusqlite::Connection::open(from).expect("open");
     conn.execute("VACUUM INTO ?1", [to.display().to_string()]).expect("copy");
+}
+
+/// What each table and index of a store grew by over `base`, largest first (SQLite's `dbstat`).
+fn store_breakdown(path: &Path, base: &Path) -> Vec<(String, i64)> {
+    let sizes = |p: &Path| -> std::collections::HashMap<String, i64> {
+        let conn = rusqlite::Connection::open(p).expect("open");
+        let Ok(mut stmt) = conn.prepare("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name") else { return Default::default() };
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).expect("dbstat").filter_map(Result::ok).collect()
+    };
+    let before = sizes(base);
+    let mut grown: Vec<(String, i64)> =
+        sizes(path).into_iter().map(|(name, size)| (name.clone(), size - before.get(&name).copied().unwrap_or(0))).filter(|(_, d)| *d > 0).collect();
+    grown.sort_by_key(|(_, d)| -d);
+    grown
 }
 
 /// The bytes a store holds once its log is folded in.
