@@ -104,3 +104,52 @@ async fn one_round_trip_in_the_binary_envelope() {
     let round = client.absorb(&tablet, &me, prepared, answer).unwrap();
     assert_eq!(round.accepted, 20);
 }
+
+/// An app meets a relay older than the binary envelope (one that read every body as JSON and
+/// answered 400 "body is not a valid message"): the app sends the same round again as gzip JSON,
+/// the record arrives once, and the app keeps to JSON with that relay.
+#[tokio::test]
+async fn an_app_falls_back_to_json_with_a_relay_older_than_the_binary_envelope() {
+    use shidao_core::sync::http::{Cancel, HttpSync};
+    let dir = tempfile::tempdir().unwrap();
+    let conn = db::open(&dir.path().join("central.db")).unwrap();
+    accounts::add_programme(&conn, "ouhai", "瓯海区初中全面提升行动", None).unwrap();
+    accounts::add_school(&conn, "ouhai", "ouhai-033", "瓯海区实验中学", "示范", "智慧课堂").unwrap();
+    accounts::add_user(&conn, "wang", "王老师", Role::Inspector, Some("ouhai"), &["ouhai-033".into()], None, 0).unwrap();
+    let now = Clock::system().now();
+    let code = accounts::new_enrol_code(&conn, "wang", now).unwrap();
+    let (device, token, _) = accounts::enrol(&conn, &code, "王老师的平板", now).unwrap();
+    let state = AppState::with_connection(conn, dir.path().join("attachments"));
+
+    // The old relay: what it answered to a body that was not gzip JSON, else the real router.
+    let binary_seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = binary_seen.clone();
+    let old = axum::Router::new().fallback(move |req: Request<Body>| {
+        let (state, seen) = (state.clone(), seen.clone());
+        async move {
+            let binary = req.headers().get("content-type").is_some_and(|v| v.as_bytes() == protocol::BINARY_CONTENT_TYPE.as_bytes());
+            if binary {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = r#"{"code":"bad_request","reason":"body is not a valid message: expected value at line 1 column 1"}"#;
+                return axum::response::Response::builder().status(400).header("content-type", "application/json").body(Body::from(body)).unwrap();
+            }
+            app(state).oneshot(req).await.unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, old).await.unwrap() });
+
+    let tablet = Store::open_in_memory().unwrap();
+    let me = Editor { user: UserId::new("wang").unwrap(), device: DeviceId::new(&device).unwrap(), role: Role::Inspector };
+    tablet.create("inspection-visit", &SchoolId::new("ouhai-033").unwrap(), &me).unwrap();
+    let http = HttpSync::new(&url, None).unwrap();
+    assert_eq!(http.envelope(), protocol::Envelope::Binary, "an app starts with the binary envelope");
+    let summary = http.sync(&tablet, &token, &me, &Cancel::new(), |_| {}).await.expect("sync through the old relay");
+    assert_eq!(summary.accepted, 1);
+    assert_eq!(binary_seen.load(std::sync::atomic::Ordering::SeqCst), 1, "one binary attempt, then JSON");
+    assert_eq!(http.envelope(), protocol::Envelope::Json { gzip: true });
+    tablet.create("inspection-visit", &SchoolId::new("ouhai-033").unwrap(), &me).unwrap();
+    assert_eq!(http.sync(&tablet, &token, &me, &Cancel::new(), |_| {}).await.expect("second sync").accepted, 1);
+    assert_eq!(binary_seen.load(std::sync::atomic::Ordering::SeqCst), 1, "JSON from then on");
+}
