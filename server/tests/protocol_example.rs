@@ -11,9 +11,8 @@ use shidao_core::{Clock, DeviceId, Editor, SchoolId, UserId};
 use shidao_server::{accounts, app, db, AppState};
 use tower::ServiceExt;
 
-#[tokio::test]
-async fn one_round_trip() {
-    // The server: a programme, a school, an inspector, and an enrolled tablet.
+/// The server: a programme, a school, an inspector, and an enrolled tablet (its device and token).
+fn relay() -> (tempfile::TempDir, AppState, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let conn = db::open(&dir.path().join("central.db")).unwrap();
     accounts::add_programme(&conn, "ouhai", "瓯海区初中全面提升行动", None).unwrap();
@@ -23,6 +22,12 @@ async fn one_round_trip() {
     let code = accounts::new_enrol_code(&conn, "wang", now).unwrap();
     let (device, token, _) = accounts::enrol(&conn, &code, "王老师的平板", now).unwrap();
     let state = AppState::with_connection(conn, dir.path().join("attachments"));
+    (dir, state, device, token)
+}
+
+#[tokio::test]
+async fn one_round_trip() {
+    let (_dir, state, device, token) = relay();
 
     // The tablet: a new visit record, offline.
     let tablet = Store::open_in_memory().unwrap();
@@ -66,15 +71,7 @@ async fn one_round_trip() {
 /// answers in it, and it is smaller on the wire than the gzip JSON of the same request.
 #[tokio::test]
 async fn one_round_trip_in_the_binary_envelope() {
-    let dir = tempfile::tempdir().unwrap();
-    let conn = db::open(&dir.path().join("central.db")).unwrap();
-    accounts::add_programme(&conn, "ouhai", "瓯海区初中全面提升行动", None).unwrap();
-    accounts::add_school(&conn, "ouhai", "ouhai-033", "瓯海区实验中学", "示范", "智慧课堂").unwrap();
-    accounts::add_user(&conn, "wang", "王老师", Role::Inspector, Some("ouhai"), &["ouhai-033".into()], None, 0).unwrap();
-    let now = Clock::system().now();
-    let code = accounts::new_enrol_code(&conn, "wang", now).unwrap();
-    let (device, token, _) = accounts::enrol(&conn, &code, "王老师的平板", now).unwrap();
-    let state = AppState::with_connection(conn, dir.path().join("attachments"));
+    let (_dir, state, device, token) = relay();
 
     let tablet = Store::open_in_memory().unwrap();
     let me = Editor { user: UserId::new("wang").unwrap(), device: DeviceId::new(&device).unwrap(), role: Role::Inspector };
@@ -111,15 +108,7 @@ async fn one_round_trip_in_the_binary_envelope() {
 #[tokio::test]
 async fn an_app_falls_back_to_json_with_a_relay_older_than_the_binary_envelope() {
     use shidao_core::sync::http::{Cancel, HttpSync};
-    let dir = tempfile::tempdir().unwrap();
-    let conn = db::open(&dir.path().join("central.db")).unwrap();
-    accounts::add_programme(&conn, "ouhai", "瓯海区初中全面提升行动", None).unwrap();
-    accounts::add_school(&conn, "ouhai", "ouhai-033", "瓯海区实验中学", "示范", "智慧课堂").unwrap();
-    accounts::add_user(&conn, "wang", "王老师", Role::Inspector, Some("ouhai"), &["ouhai-033".into()], None, 0).unwrap();
-    let now = Clock::system().now();
-    let code = accounts::new_enrol_code(&conn, "wang", now).unwrap();
-    let (device, token, _) = accounts::enrol(&conn, &code, "王老师的平板", now).unwrap();
-    let state = AppState::with_connection(conn, dir.path().join("attachments"));
+    let (_dir, state, device, token) = relay();
 
     // The old relay: what it answered to a body that was not gzip JSON, else the real router.
     let binary_seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
