@@ -31,10 +31,6 @@ impl Status {
             _ => return None,
         })
     }
-    /// Whether the people who fill the form may edit it in this state.
-    pub fn open_for_filling(self) -> bool {
-        matches!(self, Status::Draft | Status::Returned)
-    }
 }
 
 impl Record {

@@ -92,11 +92,6 @@ impl Store {
         }
     }
 
-    /// Every form version this store holds, old ones included.
-    pub fn all_templates(&self) -> Vec<Arc<Template>> {
-        self.forms.read().templates.iter().map(|(_, t)| t.clone()).collect()
-    }
-
     /// The template with this id: the given version, or when `version` is `None` the version new
     /// records use (the current one, or the newest held of a form the programme does not list).
     pub fn template(&self, id: &str, version: Option<u32>) -> Option<Arc<Template>> {
