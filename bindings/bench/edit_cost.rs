@@ -16,7 +16,7 @@
 
 use std::time::Instant;
 
-use shidao_bindings::{AnswerValue, Durability, Editor, Role, ShidaoStore};
+use shidao_bindings::{AnswerValue, Durability, ShidaoStore};
 use shidao_core::store::{Store, StoreOptions};
 use shidao_core::{Answer, DeviceId, FieldRef, SchoolId, UserId};
 
@@ -63,7 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let school = SchoolId::new("ouhai-033")?;
     let period = FieldRef::top("period");
     let api_store = ShidaoStore::open_with(dir.path().join("bindings.db").display().to_string(), Durability::Normal)?;
-    let api_editor = Editor { user: "insp-01".into(), device: "bench".into(), role: Role::Inspector };
+    let api_editor = core_editor.clone();
 
     let (mut core_ns, mut core_cpu, mut api_ns, mut api_cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..WARMUP + ROUNDS {

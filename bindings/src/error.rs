@@ -150,6 +150,8 @@ impl From<SyncError> for ShidaoError {
     fn from(e: SyncError) -> Self {
         match e {
             SyncError::Store(s) => s.into(),
+            SyncError::NotEnrolled => ShidaoError::Unauthorized { code: "not_enrolled".into(), reason: e.to_string() },
+            SyncError::Enrolment(_) => ShidaoError::Storage { reason: e.to_string() },
             SyncError::Protocol(_) | SyncError::Form { .. } | SyncError::Encode(_) => ShidaoError::Other { reason: e.to_string() },
         }
     }

@@ -189,7 +189,7 @@ impl ShidaoStore {
     pub fn create_record(&self, template_id: String, school_id: String, editor: Editor) -> Result<Arc<FormRecord>> {
         guard(|| {
             let school = SchoolId::new(school_id)?;
-            let record = self.shared.store().create(&template_id, &school, &editor.try_into()?)?;
+            let record = self.shared.store().create(&template_id, &school, &editor)?;
             let id = record.id().to_string();
             self.shared.notify(&id);
             Ok(FormRecord::wrap(self.shared.clone(), record))
@@ -200,7 +200,7 @@ impl ShidaoStore {
     pub fn open_record(&self, record_id: String, editor: Editor) -> Result<Arc<FormRecord>> {
         guard(|| {
             let id = RecordId::new(record_id)?;
-            let record = self.shared.store().load(&id, &editor.try_into()?)?;
+            let record = self.shared.store().load(&id, &editor)?;
             Ok(FormRecord::wrap(self.shared.clone(), record))
         })
     }
@@ -230,7 +230,7 @@ impl ShidaoStore {
     /// is told.
     pub fn merge_record(&self, bytes: Vec<u8>, editor: Editor) -> Result<String> {
         guard(|| {
-            let id = self.shared.store().merge_remote(&bytes, &editor.try_into()?)?.to_string();
+            let id = self.shared.store().merge_remote(&bytes, &editor)?.to_string();
             self.shared.notify(&id);
             Ok(id)
         })
@@ -239,7 +239,7 @@ impl ShidaoStore {
     /// Copies every readable record out of a damaged store file (the one an `open` moved aside)
     /// into this store. The damaged file is left as it is.
     pub fn salvage(&self, damaged_path: String, editor: Editor) -> Result<SalvageReport> {
-        guard(|| Ok(self.shared.store().salvage(std::path::Path::new(&damaged_path), &editor.try_into()?)?.into()))
+        guard(|| Ok(self.shared.store().salvage(std::path::Path::new(&damaged_path), &editor)?.into()))
     }
 
     /// Changes the server refused by its rules and this tablet set aside, newest first: of one
@@ -258,7 +258,7 @@ impl ShidaoStore {
     pub fn set_aside_record(&self, entry_id: i64, editor: Editor, lang: String) -> Result<RecordView> {
         guard(|| {
             let store = self.shared.store();
-            let view = store.set_aside_view(entry_id, &editor.try_into()?)?;
+            let view = store.set_aside_view(entry_id, &editor)?;
             let template = store
                 .template(&view.template, Some(view.version))
                 .ok_or_else(|| ShidaoError::NotFound { what: format!("template {} v{}", view.template, view.version) })?;

@@ -3,21 +3,21 @@
 //! These bindings wrap the core's sync (`shidao_core::sync`: the `SyncClient` state machine and
 //! the `HttpSync` driver) with no network code of their own:
 //!
-//! - [`ShidaoStore::enrol`] → `HttpSync::enrol`: a one-time code from the programme's admin
-//!   gives this store a device identity and a token. Both are kept in the store's own meta table
-//!   (`Store::set_meta`, key `enrol.identity`, one JSON value written in one statement), so the
-//!   app never handles the token; [`ShidaoStore::enrolment`] reads the identity back, and
-//!   [`ShidaoStore::set_server_url`] moves it to another address of the same server.
+//! - [`ShidaoStore::enrol`] → the core's `Enrolment` (`shidao_core::sync::enrolment`): a one-time
+//!   code from the programme's admin gives this store a device identity and a token, kept by the
+//!   core in the store itself, so the app never handles the token; [`ShidaoStore::enrolment`]
+//!   reads the identity back, and [`ShidaoStore::set_server_url`] moves it to another address of
+//!   the same server.
 //! - [`ShidaoStore::sync`]: an `async` call on tokio (`#[uniffi::export(async_runtime =
 //!   "tokio")]` with uniffi's `tokio` feature: reqwest needs a tokio reactor), with a foreign
 //!   [`SyncProgress`] told after every round and a [`SyncCancel`] to stop it (uniffi has no
-//!   cancellation of its own). Attachments go up first (`HttpSync::upload_attachments`), then
-//!   rounds of `SyncClient::prepare` → `HttpSync::round_trip` → `SyncClient::absorb` until the
-//!   server has nothing more. The store's mutex is held only inside `prepare` and `absorb` (the
-//!   core's `StoreAccess`), never across a network wait, so the app goes on editing while a sync
-//!   waits on the server.
+//!   cancellation of its own). One call of the core's driver (`Enrolment::sync` →
+//!   `HttpSync::sync_rounds`): attachments first, then rounds until the server has nothing more.
+//!   The store's mutex is held only inside the core's synchronous steps (`StoreAccess`), never
+//!   across a network wait, so the app goes on editing while a sync waits on the server.
 //! - [`ChangeListener`] is told the id of every record a round pulled from the server (someone
-//!   else's edit, merged), after the round is on disk and with no lock held.
+//!   else's edit, merged) or set back to the server's state, after the round is on disk and with
+//!   no lock held (the core's `Round` names them).
 //! - [`ShidaoStore::fetch_attachment`] → `HttpSync::download_attachment`: a file another device
 //!   attached, fetched once and kept.
 //!
@@ -25,26 +25,17 @@
 //! server → `Network`; a 401 → `Unauthorized` with the server's code (`revoked`, `bad_code`); a
 //! cancel → `Cancelled`.
 //!
-//! Deviation from "one call into the core", and why: the core's `HttpSync::sync` runs exactly
-//! this loop but reports only counts (`Summary::pulled`), not which records it pulled, so the
-//! listener could not be told. `sync` therefore drives the same public steps itself (the loop
-//! below mirrors `HttpSync::sync` line for line) and reads the pulled ids from each response
-//! before absorbing it. Once the core's `Round`/`Summary` carry the pulled record ids, the loop
-//! becomes one `HttpSync::sync` call.
-//!
 //! What must stay true: the store lock is never held across an `.await`, nor while calling into
 //! the app (progress, listener); one sync per store at a time.
 
-use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use shidao_core::store::{Store, StoreError};
 use shidao_core::sync::enrol_payload::{pem_fingerprint, EnrolPayload};
+use shidao_core::sync::enrolment::Enrolment as Kept;
 use shidao_core::sync::http::{Cancel, HttpSync, Progress, StoreAccess};
-use shidao_core::{DeviceId, UserId};
 
 use crate::error::{guard, guard_async, Result, ShidaoError};
 use crate::store::{ShidaoStore, Shared};
@@ -250,21 +241,6 @@ impl SyncCancel {
     }
 }
 
-/// The enrolment as kept in the store's meta table (with the token, which never leaves Rust).
-#[derive(Serialize, Deserialize)]
-struct Stored {
-    server_url: String,
-    token: String,
-    device: String,
-    user: String,
-    role: String,
-    name: String,
-    device_name: String,
-    /// A certificate (PEM) trusted besides the system's roots: the district's own CA.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    server_certificate: Option<String>,
-}
-
 /// A client of the server at `url`, trusting `certificate` (PEM) besides the system's roots.
 /// A malformed address is `Network` ("bad server address"); a certificate that cannot be read
 /// is `InvalidAnswer` naming `server_certificate`.
@@ -283,49 +259,15 @@ fn client(url: &str, certificate: Option<&str>) -> Result<HttpSync> {
     Ok(http)
 }
 
-impl Stored {
-    fn client(&self) -> Result<HttpSync> {
-        client(&self.server_url, self.server_certificate.as_deref())
-    }
+/// The store's enrolment and a client of its server.
+fn enrolled(store: &Store) -> Result<(Kept, HttpSync)> {
+    let kept = Kept::required(store)?;
+    let http = client(&kept.server_url, kept.server_certificate.as_deref())?;
+    Ok((kept, http))
 }
 
-const ENROLMENT_KEY: &str = "enrol.identity";
-
-impl Stored {
-    fn load(store: &Store) -> Result<Option<Stored>> {
-        let Some(json) = store.meta(ENROLMENT_KEY)? else { return Ok(None) };
-        serde_json::from_str(&json)
-            .map(Some)
-            .map_err(|e| ShidaoError::Storage { reason: format!("the stored enrolment cannot be read ({e}): enrol again") })
-    }
-
-    fn required(store: &Store) -> Result<Stored> {
-        Stored::load(store)?.ok_or_else(|| ShidaoError::Unauthorized {
-            code: "not_enrolled".into(),
-            reason: "this store is not enrolled with a server: call enrol with a one-time code first".into(),
-        })
-    }
-
-    fn save(&self, store: &Store) -> Result<()> {
-        let json = serde_json::to_string(self).map_err(|e| ShidaoError::Other { reason: e.to_string() })?;
-        Ok(store.set_meta(ENROLMENT_KEY, &json)?)
-    }
-
-    fn editor(&self) -> Result<shidao_core::Editor> {
-        let role = shidao_core::Role::parse(&self.role)
-            .ok_or_else(|| ShidaoError::Other { reason: format!("the server gave an unknown role `{}`", self.role) })?;
-        Ok(shidao_core::Editor { user: UserId::new(self.user.clone())?, device: DeviceId::new(self.device.clone())?, role })
-    }
-
-    fn public(&self) -> Result<Enrolment> {
-        let e = self.editor()?;
-        Ok(Enrolment {
-            server_url: self.server_url.clone(),
-            editor: e.into(),
-            name: self.name.clone(),
-            device_name: self.device_name.clone(),
-        })
-    }
+fn public(e: &Kept) -> Enrolment {
+    Enrolment { server_url: e.server_url.clone(), editor: e.editor.clone(), name: e.name.clone(), device_name: e.device_name.clone() }
 }
 
 /// The store as the core's sync steps take it: locked for one synchronous step at a time.
@@ -362,64 +304,33 @@ fn tell(progress: Option<&Arc<dyn SyncProgress>>, p: &Progress) {
     }
 }
 
-/// One sync of the store: `HttpSync::sync`'s loop, also noting which records each round pulled
-/// (see the module comment).
+/// One sync of the store: the core's driver, telling the listeners after every round.
 async fn run_sync(shared: &Shared, progress: Option<Arc<dyn SyncProgress>>, cancel: Cancel) -> Result<SyncReport> {
     let _running = Running::start(&shared.syncing)?;
-    let enrolment = Stored::required(&shared.store())?;
-    let editor = enrolment.editor()?;
-    let http = enrolment.client()?;
-    let token = enrolment.token.as_str();
-    let store = Locked(shared);
-
-    let mut status = Progress::default();
-    let mut report = SyncReport::default();
-    let mut changed = BTreeSet::new();
-    let mut reset_before = false;
-    // Files first, so that no record reaches others before the photos it refers to.
-    report.uploaded = http.upload_attachments(&store, token, &cancel).await? as u64;
-    loop {
-        status.round += 1;
-        let prepared = store.with(|s| http.sync.prepare(s))?;
-        let resp = http.round_trip(token, &prepared.request, &cancel, &mut status).await?;
-        let pulled: Vec<String> = resp.pull.iter().map(|p| p.record.clone()).collect();
-        let round = store.with(|s| http.sync.absorb(s, &editor, prepared, resp))?;
-        report.rounds = status.round;
-        report.pushed += round.accepted as u64;
-        report.pulled += round.pulled as u64;
-        report.refused.extend(round.refused.iter().map(|r| SyncRefusal { record: r.record.clone(), code: r.code.clone(), reason: r.reason.clone() }));
-        report.unreadable.extend(round.unreadable.iter().cloned());
-        report.set_aside.extend(round.set_aside.iter().cloned().map(SetAsideEntry::from));
-        for entry in &round.set_aside {
-            // The record went back to the server's state: screens showing it refresh.
-            shared.notify(&entry.record);
-            changed.insert(entry.record.clone());
-        }
-        status.pushed += round.accepted;
-        status.pulled += round.pulled;
-        status.refused += round.refused.len();
-        // The round is on disk and the store unlocked: screens showing these records refresh.
-        if round.forms_changed {
-            report.forms_changed = true;
-            shared.notify_forms();
-        }
-        for id in pulled {
-            let unreadable = round.unreadable.iter().any(|u| u.strip_prefix(id.as_str()).is_some_and(|rest| rest.starts_with(':')));
-            if !unreadable {
-                shared.notify(&id);
-                changed.insert(id);
+    let (enrolment, http) = enrolled(&shared.store())?;
+    let summary = enrolment
+        .sync(&http, Locked(shared), &cancel, |status, round| {
+            // The round is on disk and the store unlocked: screens showing these records refresh.
+            if round.forms_changed {
+                shared.notify_forms();
             }
-        }
-        // A reset pulls everything once more; a second one in a row would not help.
-        let more = round.more || (round.reset && !reset_before);
-        reset_before = round.reset;
-        status.done = !more || status.round >= 1000;
-        tell(progress.as_ref(), &status);
-        if status.done {
-            report.changed = changed.into_iter().collect();
-            return Ok(report);
-        }
-    }
+            for id in round.pulled.iter().map(|id| id.as_str()).chain(round.set_aside.iter().map(|s| s.record.as_str())) {
+                shared.notify(id);
+            }
+            tell(progress.as_ref(), status);
+        })
+        .await?;
+    Ok(SyncReport {
+        rounds: summary.rounds,
+        pushed: summary.accepted as u64,
+        pulled: summary.pulled as u64,
+        uploaded: summary.uploaded as u64,
+        refused: summary.refused.into_iter().map(|r| SyncRefusal { record: r.record, code: r.code, reason: r.reason }).collect(),
+        set_aside: summary.set_aside.into_iter().map(SetAsideEntry::from).collect(),
+        unreadable: summary.unreadable,
+        changed: summary.changed.into_iter().map(String::from).collect(),
+        forms_changed: summary.forms_changed,
+    })
 }
 
 #[uniffi::export(async_runtime = "tokio")]
@@ -446,20 +357,8 @@ impl ShidaoStore {
     ) -> Result<Enrolment> {
         guard_async(async {
             let http = client(&server_url, server_certificate.as_deref())?;
-            let e = http.enrol(&one_time_code, &device_name).await?;
-            let stored = Stored {
-                server_url: server_url.trim_end_matches('/').to_string(),
-                token: e.token,
-                device: e.device,
-                user: e.user,
-                role: e.role,
-                name: e.name,
-                device_name,
-                server_certificate,
-            };
-            let enrolment = stored.public()?;
-            stored.save(&self.shared.store())?;
-            Ok(enrolment)
+            let kept = Kept::enrol(&http, Locked(&self.shared), &one_time_code, &device_name, server_certificate).await?;
+            Ok(public(&kept))
         })
         .await
     }
@@ -477,7 +376,7 @@ impl ShidaoStore {
     pub async fn enrol_from_qr(&self, payload: String, device_name: String) -> Result<Enrolment> {
         guard_async(async {
             let p = EnrolPayload::parse(&payload).map_err(|e| ShidaoError::BadEnrolPayload { reason: e.to_string() })?;
-            if let Some(stored) = Stored::load(&self.shared.store())? {
+            if let Some(stored) = Kept::load(&self.shared.store())? {
                 if stored.server_url != p.server {
                     return Err(ShidaoError::WrongServer {
                         reason: format!(
@@ -536,9 +435,8 @@ impl ShidaoStore {
                 Err(StoreError::AttachmentNotFound(_)) => {}
                 Err(e) => return Err(e.into()),
             }
-            let enrolment = Stored::required(&self.shared.store())?;
-            let http = enrolment.client()?;
-            let (bytes, mime) = http.download_attachment(&enrolment.token, &hash).await.map_err(|e| match e {
+            let (enrolment, http) = enrolled(&self.shared.store())?;
+            let (bytes, mime) = http.download_attachment(enrolment.token(), &hash).await.map_err(|e| match e {
                 shidao_core::sync::http::DriverError::Refused { status: 404 | 403, .. } => {
                     ShidaoError::NotFound { what: format!("attachment {hash}") }
                 }
@@ -555,7 +453,7 @@ impl ShidaoStore {
 impl ShidaoStore {
     /// Who this store is enrolled as, or `None` before `enrol`.
     pub fn enrolment(&self) -> Result<Option<Enrolment>> {
-        guard(|| Stored::load(&self.shared.store())?.map(|s| s.public()).transpose())
+        guard(|| Ok(Kept::load(&self.shared.store())?.as_ref().map(public)))
     }
 
     /// The schools, tasks and indicator bank the last sync brought (`None` before the first).
@@ -569,10 +467,10 @@ impl ShidaoStore {
     pub fn set_server_url(&self, server_url: String) -> Result<()> {
         guard(|| {
             let store = self.shared.store();
-            let mut stored = Stored::required(&store)?;
-            client(&server_url, stored.server_certificate.as_deref())?;
-            stored.server_url = server_url.trim_end_matches('/').to_string();
-            stored.save(&store)
+            let mut kept = Kept::required(&store)?;
+            client(&server_url, kept.server_certificate.as_deref())?;
+            kept.server_url = server_url.trim_end_matches('/').to_string();
+            Ok(kept.save(&store)?)
         })
     }
 }

@@ -13,8 +13,8 @@
 //! The types defined here instead are the ones whose conversion does real work: a bilingual
 //! `Label` resolved to the requested language (templates, issues, scores), an answer displayed
 //! for a person (`FieldAnswer`), a shape the apps' code relies on (`AnswerValue` with named
-//! fields and a flat attachment and signature, `Editor` built from plain strings and checked on
-//! the way in), or a value the core computes on request (`SetAsideEntry.kept_aside`).
+//! fields and a flat attachment and signature), or a value the core computes on request
+//! (`SetAsideEntry.kept_aside`).
 
 use shidao_core::record::{self as core_record, AttachmentRef, FieldRef, ReviewEntry, RowView, SignatureRef};
 use shidao_core::store as core_store;
@@ -28,6 +28,7 @@ pub use shidao_core::record::{Authorship, FieldRef as FieldPlace, IssueKind, Rev
 pub use shidao_core::store::{Durability, RecordFilter, RecordSummary};
 pub use shidao_core::template::{FieldKind, Role};
 pub use shidao_core::Status as RecordStatus;
+pub use shidao_core::{DeviceId, Editor, UserId};
 
 // ---------------------------------------------------------------------------------------------
 // Ids: strings on the other side, checked on the way in
@@ -43,7 +44,7 @@ macro_rules! id_as_string {
     )*};
 }
 
-id_as_string!(RecordId, SchoolId, RowId);
+id_as_string!(RecordId, SchoolId, RowId, UserId, DeviceId);
 
 // ---------------------------------------------------------------------------------------------
 // Who edits
@@ -60,31 +61,15 @@ pub enum Role {
 }
 
 /// Who is editing: every change they make carries their user and device, and the role decides
-/// what they may do (fill, submit, return, approve).
-///
-/// Kept beside the core's `Editor` (whose ids are checked newtypes): Rust callers build this one
-/// from plain strings, and the ids are checked when a call takes it (a malformed one is
-/// `InvalidAnswer` naming `user` or `device`).
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+/// what they may do (fill, submit, return, approve). The ids are strings to the app, checked on
+/// the way in (a malformed one is `InvalidAnswer` naming `user` or `device`).
+#[uniffi::remote(Record)]
 pub struct Editor {
     /// The person's account id.
-    pub user: String,
+    pub user: UserId,
     /// This tablet's id (one per installation of the app).
-    pub device: String,
+    pub device: DeviceId,
     pub role: Role,
-}
-
-impl TryFrom<Editor> for shidao_core::Editor {
-    type Error = ShidaoError;
-    fn try_from(e: Editor) -> Result<Self> {
-        Ok(shidao_core::Editor { user: shidao_core::UserId::new(e.user)?, device: shidao_core::DeviceId::new(e.device)?, role: e.role })
-    }
-}
-
-impl From<shidao_core::Editor> for Editor {
-    fn from(e: shidao_core::Editor) -> Self {
-        Editor { user: e.user.into(), device: e.device.into(), role: e.role }
-    }
 }
 
 /// How hard a save waits for the disk.

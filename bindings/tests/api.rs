@@ -4,11 +4,11 @@
 use std::sync::{Arc, Mutex};
 
 use shidao_bindings::{
-    AnswerValue, ChangeListener, Editor, RecordFilter, RecordStatus, Role, ShidaoError, ShidaoStore,
+    AnswerValue, ChangeListener, DeviceId, Editor, RecordFilter, RecordStatus, Role, ShidaoError, ShidaoStore, UserId,
 };
 
 fn inspector() -> Editor {
-    Editor { user: "insp-01".into(), device: "tablet-a".into(), role: Role::Inspector }
+    Editor { user: UserId::new("insp-01").expect("id"), device: DeviceId::new("tablet-a").expect("id"), role: Role::Inspector }
 }
 
 #[derive(Default)]
@@ -98,7 +98,7 @@ fn the_listener_hears_creates_edits_and_merges() -> Result<(), ShidaoError> {
     assert_eq!(*seen.0.lock().expect("lock"), vec![rec.id(), rec.id()]);
 
     // 3. Tablet B takes a copy and taps the counter; A merges B's copy and hears it.
-    let expert = Editor { user: "exp-07".into(), device: "tablet-b".into(), role: Role::Expert };
+    let expert = Editor { user: UserId::new("exp-07").expect("id"), device: DeviceId::new("tablet-b").expect("id"), role: Role::Expert };
     let id = b.merge_record(a.record_bytes(rec.id())?, expert.clone())?;
     b.open_record(id.clone(), expert)?.increment("q_recall".into(), 2, None)?;
     a.merge_record(b.record_bytes(id.clone())?, inspector())?;

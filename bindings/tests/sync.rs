@@ -142,7 +142,7 @@ fn two_tablets_sync_through_the_relay() {
     wang_store.set_server_url(server.url.clone()).expect("back");
 
     // Li's tablet is revoked: her next sync is refused with the reason; Wang's goes on.
-    server.revoke(&li.editor.device);
+    server.revoke(li.editor.device.as_str());
     let err = rt.block_on(li_store.sync(None, None)).expect_err("revoked");
     assert!(matches!(&err, ShidaoError::Unauthorized { code, reason } if code == "revoked" && reason.contains("revoked")), "{err:?}");
     rt.block_on(wang_store.sync(None, None)).expect("wang still syncs");

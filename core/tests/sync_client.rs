@@ -138,7 +138,7 @@ fn pulled_records_land_clean_and_missing_history_resets_the_cursor() {
     let p = client.prepare(&tablet).unwrap();
     let pull = Pull { record: visit.id().to_string(), changes: later };
     let round = client.absorb(&tablet, &li, p, response(vec![], vec![pull], 11)).unwrap();
-    assert_eq!((round.pulled, round.reset), (1, false));
+    assert_eq!((round.pulled.len(), round.reset), (1, false));
     assert_eq!(dirty(&tablet), 0, "pulled changes are not pushed back");
     let got = tablet.load(visit.id(), &li).unwrap();
     assert_eq!(got.answer(&FieldRef::top(&f)).unwrap().answer, Some(Answer::Text("王".into())));

@@ -19,9 +19,10 @@ use rusqlite::Connection;
 use shidao_core::record::{Answer, Record};
 use shidao_core::sample::{fill_completely, Rng};
 use shidao_core::store::Store;
+use shidao_core::sync::enrolment::Enrolment;
 use shidao_core::sync::http::{Cancel, HttpSync};
 use shidao_core::template::{FieldKind, Role};
-use shidao_core::{DeviceId, Editor, FieldRef, RecordId, SchoolId, UserId};
+use shidao_core::{Editor, FieldRef, RecordId, SchoolId};
 
 use crate::accounts;
 use crate::error::{AppError, AppResult};
@@ -130,28 +131,23 @@ fn seed_accounts(conn: &Connection, now: i64, today: &str) -> AppResult<(Vec<Str
     Ok((schools, codes))
 }
 
-/// A simulated tablet.
+/// A simulated tablet, enrolled as an app enrols (the core keeps the enrolment in its store).
 struct Tablet {
     store: Store,
+    enrolment: Enrolment,
     editor: Editor,
-    token: String,
 }
 
 impl Tablet {
     async fn enrol(http: &HttpSync, code: &str) -> AppResult<Tablet> {
-        let e = http.enrol(code, "演示平板").await.map_err(|e| AppError::Internal(format!("demo enrol: {e}")))?;
-        let role = Role::parse(&e.role).unwrap_or(Role::Inspector);
-        let editor = Editor {
-            user: UserId::new(e.user).map_err(|e| AppError::Internal(e.to_string()))?,
-            device: DeviceId::new(e.device).map_err(|e| AppError::Internal(e.to_string()))?,
-            role,
-        };
         let store = Store::open_in_memory().map_err(|e| AppError::Internal(e.to_string()))?;
-        Ok(Tablet { store, editor, token: e.token })
+        let enrolment = Enrolment::enrol(http, &store, code, "演示平板", None).await.map_err(|e| AppError::Internal(format!("demo enrol: {e}")))?;
+        Ok(Tablet { editor: enrolment.editor.clone(), store, enrolment })
     }
 
     async fn sync(&self, http: &HttpSync) -> AppResult<()> {
-        http.sync(&self.store, &self.token, &self.editor, &Cancel::new(), |_| {})
+        self.enrolment
+            .sync(http, &self.store, &Cancel::new(), |_, _| {})
             .await
             .map(|_| ())
             .map_err(|e| AppError::Internal(format!("demo sync of {}: {e}", self.editor.user)))

@@ -11,9 +11,10 @@ use rusqlite::Connection;
 use shidao_core::record::{Answer, Record};
 use shidao_core::sample::{fill_completely, Rng};
 use shidao_core::store::Store;
+use shidao_core::sync::enrolment::Enrolment;
 use shidao_core::sync::http::{Cancel, HttpSync};
 use shidao_core::template::Role;
-use shidao_core::{DeviceId, Editor, FieldRef, SchoolId, UserId};
+use shidao_core::{Editor, FieldRef, SchoolId};
 use shidao_server::programme::compliance::{self, Check};
 use shidao_server::programme::{presets, rules, store};
 use shidao_server::web::{auth::WebUser, dashboard_html, Lang};
@@ -28,8 +29,8 @@ struct World {
 
 struct Tablet {
     store: Store,
+    enrolment: Enrolment,
     editor: Editor,
-    token: String,
 }
 
 fn day(today: &str, offset: i64) -> String {
@@ -72,13 +73,14 @@ impl World {
             accounts::add_user(c, id, id, role, Some(programme), &schools, None, now).expect("user");
             accounts::new_enrol_code(c, id, now).expect("code")
         });
-        let e = self.http.enrol(&code, "平板").await.expect("enrol");
-        let editor = Editor { user: UserId::new(&e.user).expect("id"), device: DeviceId::new(&e.device).expect("id"), role };
-        Tablet { store: Store::open_in_memory().expect("store"), editor, token: e.token }
+        let store = Store::open_in_memory().expect("store");
+        let enrolment = Enrolment::enrol(&self.http, &store, &code, "平板", None).await.expect("enrol");
+        assert_eq!(enrolment.editor.role, role);
+        Tablet { editor: enrolment.editor.clone(), store, enrolment }
     }
 
     async fn sync(&self, t: &Tablet) {
-        self.http.sync(&t.store, &t.token, &t.editor, &Cancel::new(), |_| {}).await.expect("sync");
+        t.enrolment.sync(&self.http, &t.store, &Cancel::new(), |_, _| {}).await.expect("sync");
     }
 
     /// `n` lessons by `t` at `school` today with `purpose`, submitted or left a draft; synced.

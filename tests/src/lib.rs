@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use shidao_core::store::{Store, StoreOptions};
+use shidao_core::sync::enrolment::Enrolment;
 use shidao_core::sync::http::{Cancel, DriverError, HttpSync, RetryPolicy, Summary};
 use shidao_core::{DeviceId, Editor, Role, SchoolId, UserId};
 
@@ -148,11 +149,10 @@ impl Tablet {
     ) -> Result<Tablet, DriverError> {
         let mut http = HttpSync::new(url, cert_pem)?;
         http.policy = RetryPolicy { attempts: 1, ..RetryPolicy::default() };
-        let e = http.enrol(code, "测试平板").await?;
-        let role = Role::parse(&e.role).expect("role");
-        let editor = Editor { user: UserId::new(e.user).expect("user"), device: DeviceId::new(e.device).expect("device"), role };
         let store = Store::open_with(path, opts).expect("store");
-        Ok(Tablet { store, editor, token: e.token, http, path: path.to_path_buf() })
+        // As an app enrols: the core keeps the enrolment in the tablet's store.
+        let enrolment = Enrolment::enrol(&http, &store, code, "测试平板", None).await?;
+        Ok(Tablet { editor: enrolment.editor.clone(), token: enrolment.token().to_string(), store, http, path: path.to_path_buf() })
     }
 
     /// Points the tablet at a (restarted) relay.
@@ -162,8 +162,10 @@ impl Tablet {
         self.http.policy = policy;
     }
 
+    /// Syncs as the enrolment the store keeps.
     pub async fn sync(&self) -> Result<Summary, DriverError> {
-        self.http.sync(&self.store, &self.token, &self.editor, &Cancel::new(), |_| {}).await
+        let enrolment = Enrolment::required(&self.store)?;
+        enrolment.sync(&self.http, &self.store, &Cancel::new(), |_, _| {}).await
     }
 }
 

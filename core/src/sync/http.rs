@@ -2,12 +2,14 @@
 //! (rustls on ring: no OpenSSL, so it builds for Android and iOS), with retries and backoff,
 //! progress reporting and cancellation.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::protocol::{Envelope, EnrolRequest, EnrolResponse, ErrorBody, SyncRequest, SyncResponse};
 use super::{Round, SyncClient, SyncError};
+use crate::ids::RecordId;
 use crate::record::Editor;
 use crate::store::Store;
 
@@ -127,6 +129,9 @@ pub struct Summary {
     /// Refused changes set aside (see `docs/protocol.md`, *Refused changes are set aside*).
     pub set_aside: Vec<crate::store::SetAside>,
     pub unreadable: Vec<String>,
+    /// The records this sync changed in the store, each once, sorted: those it pulled and merged
+    /// and those it set back to the relay's state (set aside).
+    pub changed: Vec<RecordId>,
     /// Attachments uploaded before the rounds.
     pub uploaded: usize,
     /// Form definitions arrived or the programme's current forms changed.
@@ -213,7 +218,7 @@ impl HttpSync {
     /// Enrols this device with a one-time code; returns the device id and token to keep.
     pub async fn enrol(&self, code: &str, device_name: &str) -> Result<EnrolResponse, DriverError> {
         let body = serde_json::to_vec(&EnrolRequest { code: code.to_string(), device_name: device_name.to_string() })
-            .unwrap_or_default();
+            .map_err(|e| SyncError::Encode(e.to_string()))?;
         let resp = self
             .client
             .post(format!("{}/v1/enrol", self.base))
@@ -228,6 +233,11 @@ impl HttpSync {
             return Err(error_from(status, &bytes));
         }
         serde_json::from_slice(&bytes).map_err(|e| DriverError::Server { status, reason: format!("bad enrolment answer: {e}") })
+    }
+
+    /// The server's address, without a trailing `/`.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// The envelope the next request travels in: the binary one, unless this relay refused it.
@@ -395,8 +405,23 @@ impl HttpSync {
         cancel: &Cancel,
         mut on_progress: impl FnMut(&Progress),
     ) -> Result<Summary, DriverError> {
+        self.sync_rounds(store, token, editor, cancel, |progress, _| on_progress(progress)).await
+    }
+
+    /// Syncs until nothing is left to push or pull. `on_round` is called after every round, once
+    /// the round is on disk and with the store not held, with the progress so far and what the
+    /// round did (the records it pulled and set aside, whether the forms changed).
+    pub async fn sync_rounds<S: StoreAccess>(
+        &self,
+        store: S,
+        token: &str,
+        editor: &Editor,
+        cancel: &Cancel,
+        mut on_round: impl FnMut(&Progress, &Round),
+    ) -> Result<Summary, DriverError> {
         let mut progress = Progress::default();
         let mut summary = Summary::default();
+        let mut changed = BTreeSet::new();
         let mut reset_before = false;
         // Files first, so that no record reaches others before the photos it refers to.
         summary.uploaded = self.upload_attachments(&store, token, cancel).await?;
@@ -407,20 +432,23 @@ impl HttpSync {
             let round: Round = store.with(|s| self.sync.absorb(s, editor, prepared, resp))?;
             summary.rounds = progress.round;
             summary.accepted += round.accepted;
-            summary.pulled += round.pulled;
+            summary.pulled += round.pulled.len();
             summary.refused.extend(round.refused.iter().cloned());
             summary.set_aside.extend(round.set_aside.iter().cloned());
             summary.unreadable.extend(round.unreadable.iter().cloned());
             summary.forms_changed |= round.forms_changed;
+            changed.extend(round.pulled.iter().cloned());
+            changed.extend(round.set_aside.iter().filter_map(|s| RecordId::new(s.record.clone()).ok()));
             progress.pushed += round.accepted;
-            progress.pulled += round.pulled;
+            progress.pulled += round.pulled.len();
             progress.refused += round.refused.len();
             // A reset pulls everything once more; a second one in a row would not help.
             let more = round.more || (round.reset && !reset_before);
             reset_before = round.reset;
             progress.done = !more || progress.round >= 1000;
-            on_progress(&progress);
+            on_round(&progress, &round);
             if progress.done {
+                summary.changed = changed.into_iter().collect();
                 return Ok(summary);
             }
         }

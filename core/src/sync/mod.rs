@@ -15,6 +15,7 @@
 //! repeats it (pushes are idempotent on the server, pulls restart from the saved cursor).
 
 pub mod enrol_payload;
+pub mod enrolment;
 pub mod protocol;
 
 #[cfg(feature = "http")]
@@ -48,6 +49,12 @@ pub enum SyncError {
     /// The request could not be encoded for the wire; nothing was sent.
     #[error("the sync request could not be encoded: {0}")]
     Encode(String),
+    /// The store holds no enrolment: enrol with a one-time code first.
+    #[error("this store is not enrolled with a server: enrol with a one-time code first")]
+    NotEnrolled,
+    /// The enrolment kept in the store, or the one a server gave, cannot be used.
+    #[error("the enrolment cannot be used ({0}): enrol again")]
+    Enrolment(String),
 }
 
 /// A refusal the server gave for a record, kept until the record changes again.
@@ -78,7 +85,9 @@ pub struct Round {
     pub refused: Vec<Refusal>,
     /// Refused changes set aside this round (one entry per refused record the rules refused).
     pub set_aside: Vec<SetAside>,
-    pub pulled: usize,
+    /// The records this round pulled and merged, in the order the server sent them (a record
+    /// this app cannot open yet is in `unreadable` instead).
+    pub pulled: Vec<RecordId>,
     /// Pulled records this app cannot open (a newer template version), with the reason.
     pub unreadable: Vec<String>,
     /// Records whose pulled changes could not be applied (history missing): the next round
@@ -269,7 +278,7 @@ impl SyncClient {
         for pull in &resp.pull {
             let Ok(id) = RecordId::new(pull.record.clone()) else { continue };
             match store.apply_from_server(&id, &pull.changes, editor) {
-                Ok(_) => round.pulled += 1,
+                Ok(_) => round.pulled.push(id),
                 Err(StoreError::Record(RecordError::MissingHistory(_))) => round.reset = true,
                 Err(StoreError::Record(RecordError::UnknownTemplate { template, version })) => {
                     let hash = listed
