@@ -1,9 +1,14 @@
-//! Errors at the HTTP edge: every one is a status and a JSON body with a machine-readable code
-//! and a human reason. A 500 logs its cause and shows none of it.
+//! The relay's error: what went wrong, as a kind with a machine-readable code and a human
+//! reason. The core's errors come in through the `From` conversions below, each deciding once
+//! whether the caller asked for something wrong (4xx) or the relay failed (5xx, logged, its
+//! cause never shown); [`AppError::status_and_code`] is the one map to HTTP, and
+//! `IntoResponse` writes the JSON body API clients get (`web::error_page` turns it into a page
+//! in the browser's language for browsers).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use shidao_core::sync::protocol::ErrorBody;
+use shidao_core::{InvalidId, RecordError, TemplateError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -82,6 +87,42 @@ impl From<rusqlite::Error> for AppError {
             return AppError::StorageFull(format!("storage: {e}"));
         }
         AppError::Internal(format!("storage: {e}"))
+    }
+}
+
+/// A record refusing what it was asked (a wrong answer, a field or row it lacks, a sealed record,
+/// a step the role may not take) is the caller's mistake; a record that cannot be read is the
+/// relay's failure.
+impl From<RecordError> for AppError {
+    fn from(e: RecordError) -> Self {
+        match e {
+            RecordError::Invalid(_)
+            | RecordError::UnknownField(_)
+            | RecordError::WrongPlace { .. }
+            | RecordError::UnknownRow { .. }
+            | RecordError::TooManyRows { .. }
+            | RecordError::Sealed(_)
+            | RecordError::NotAllowed { .. }
+            | RecordError::NotReady(_)
+            | RecordError::CommentRequired => AppError::BadRequest(e.to_string()),
+            RecordError::Corrupt(_) | RecordError::UnknownTemplate { .. } | RecordError::MissingHistory(_) | RecordError::Automerge(_) => {
+                AppError::Internal(format!("record: {e}"))
+            }
+        }
+    }
+}
+
+/// An id the caller gave that is not a valid id.
+impl From<InvalidId> for AppError {
+    fn from(e: InvalidId) -> Self {
+        AppError::BadRequest(e.to_string())
+    }
+}
+
+/// A form definition the caller gave that does not load.
+impl From<TemplateError> for AppError {
+    fn from(e: TemplateError) -> Self {
+        AppError::BadRequest(e.to_string())
     }
 }
 

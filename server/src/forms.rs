@@ -134,7 +134,7 @@ pub fn check(source: &Source<'_>) -> AppResult<Checked> {
             if text.len() > MAX_FORM_BYTES {
                 return Err(AppError::BadRequest(format!("{file}: {} bytes is over the limit of {MAX_FORM_BYTES}", text.len())));
             }
-            let t = Template::from_json(file, text).map_err(|e| AppError::BadRequest(e.to_string()))?;
+            let t = Template::from_json(file, text)?;
             (Arc::new(t), Vec::new())
         }
         Source::XlsForm { file, bytes, skip_unsupported } => xlsform(file, bytes, *skip_unsupported)?,

@@ -586,7 +586,7 @@ impl Change<'_> {
         }
         let in_conflict = direct
             && matches!(patch.action, PatchAction::PutMap { .. })
-            && self.doc.get_all_at(&container, field.as_str(), self.deps).map(|v| v.len() > 1).unwrap_or(false);
+            && self.doc.get_all_at(&container, field.as_str(), self.deps).map_err(|e| refused("corrupt", e.to_string()))?.len() > 1;
         acts.fills.push((field, in_conflict));
         Ok(())
     }
@@ -600,7 +600,8 @@ fn status_label(s: Option<Status>) -> &'static str {
 fn judge_seal(doc: &Automerge, new: &HashSet<ChangeHash>) -> Result<(), Refused> {
     let approvals: Vec<ChangeHash> = doc
         .get_all(ROOT, keys::STATUS)
-        .unwrap_or_default()
+        // A status that cannot be read could hide an approval: refused, never passed.
+        .map_err(|e| refused("corrupt", e.to_string()))?
         .into_iter()
         .filter(|(v, _)| v.as_str() == Some(Status::Approved.as_str()))
         .filter_map(|(_, op)| doc.hash_for_opid(&op))

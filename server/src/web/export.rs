@@ -359,7 +359,7 @@ pub async fn api(State(state): State<AppState>, user: WebUser, Query(q): Query<A
                         Ok(serde_json::json!({
                             "field": r.get::<_, String>(0)?,
                             "row": r.get::<_, String>(1)?,
-                            "answer": serde_json::from_str::<serde_json::Value>(&r.get::<_, String>(2)?).unwrap_or_default(),
+                            "answer": json_cell(r, 2)?,
                             "by": r.get::<_, Option<String>>(3)?,
                             "at": r.get::<_, Option<i64>>(4)?,
                             "conflicts": r.get::<_, i64>(5)?,
@@ -387,4 +387,11 @@ pub async fn api(State(state): State<AppState>, user: WebUser, Query(q): Query<A
         })
         .await?;
     Ok(axum::Json(out))
+}
+
+/// A stored JSON answer as a value; one that does not parse fails the export rather than
+/// exporting `null` in its place.
+fn json_cell(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<serde_json::Value> {
+    let text: String = r.get(i)?;
+    serde_json::from_str(&text).map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
 }
