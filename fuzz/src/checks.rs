@@ -160,6 +160,11 @@ fn editor(user: &str, device: &str, role: Role) -> Editor {
     Editor { user: UserId::new(user).expect("user id"), device: DeviceId::new(device).expect("device id"), role }
 }
 
+/// The editor of a relay device's changes.
+fn device_editor(device: &accounts::Device, role: Role) -> Editor {
+    Editor { user: device.user.clone(), device: device.id.clone(), role }
+}
+
 fn new_record(n: u8) -> NewRecord {
     NewRecord {
         id: RecordId::new(format!("00000000-0000-4000-8000-0000000000{n:02x}")).expect("record id"),
@@ -259,7 +264,7 @@ impl Base {
         let inspector = device_of(&conn, if role == Role::Expert { "exp" } else { "insp" });
         let supervisor = device_of(&conn, "sup");
         let t = shidao_core::builtin(template).expect("template");
-        let ed = editor(&inspector.user, &inspector.id, role);
+        let ed = device_editor(&inspector, role);
         let mut record = Record::create(t, new_record(1), ed, Clock::fixed(T0)).expect("create");
         let mut rng = shidao_core::sample::Rng::new(u64::from(state));
         shidao_core::sample::fill_completely(&mut record, 1, &mut rng).expect("fill");
@@ -270,7 +275,7 @@ impl Base {
         let resp = push(&mut conn, &inspector, &id, record.save());
         assert_eq!(resp.results[0].outcome, Outcome::Accepted, "{:?}", resp.results[0]);
         if state % 3 == 2 {
-            let mut sup = record.fork(editor(&supervisor.user, &supervisor.id, Role::Supervisor));
+            let mut sup = record.fork(device_editor(&supervisor, Role::Supervisor));
             let heads = sup.heads();
             sup.approve(None).expect("approve");
             let resp = push(&mut conn, &supervisor, &id, sup.save_after(&heads));
@@ -291,7 +296,7 @@ impl Central {
         }
         std::fs::copy(&b.file, &file).expect("copy the base store");
         let conn = db::open(&file).expect("central store");
-        let ed = editor(&b.inspector.user, &b.inspector.id, b.role);
+        let ed = device_editor(&b.inspector, b.role);
         let record = Record::load([b.record.as_slice()], sync::template_of, ed, Clock::fixed(T0)).expect("base record");
         Central { conn, inspector: b.inspector.clone(), supervisor: b.supervisor.clone(), record }
     }

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use shidao_core::date::parse_date;
 use shidao_core::sync::protocol::{IndicatorInfo, Reference, SchoolInfo, TaskInfo, TemplateRef, UserInfo};
 use shidao_core::template::Role;
-use shidao_core::{SchoolId, UserId};
+use shidao_core::{DeviceId, SchoolId, UserId};
 
 use crate::error::{AppError, AppResult};
 
@@ -32,8 +32,8 @@ fn random_hex(bytes: usize) -> String {
 /// An authenticated device and its user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
-    pub id: String,
-    pub user: String,
+    pub id: DeviceId,
+    pub user: UserId,
     pub name: String,
     pub role: Role,
     pub programme: Option<String>,
@@ -77,7 +77,7 @@ fn now_secs() -> i64 {
 /// empty); a programme whose rule book states no categories takes any. The programme's school
 /// targets become tasks of the school (`{target}-{school}`).
 pub fn add_school(conn: &Connection, programme: &str, id: &str, name: &str, category: &str, key_project: &str) -> AppResult<()> {
-    SchoolId::new(id).map_err(|e| AppError::BadRequest(e.to_string()))?;
+    SchoolId::new(id)?;
     let known: Option<i64> = conn.query_row("SELECT 1 FROM programmes WHERE id = ?1", [programme], |r| r.get(0)).optional()?;
     if known.is_none() {
         return Err(AppError::NotFound(format!("programme {programme} does not exist")));
@@ -116,7 +116,7 @@ pub fn add_user(
     password_hash: Option<&str>,
     now: i64,
 ) -> AppResult<()> {
-    UserId::new(id).map_err(|e| AppError::BadRequest(e.to_string()))?;
+    UserId::new(id)?;
     // A savepoint, so this also works inside an import's transaction.
     conn.execute_batch("SAVEPOINT add_user")?;
     let result = save_user(conn, id, name, role, programme, schools, password_hash, now);
@@ -290,8 +290,8 @@ pub fn authenticate(conn: &Connection, token: &str, now: i64) -> AppResult<Devic
         )?
         .query_row([sha256_hex(token)], |r| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
+                r.get::<_, DeviceId>(0)?,
+                r.get::<_, UserId>(1)?,
                 r.get::<_, String>(2)?,
                 r.get::<_, Option<i64>>(3)?,
                 r.get::<_, String>(4)?,
@@ -384,7 +384,7 @@ pub fn reference(conn: &Connection, device: &Device, scope: &Scope) -> AppResult
             }
         }
     }
-    let user = UserInfo { id: device.user.clone(), name: user_name, role: device.role.as_str().to_string(), device: device.id.clone() };
+    let user = UserInfo { id: device.user.to_string(), name: user_name, role: device.role.as_str().to_string(), device: device.id.to_string() };
     // The indicator bank of each of those programmes, so an evaluation names its indicators from it.
     let mut indicators = Vec::new();
     for p in &programmes {
@@ -464,7 +464,7 @@ mod tests {
         assert!(matches!(enrol(&c, &code, "平板", 1002), Err(AppError::BadCode)), "used twice");
         let stored: String = c.query_row("SELECT token_hash FROM devices WHERE id = ?1", [&device], |r| r.get(0)).expect("row");
         assert_ne!(stored, token);
-        assert_eq!(authenticate(&c, &token, 1003).expect("auth").user, "li");
+        assert_eq!(authenticate(&c, &token, 1003).expect("auth").user.as_str(), "li");
         revoke_device(&c, &device, 1004).expect("revoke");
         assert!(matches!(authenticate(&c, &token, 1005), Err(AppError::Revoked)));
     }

@@ -84,10 +84,10 @@ fn is_holder(conn: &Connection, hash: &str, user: &str) -> AppResult<bool> {
 /// name any hash; the second half keeps a hash copied into one's own record from opening a file
 /// that only other schools' people ever held.)
 pub fn may_read(conn: &Connection, device: &Device, hash: &str) -> AppResult<bool> {
-    if is_holder(conn, hash, &device.user)? {
+    if is_holder(conn, hash, device.user.as_str())? {
         return Ok(true);
     }
-    let mine = accounts::scope(conn, &device.user, device.role, device.programme.as_deref())?;
+    let mine = accounts::scope(conn, device.user.as_str(), device.role, device.programme.as_deref())?;
     let schools: Vec<String> = conn
         .prepare_cached(
             "SELECT DISTINCT r.school_id FROM record_files f JOIN records r ON r.id = f.record_id WHERE f.hash = ?1",
@@ -125,7 +125,7 @@ pub fn status(conn: &Connection, device: &Device, hash: &str) -> AppResult<Optio
     {
         return Ok(Some((size, size, true)));
     }
-    Ok(upload_of(conn, hash, &device.user)?.map(|u| (u.received, u.size, false)))
+    Ok(upload_of(conn, hash, device.user.as_str())?.map(|u| (u.received, u.size, false)))
 }
 
 /// Appends `piece` at `offset` of a file of `length` bytes. Returns the bytes held afterwards.

@@ -191,7 +191,7 @@ async fn attachment_get(State(state): State<AppState>, Authed(device): Authed, P
 async fn record_get(State(state): State<AppState>, Authed(device): Authed, PathParam(id): PathParam) -> AppResult<Response> {
     let bytes = state
         .blocking(move |conn| {
-            let scope = accounts::scope(conn, &device.user, device.role, device.programme.as_deref())?;
+            let scope = accounts::scope(conn, device.user.as_str(), device.role, device.programme.as_deref())?;
             let row: Option<(String, Vec<u8>)> = conn
                 .query_row("SELECT r.school_id, d.doc FROM records r JOIN documents d ON d.record_id = r.id WHERE r.id = ?1", [&id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;

@@ -91,7 +91,7 @@ pub fn handle(conn: &mut Connection, device: &Device, req: SyncRequest, clock: &
     // read first would fail at its first write with "database is locked" (no wait) whenever
     // another connection wrote in between (a sign-in's last-seen time, a backup's bookkeeping).
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let scope = accounts::scope(&tx, &device.user, device.role, device.programme.as_deref())?;
+    let scope = accounts::scope(&tx, device.user.as_str(), device.role, device.programme.as_deref())?;
     if let Some(app) = &req.app {
         tx.prepare_cached("UPDATE devices SET app = ?2 WHERE id = ?1 AND app IS NOT ?2")?.execute(params![device.id, app])?;
     }
@@ -193,7 +193,7 @@ fn page(conn: &Connection, device: &Device, scope: &Scope, cursor: u64, limit: u
         let seq: i64 = row.get(0)?;
         let school: String = row.get(2)?;
         let from: String = row.get(3)?;
-        if from == device.id || !scope.contains(&school) {
+        if from == device.id.as_str() || !scope.contains(&school) {
             next = seq as u64;
             continue;
         }
@@ -285,7 +285,7 @@ fn apply_push(
             .and_then(|mut s| s.query_row([actor], |r| r.get(0)).optional())
             .map_err(sql)?;
         match bound {
-            Some(d) if d != device.id => {
+            Some(d) if d != device.id.as_str() => {
                 return Err(Err(refuse("foreign_actor", format!("actor {actor} belongs to another device"))));
             }
             Some(_) => {}
@@ -340,7 +340,7 @@ fn apply_push(
     }
     // 4. The rule book, in the core: every new change judged at the state it was made on.
     let doc = record.doc();
-    rules::judge_push(doc, &before, rules::Pusher { user: &device.user, role: device.role }, &templates)
+    rules::judge_push(doc, &before, rules::Pusher { user: device.user.as_str(), role: device.role }, &templates)
         .map_err(|r| Err(refuse(r.code, r.reason)))?;
 
     // 5. Store: the compacted document, the log entry, the projection — in this savepoint.
@@ -393,7 +393,7 @@ fn apply_push(
 /// log, in the same transaction, with the record's status before and after.
 pub fn apply_one(conn: &mut Connection, device: &Device, push: &Push, now: i64, audit: Option<(&str, Option<&str>)>) -> AppResult<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let scope = accounts::scope(&tx, &device.user, device.role, device.programme.as_deref())?;
+    let scope = accounts::scope(&tx, device.user.as_str(), device.role, device.programme.as_deref())?;
     let state = |tx: &Connection| -> AppResult<Option<(String, String)>> {
         Ok(tx
             .query_row(
@@ -413,7 +413,7 @@ pub fn apply_one(conn: &mut Connection, device: &Device, push: &Push, now: i64, 
                     &tx,
                     now,
                     &crate::audit::Entry {
-                        actor: &device.user,
+                        actor: device.user.as_str(),
                         actor_role: Some(device.role.as_str()),
                         action,
                         target: Some(&push.record),

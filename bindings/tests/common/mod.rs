@@ -192,8 +192,8 @@ fn approve(state: &AppState, handle: &tokio::runtime::Handle, record: &str) -> R
                 [now],
             )?;
             let device = accounts::Device {
-                id: "sup-web".into(),
-                user: "sup".into(),
+                id: DeviceId::new("sup-web").expect("id"),
+                user: UserId::new("sup").expect("id"),
                 name: "web".into(),
                 role: Role::Supervisor,
                 programme: Some("ouhai".into()),

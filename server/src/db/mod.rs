@@ -312,6 +312,7 @@ mod tests {
     #[test]
     fn a_version_3_store_upgrades_its_attachments_to_holders_and_uploads_of_their_own() {
         use crate::accounts::Device;
+        use shidao_core::{DeviceId, UserId};
         use shidao_core::template::Role;
         let dir = tempfile::tempdir().expect("dir");
         let files = dir.path().join("attachments");
@@ -358,7 +359,7 @@ mod tests {
         assert_eq!(fk, 0);
 
         // u2 names u1's file in a record of another school: still not theirs to read.
-        let u2 = Device { id: "d2".into(), user: "u2".into(), name: "平板".into(), role: Role::Inspector, programme: Some("p".into()) };
+        let u2 = Device { id: DeviceId::new("d2").expect("id"), user: UserId::new("u2").expect("id"), name: "平板".into(), role: Role::Inspector, programme: Some("p".into()) };
         assert_eq!(crate::attachments::status(&old, &u2, &h1).expect("status"), None);
         // u2's cut upload resumes at byte 10 and completes; u2 becomes its holder.
         assert_eq!(crate::attachments::status(&old, &u2, &h2).expect("status"), Some((10, 100, false)));

@@ -148,9 +148,9 @@ fn set_asides(conn: &Connection, lang: Lang, record: &Record, programme: &str, n
             .flatten()
             .and_then(|mut doc| doc.load_incremental(&changes).ok().map(|_| doc))
             .and_then(|doc| Record::from_doc(doc, crate::forms::resolver(conn, programme), record.editor().clone(), Clock::fixed(now)).ok());
-        let list = |s: &str| serde_json::from_str::<Vec<String>>(s).unwrap_or_default();
-        let again = list(&reapplied);
-        for (i, f) in list(&fields).iter().filter(|f| !again.contains(f)).enumerate() {
+        let list = |s: &str| serde_json::from_str::<Vec<String>>(s).map_err(|e| AppError::Internal(format!("set-aside fields of {}: {e}", record.id())));
+        let again = list(&reapplied)?;
+        for (i, f) in list(&fields)?.iter().filter(|f| !again.contains(f)).enumerate() {
             let (field, row) = f.split_once('@').map_or((f.as_str(), None), |(a, b)| (a, Some(b)));
             let label = t.field(field).map(|c| c.def.label.get(lang.code()).to_string()).unwrap_or_else(|| f.clone());
             let at_ref = match row.and_then(|r| shidao_core::RowId::new(r).ok()) {
@@ -181,13 +181,13 @@ fn web_editor(user: &WebUser) -> AppResult<Editor> {
 
 /// The server-side "device" a signed-in user's web edits come from.
 fn web_device(conn: &Connection, user: &WebUser, now: i64) -> AppResult<Device> {
-    let id = format!("web-{}", user.id);
+    let editor = web_editor(user)?;
     conn.execute(
         "INSERT OR IGNORE INTO devices (id, user_id, name, token_hash, created_at) VALUES (?1, ?2, '网页 / web', ?3, ?4)",
         // A token hash nobody can produce: the web device never syncs with a token.
-        params![id, user.id, format!("web:{}", uuid::Uuid::new_v4()), now],
+        params![editor.device, editor.user, format!("web:{}", uuid::Uuid::new_v4()), now],
     )?;
-    Ok(Device { id, user: user.id.clone(), name: "web".into(), role: user.role, programme: user.programme.clone() })
+    Ok(Device { id: editor.device, user: editor.user, name: "web".into(), role: user.role, programme: user.programme.clone() })
 }
 
 /// Applies an edit made in the browser through the same rules and log as a tablet's push.
@@ -415,7 +415,7 @@ pub async fn history(State(state): State<AppState>, user: WebUser, lang: Lang, P
             let (record, _, _) = load(conn, &u, &id, now)?;
             let at = FieldRef { field: q.field.clone(), row: q.row.as_deref().filter(|r| !r.is_empty()).and_then(|r| RowId::new(r).ok()) };
             let f = record.template().field(&q.field).cloned().ok_or_else(|| AppError::NotFound(format!("field {}", q.field)))?;
-            let entries = record.history(&at).map_err(|e| AppError::BadRequest(e.to_string()))?;
+            let entries = record.history(&at)?;
             let rows = entries
                 .into_iter()
                 .map(|e| {
@@ -447,16 +447,16 @@ pub async fn resolve(State(state): State<AppState>, user: WebUser, Path(id): Pat
         .blocking_mut(move |conn| {
             let detail = format!("field {}{} value #{}", form.field, if form.row.is_empty() { String::new() } else { format!(" row {}", form.row) }, form.pick);
             edit(conn, &user, &id, now, "record.resolve", &detail, |r| {
-                let row = if form.row.is_empty() { None } else { Some(RowId::new(form.row.clone()).map_err(|e| AppError::BadRequest(e.to_string()))?) };
+                let row = if form.row.is_empty() { None } else { Some(RowId::new(form.row.clone())?) };
                 let at = FieldRef { field: form.field.clone(), row };
-                let view = r.answer(&at).map_err(|e| AppError::BadRequest(e.to_string()))?;
+                let view = r.answer(&at)?;
                 let chosen = view.conflicts.get(form.pick).ok_or_else(|| AppError::Conflict("that value is no longer in conflict; reload the page".into()))?;
                 let result = match &chosen.answer {
                     Some(Answer::Signature(_)) => return Err(AppError::BadRequest("a signature cannot be picked for someone else".into())),
                     Some(a) => r.set_answer(&at, a.clone()),
                     None => r.clear_answer(&at),
                 };
-                result.map_err(|e| AppError::BadRequest(e.to_string()))
+                Ok(result?)
             })
         })
         .await?;
@@ -490,7 +490,7 @@ pub async fn review(State(state): State<AppState>, user: WebUser, Path(id): Path
                     "return" => r.return_for_correction(form.comment.trim()),
                     other => return Err(AppError::BadRequest(format!("unknown review action `{other}`"))),
                 };
-                result.map_err(|e| AppError::BadRequest(e.to_string()))
+                Ok(result?)
             })
         })
         .await?;
