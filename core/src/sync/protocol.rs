@@ -12,7 +12,7 @@
 
 use std::io::{Read, Write};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 /// Version of the protocol; a server refuses a request of another version with `protocol`.
 pub const PROTOCOL: u32 = 1;
@@ -27,7 +27,16 @@ pub const DEFAULT_PULL_BYTES: u64 = 1024 * 1024;
 /// not human-readable takes the bytes as they are).
 pub mod b64 {
     use base64::Engine;
-    use serde::{de, Deserialize, Deserializer, Serializer};
+    use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+
+    /// Bytes to serialize as [`serialize`] does, for a hand-written `Serialize`.
+    pub struct Raw<'a>(pub &'a [u8]);
+
+    impl Serialize for Raw<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            serialize(self.0, s)
+        }
+    }
 
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() {
@@ -117,15 +126,32 @@ pub struct SetAsideReport {
 }
 
 /// The changes of one record the server has not acknowledged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Push {
     pub record: String,
     /// Automerge change chunks (as `save_after`), or the whole document.
     #[serde(with = "b64")]
     pub changes: Vec<u8>,
-    /// The device's heads once these changes are applied (hex).
+    /// The device's heads once these changes are applied (hex). The relay does not need them
+    /// (it checks that every change applied, and the device keeps what it pushed), so the binary
+    /// envelope leaves them out; gzip JSON carries them for relays that still require them.
+    #[serde(default)]
     pub heads: Vec<String>,
+}
+
+impl Serialize for Push {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let with_heads = s.is_human_readable();
+        let mut out = s.serialize_struct("Push", if with_heads { 3 } else { 2 })?;
+        out.serialize_field("record", &self.record)?;
+        out.serialize_field("changes", &b64::Raw(&self.changes))?;
+        if with_heads {
+            out.serialize_field("heads", &self.heads)?;
+        }
+        out.end()
+    }
 }
 
 /// What happened to a pushed record.
@@ -454,7 +480,21 @@ mod tests {
             app: Some("shidao-android/1.4.0".into()),
         };
         let bin = Envelope::Binary.encode(&req).expect("encode");
-        assert_eq!(Envelope::Binary.decode::<SyncRequest>(&bin).expect("decodes"), req);
+        // The binary envelope leaves the pushed heads out (the relay does not need them); JSON
+        // keeps them for relays that still require them.
+        let mut sent = req.clone();
+        sent.push[0].heads.clear();
+        assert_eq!(Envelope::Binary.decode::<SyncRequest>(&bin).expect("decodes"), sent);
+        assert_eq!(decode::<SyncRequest>(&encode(&req).expect("json"), true).expect("json decodes"), req);
+        // A binary body of a tablet that still sends heads is read as before.
+        let mut value: ciborium::Value = ciborium::from_reader(&cbor_of(&sent)[..]).expect("cbor value");
+        let push = value.as_map_mut().and_then(|m| m.iter_mut().find(|(k, _)| k.as_text() == Some("push"))).map(|(_, v)| v).expect("push");
+        let first = push.as_array_mut().and_then(|a| a.first_mut()).and_then(|p| p.as_map_mut()).expect("first push");
+        first.push((ciborium::Value::Text("heads".into()), ciborium::Value::Array(vec![ciborium::Value::Text("ab".into())])));
+        let mut with_heads = Vec::new();
+        ciborium::into_writer(&value, &mut with_heads).expect("cbor");
+        let read: SyncRequest = ciborium::from_reader(&with_heads[..]).expect("an older tablet's body");
+        assert_eq!(read, req);
         // No base64 inside: the CBOR holds the 3,000 bytes once, not 4,000 characters.
         let mut cbor = Vec::new();
         ciborium::into_writer(&req, &mut cbor).expect("cbor");
@@ -468,6 +508,12 @@ mod tests {
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         z.write_all(b"\x9b\xff\xff\xff\xff\xff\xff\xff\xff").expect("write");
         assert!(matches!(Envelope::Binary.decode::<SyncRequest>(&z.finish().expect("finish")), Err(WireError::Cbor(_))));
+    }
+
+    fn cbor_of(req: &SyncRequest) -> Vec<u8> {
+        let mut out = Vec::new();
+        ciborium::into_writer(req, &mut out).expect("cbor");
+        out
     }
 
     #[test]
