@@ -69,7 +69,8 @@ pub fn protocol(data: &[u8]) {
 
 /// Any body in the binary envelope decodes to a message or a clear error, as sent (deflate) and
 /// once compressed here (so that the bytes reach the CBOR reader too); a decoded message encodes
-/// and decodes back to itself, and a body that inflates beyond the limit is refused as too large.
+/// and decodes back to itself (a request less its pushes' heads, which the binary envelope leaves
+/// out), and a body that inflates beyond the limit is refused as too large.
 pub fn envelope(data: &[u8]) {
     use std::io::Write;
     let binary = protocol::Envelope::Binary;
@@ -79,7 +80,9 @@ pub fn envelope(data: &[u8]) {
     for body in [data, wrapped.as_slice()] {
         if let Ok(req) = binary.decode::<SyncRequest>(body) {
             let again: SyncRequest = binary.decode(&binary.encode(&req).expect("encode")).expect("re-decode request");
-            assert_eq!(again, req, "a request changes through the binary envelope");
+            let mut sent = req.clone();
+            sent.push.iter_mut().for_each(|p| p.heads.clear());
+            assert_eq!(again, sent, "a request changes through the binary envelope");
         }
         if let Ok(resp) = binary.decode::<SyncResponse>(body) {
             let again: SyncResponse = binary.decode(&binary.encode(&resp).expect("encode")).expect("re-decode response");
