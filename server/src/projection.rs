@@ -28,8 +28,8 @@ pub fn project(conn: &Connection, record: &Record, view: &RecordView, created: b
     }
     let template = record.template();
     let mut insert = conn.prepare_cached(
-        "INSERT INTO answers (record_id, field, row_id, value, display, number, author, device, at, conflicts)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO answers (record_id, field, row_id, value, display, number, author, at, conflicts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     let mut file = conn.prepare_cached("INSERT OR IGNORE INTO record_files (record_id, hash) VALUES (?1, ?2)")?;
     for a in &view.answers {
@@ -43,11 +43,11 @@ pub fn project(conn: &Connection, record: &Record, view: &RecordView, created: b
             _ => None,
         });
         let row = a.field.row.as_ref().map(|r| r.to_string()).unwrap_or_default();
-        let (author, device, at) = match &a.by {
-            Some(b) => (Some(b.user.as_str()), Some(b.device.as_str()), Some(b.at)),
-            None => (None, None, None),
+        let (author, at) = match &a.by {
+            Some(b) => (Some(b.user.as_str()), Some(b.at)),
+            None => (None, None),
         };
-        insert.execute(params![id, a.field.field, row, value, display, number, author, device, at, a.conflicts.len() as i64])?;
+        insert.execute(params![id, a.field.field, row, value, display, number, author, at, a.conflicts.len() as i64])?;
         for v in a.conflicts.iter().filter_map(|c| c.answer.as_ref()).chain(a.answer.iter()) {
             match v {
                 Answer::Attachment(att) => {

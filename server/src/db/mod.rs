@@ -9,7 +9,7 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags};
 use shidao_core::migrate::{MigrateError, Schema};
 
-pub const VERSION: i64 = 8;
+pub const VERSION: i64 = 9;
 
 /// The central store's schema: the current one, and the steps up from every older version.
 pub const SCHEMA: Schema = Schema {
@@ -24,6 +24,7 @@ pub const SCHEMA: Schema = Schema {
         (5, include_str!("upgrade_5_to_6.sql")),
         (6, include_str!("upgrade_6_to_7.sql")),
         (7, include_str!("upgrade_7_to_8.sql")),
+        (8, include_str!("upgrade_8_to_9.sql")),
     ],
 };
 
@@ -253,7 +254,8 @@ mod tests {
         old.execute_batch(
             "INSERT INTO records SELECT id, template_id, template_version, school_id, created_by, status, record_date, heads,
                     last_seq, updated_at, author_role, CASE WHEN rowid % 2 = 0 THEN NULL ELSE score END FROM fresh.records;
-             INSERT INTO answers SELECT * FROM fresh.answers;
+             INSERT INTO answers (record_id, field, row_id, value, display, number, author, at, conflicts)
+                 SELECT record_id, field, row_id, value, display, number, author, at, conflicts FROM fresh.answers;
              INSERT INTO computed SELECT record_id, name, row_id, number, text, band FROM fresh.computed;
              DETACH DATABASE fresh;",
         )

@@ -137,7 +137,8 @@ CREATE INDEX changes_record ON changes (record_id);
 CREATE INDEX changes_school_seq ON changes (school_id, seq);
 
 -- answers: the current answers of every record (author and time per field), kept up to date in
--- the same transaction as each push, for reports that must not load documents.
+-- the same transaction as each push, for reports that must not load documents. (The device an
+-- answer was written on is in the record's document and the change log, not here.)
 CREATE TABLE answers (
     record_id TEXT NOT NULL REFERENCES records (id),
     field TEXT NOT NULL,
@@ -146,7 +147,6 @@ CREATE TABLE answers (
     display TEXT NOT NULL,
     number REAL,
     author TEXT,
-    device TEXT,
     at INTEGER,
     conflicts INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (record_id, field, row_id)

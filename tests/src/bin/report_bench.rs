@@ -46,7 +46,7 @@ const SCHOOLS: usize = 19;
 
 /// An `answers` row without its record: field, row, value, display, number, author, device, at,
 /// conflicts.
-type AnswerRow = (String, String, String, String, Option<f64>, Option<String>, Option<String>, Option<i64>, i64);
+type AnswerRow = (String, String, String, String, Option<f64>, Option<String>, Option<i64>, i64);
 /// A `computed` row without its record: name, row, number, text, band.
 type ComputedRow = (String, String, Option<f64>, String, Option<String>);
 /// A `rectifications` row without its record and school: row, index, item, owner, deadline,
@@ -87,9 +87,9 @@ fn samples(now: i64) -> Vec<Sample> {
                 .expect("record");
             projection::project(&scratch, &r, &view, false).expect("project");
             let rid = r.id().to_string();
-            let mut s = scratch.prepare("SELECT field, row_id, value, display, number, author, device, at, conflicts FROM answers WHERE record_id = ?1").expect("q");
+            let mut s = scratch.prepare("SELECT field, row_id, value, display, number, author, at, conflicts FROM answers WHERE record_id = ?1").expect("q");
             let answers = s
-                .query_map([&rid], |x| Ok((x.get(0)?, x.get(1)?, x.get(2)?, x.get(3)?, x.get(4)?, x.get(5)?, x.get(6)?, x.get(7)?, x.get(8)?)))
+                .query_map([&rid], |x| Ok((x.get(0)?, x.get(1)?, x.get(2)?, x.get(3)?, x.get(4)?, x.get(5)?, x.get(6)?, x.get(7)?)))
                 .expect("rows")
                 .collect::<Result<Vec<_>, _>>()
                 .expect("rows");
@@ -159,7 +159,7 @@ fn fill(conn: &mut Connection, n: usize, samples: &[Sample], now: i64) {
                 .expect("prep");
             let mut docs = tx.prepare("INSERT INTO documents (record_id, doc) VALUES (?1, ?2)").expect("prep");
             let mut ans = tx
-                .prepare("INSERT INTO answers (record_id, field, row_id, value, display, number, author, device, at, conflicts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
+                .prepare("INSERT INTO answers (record_id, field, row_id, value, display, number, author, at, conflicts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
                 .expect("prep");
             let mut comp = tx.prepare("INSERT INTO computed (record_id, name, row_id, number, text, band) VALUES (?1, ?2, ?3, ?4, ?5, ?6)").expect("prep");
             let mut rect = tx
@@ -189,7 +189,7 @@ fn fill(conn: &mut Connection, n: usize, samples: &[Sample], now: i64) {
                 rec.execute(params![id, template, format!("ouhai-{school:02}"), author, status, date, now, role, score, version]).expect("record");
                 docs.execute(params![id, s.doc]).expect("document");
                 for a in &s.answers {
-                    ans.execute(params![id, a.0, a.1, a.2, a.3, a.4, a.5, a.6, a.7, a.8]).expect("answer");
+                    ans.execute(params![id, a.0, a.1, a.2, a.3, a.4, a.5, a.6, a.7]).expect("answer");
                 }
                 for c in &s.computed {
                     comp.execute(params![id, c.0, c.1, c.2, c.3, c.4]).expect("computed");
