@@ -151,11 +151,6 @@ mod driver {
             Ok(enrolment)
         }
 
-        /// A client of this enrolment's server, trusting its certificate authority.
-        pub fn client(&self) -> Result<HttpSync, DriverError> {
-            HttpSync::new(&self.server_url, self.server_certificate.as_deref().map(str::as_bytes))
-        }
-
         /// Syncs `store` as this enrolment over `http` (see [`HttpSync::sync_rounds`]).
         pub async fn sync<S: StoreAccess>(
             &self,
