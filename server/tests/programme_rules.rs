@@ -301,6 +301,7 @@ fn a_store_from_before_rule_books_keeps_its_categories_and_term() {
         c.execute_batch(
             "DROP TABLE ratings; DROP INDEX records_counted; DROP INDEX records_author; ALTER TABLE devices DROP COLUMN app;
              DROP TABLE audit_log; DROP TABLE programme_rules; DROP TABLE rule_history; DROP TABLE expert_team; ALTER TABLE tasks DROP COLUMN source;
+             ALTER TABLE answers ADD COLUMN device TEXT;
              INSERT INTO programmes (id, name, term_start, term_end) VALUES ('old', '旧项目', '2026-09-01', '2027-01-31');
              INSERT INTO schools (id, programme_id, name, category) VALUES ('s1', 'old', '一校', '潜质');
              PRAGMA user_version = 5;",
